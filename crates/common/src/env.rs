@@ -1,0 +1,247 @@
+//! Settings from environment variables, each also accepted as `NAME_FILE` (Docker secrets).
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A setting that could not be read or parsed. Every variant names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("{name} and {name}_FILE are both set; set only one of them")]
+    BothSet { name: String },
+    #[error("{name}_FILE={path}: cannot read the file: {source}")]
+    ReadFile {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name}={value:?}: {reason}")]
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}
+
+impl EnvError {
+    /// An error for a value that was read but is not acceptable.
+    pub fn invalid(name: &str, value: &str, reason: impl Display) -> Self {
+        EnvError::Invalid {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Where settings come from: the process environment, or a fixed map (tests).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: Option<HashMap<String, String>>,
+}
+
+impl Env {
+    /// Read from the process environment.
+    pub fn process() -> Self {
+        Env { vars: None }
+    }
+
+    /// Read from the given pairs only (the process environment is ignored).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            vars: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn raw(&self, name: &str) -> Option<String> {
+        match &self.vars {
+            Some(map) => map.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }
+    }
+
+    /// The value of `name`, or the contents of the file named by `name_FILE` with one trailing
+    /// newline (`\n` or `\r\n`) removed. Setting both is an error.
+    pub fn get(&self, name: &str) -> Result<Option<String>, EnvError> {
+        let file_var = format!("{name}_FILE");
+        match (self.raw(name), self.raw(&file_var)) {
+            (Some(_), Some(_)) => Err(EnvError::BothSet {
+                name: name.to_owned(),
+            }),
+            (Some(v), None) => Ok(Some(v)),
+            (None, Some(path)) => {
+                let mut text =
+                    std::fs::read_to_string(&path).map_err(|source| EnvError::ReadFile {
+                        name: name.to_owned(),
+                        path: PathBuf::from(&path),
+                        source,
+                    })?;
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                Ok(Some(text))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The value of `name`, or `default` when unset.
+    pub fn string(&self, name: &str, default: &str) -> Result<String, EnvError> {
+        Ok(self.get(name)?.unwrap_or_else(|| default.to_owned()))
+    }
+
+    /// The value of `name` parsed with `FromStr`, or `default` when unset.
+    pub fn parsed<T>(&self, name: &str, default: T) -> Result<T, EnvError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.get(name)? {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| EnvError::invalid(name, &v, e)),
+        }
+    }
+
+    /// An optional path: unset or empty means `None`.
+    pub fn path(&self, name: &str) -> Result<Option<PathBuf>, EnvError> {
+        Ok(self
+            .get(name)?
+            .filter(|v| !v.trim().is_empty())
+            .map(PathBuf::from))
+    }
+
+    /// A boolean: `true/false`, `1/0`, `yes/no`, `on/off` (any case).
+    pub fn bool(&self, name: &str, default: bool) -> Result<bool, EnvError> {
+        match self.get(name)? {
+            None => Ok(default),
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(EnvError::invalid(
+                    name,
+                    &v,
+                    "expected true or false (also 1/0, yes/no, on/off)",
+                )),
+            },
+        }
+    }
+
+    /// A duration: a number with an optional unit `ms`, `s` (the default), `m` or `h`.
+    pub fn duration(&self, name: &str, default: Duration) -> Result<Duration, EnvError> {
+        match self.get(name)? {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).ok_or_else(|| {
+                EnvError::invalid(
+                    name,
+                    &v,
+                    "expected a duration such as 500ms, 10s, 5m or 1h (a bare number means seconds)",
+                )
+            }),
+        }
+    }
+
+    /// A size in bytes: a number with an optional unit `k`, `m` or `g` (powers of 1024, as nginx).
+    pub fn size(&self, name: &str, default: u64) -> Result<u64, EnvError> {
+        match self.get(name)? {
+            None => Ok(default),
+            Some(v) => parse_size(&v).ok_or_else(|| {
+                EnvError::invalid(
+                    name,
+                    &v,
+                    "expected a size such as 512, 64k, 1m or 2g (powers of 1024)",
+                )
+            }),
+        }
+    }
+}
+
+/// Parse `500ms`, `10s`, `10`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult_ms) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (t.as_str(), 1000)
+    };
+    let n: u64 = num.trim().parse().ok()?;
+    Some(Duration::from_millis(n.checked_mul(mult_ms)?))
+}
+
+/// Parse `512`, `64k`, `1m`, `2g` (case-insensitive, optional trailing `b`).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1u64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn file_variant_is_read_and_one_newline_trimmed() {
+        let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+        f.write_all(b"secret\n\n").expect("write");
+        let env = Env::from_pairs([("X_FILE", f.path().to_str().expect("utf8"))]);
+        assert_eq!(env.get("X").expect("ok").as_deref(), Some("secret\n"));
+    }
+
+    #[test]
+    fn both_set_is_an_error_naming_the_variable() {
+        let env = Env::from_pairs([("X", "a"), ("X_FILE", "/nonexistent")]);
+        let err = env.get("X").expect_err("both set");
+        assert!(err.to_string().contains("X and X_FILE"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_names_variable_and_path() {
+        let env = Env::from_pairs([("X_FILE", "/nonexistent/secret")]);
+        let err = env.get("X").expect_err("missing");
+        let msg = err.to_string();
+        assert!(msg.contains("X_FILE=/nonexistent/secret"), "{msg}");
+    }
+
+    #[test]
+    fn parses_durations_sizes_and_bools() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_size("1m"), Some(1 << 20));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("-1"), None);
+        let env = Env::from_pairs([("B", "maybe")]);
+        let err = env.bool("B", true).expect_err("bad bool");
+        assert!(err.to_string().starts_with("B=\"maybe\""), "{err}");
+    }
+}
