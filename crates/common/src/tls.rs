@@ -9,6 +9,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
+/// rcgen, for callers that need more than [`self_signed`] (custom validity, CA-signed chains).
+pub use rcgen;
+
 /// A keypair problem. Each variant names the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
