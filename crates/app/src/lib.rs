@@ -1,1 +1,97 @@
-//! placeholder
+//! containerize's app: a small HTTPS service (the Flask/Gunicorn replacement) that answers a quote
+//! and the forwarding headers it received. `main.rs` parses the config and calls [`run`].
+
+pub mod config;
+pub mod routes;
+pub mod templates;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use common::server::{self, Limits, Transport};
+use common::tls::{Keypair, TlsError};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use config::TlsSource;
+use templates::{TemplateError, Templates};
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] common::env::EnvError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("APP_TLS_CERT/APP_TLS_KEY: {0}")]
+    Tls(#[source] TlsError),
+    #[error("TLS set-up failed: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Everything validated at start-up, ready to serve.
+pub struct App {
+    templates: Templates,
+    tls: Arc<rustls::ServerConfig>,
+    limits: Limits,
+    /// SHA-256 fingerprint of the certificate served.
+    pub fingerprint: String,
+}
+
+impl App {
+    /// Load templates and TLS material; any problem is an error naming the setting.
+    pub fn new(config: &Config) -> Result<Self, AppError> {
+        let templates = Templates::load(
+            config.templates.as_deref(),
+            config.mode,
+            config.reload_debounce,
+        )?;
+        let provider = common::tls::provider();
+        let (keypair, cert_path, key_path) = match &config.tls {
+            TlsSource::Files { cert, key } => (
+                Keypair::load(cert, key).map_err(AppError::Tls)?,
+                cert.clone(),
+                key.clone(),
+            ),
+            TlsSource::SelfSigned => {
+                let ss = common::tls::self_signed(&["app", "localhost", "127.0.0.1"], 365)
+                    .map_err(AppError::Tls)?;
+                (ss.keypair, "(generated)".into(), "(generated)".into())
+            }
+        };
+        let certified = keypair
+            .certified(&provider, &cert_path, &key_path)
+            .map_err(AppError::Tls)?;
+        let fingerprint = common::tls::fingerprint(&keypair.chain[0]);
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(App {
+            templates,
+            tls: Arc::new(tls),
+            limits: Limits {
+                drain_timeout: config.drain_timeout,
+                ..Limits::default()
+            },
+            fingerprint,
+        })
+    }
+
+    /// Serve HTTPS on `listener` until `shutdown` resolves, then drain in-flight requests.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let templates = self.templates;
+        server::serve(
+            listener,
+            Transport::Tls(tokio_rustls::TlsAcceptor::from(self.tls)),
+            self.limits,
+            move |_conn| {
+                let templates = templates.clone();
+                hyper::service::service_fn(move |req| routes::handle(templates.clone(), req))
+            },
+            shutdown,
+        )
+        .await;
+    }
+}

@@ -145,7 +145,8 @@ pub async fn serve<F, S, B>(
             let _permit = permit;
             match transport {
                 Transport::Plain => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -175,7 +176,8 @@ pub async fn serve<F, S, B>(
                             return;
                         }
                     };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -204,13 +206,11 @@ async fn looks_like_tls(stream: &TcpStream) -> bool {
 
 /// Bind a TCP listener, naming `var` and the address in the error.
 pub async fn bind(var: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| BindError {
-            var: var.to_owned(),
-            addr,
-            source,
-        })
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        var: var.to_owned(),
+        addr,
+        source,
+    })
 }
 
 /// A listener that could not be opened.

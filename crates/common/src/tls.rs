@@ -202,7 +202,8 @@ impl CertInfo {
             path: path.to_owned(),
             reason,
         };
-        let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|e| parse_err(e.to_string()))?;
+        let (_, cert) =
+            X509Certificate::from_der(der.as_ref()).map_err(|e| parse_err(e.to_string()))?;
         let mut sans = Vec::new();
         if let Ok(Some(ext)) = cert.subject_alternative_name() {
             for name in &ext.value.general_names {
@@ -211,10 +212,10 @@ impl CertInfo {
                     GeneralName::IPAddress(ip) => sans.push(match ip.len() {
                         4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*ip).unwrap_or_default())
                             .to_string(),
-                        16 => std::net::Ipv6Addr::from(
-                            <[u8; 16]>::try_from(*ip).unwrap_or_default(),
-                        )
-                        .to_string(),
+                        16 => {
+                            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*ip).unwrap_or_default())
+                                .to_string()
+                        }
                         _ => format!("{ip:?}"),
                     }),
                     other => sans.push(other.to_string()),
