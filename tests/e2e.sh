@@ -1,0 +1,387 @@
+#!/usr/bin/env bash
+# End-to-end test of the product: static binaries -> images (offline targets) -> compose up ->
+# checks against the real engine -> teardown.
+#
+#   bash tests/e2e.sh
+#
+# Runs on non-default host ports (E2E_HTTP_PORT=18080, E2E_HTTPS_PORT=18443) under its own
+# compose project name, with the repository's docker-compose.yml unchanged but a throw-away
+# project directory (--project-directory): a copy of conf/app/templates and conf/proxy, an
+# empty conf/tls and logs. The repository's conf/tls keypair, templates and logs are never
+# touched. Always tears down with `down -v`; prints `logs` when a check fails.
+#
+# Environment: E2E_HTTP_PORT, E2E_HTTPS_PORT, E2E_KEEP=1 (keep the work dir), E2E_SKIP_BUILD=1
+# (reuse containerize-{app,proxy}:e2e images already built).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT" || exit 1
+
+HTTP_PORT="${E2E_HTTP_PORT:-18080}"
+HTTPS_PORT="${E2E_HTTPS_PORT:-18443}"
+PROJECT="containerize-e2e-$$"
+TAG=e2e
+EXPECT_UID=1000
+EXPECT_GID=1000
+MAX_IMAGE_BYTES=10000000   # 10 MB
+HTTPS_URL="https://localhost:$HTTPS_PORT"
+
+passed=0
+failed=0
+failures=()
+T0=$(date +%s)
+
+c_red=""; c_green=""; c_off=""
+if [ -t 1 ]; then c_red=$'\e[31m'; c_green=$'\e[32m'; c_off=$'\e[0m'; fi
+pass() { passed=$((passed + 1)); echo "${c_green}PASS${c_off} $*"; }
+fail() { failed=$((failed + 1)); failures+=("$*"); echo "${c_red}FAIL${c_off} $*"; }
+info() { echo "     $*"; }
+step() { echo; echo "==> $*"; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+# ---- engine and compose ---------------------------------------------------------------------
+step "Docker engine"
+if ! bash "$ROOT/tests/ensure-docker.sh"; then
+    echo "e2e: FATAL: no Docker engine (see above); not skipping" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+if command -v docker-compose >/dev/null 2>&1; then
+    COMPOSE=(docker-compose)
+else
+    COMPOSE=(docker compose)
+fi
+info "engine $(docker version --format '{{.Server.Version}}' 2>/dev/null), compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || true))"
+
+# ---- work dir: a throw-away project directory -----------------------------------------------
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/containerize-e2e.XXXXXX")"
+mkdir -p "$WORK/conf/app" "$WORK/conf/tls" "$WORK/logs"
+cp -R "$ROOT/conf/app/templates" "$WORK/conf/app/templates"
+cp -R "$ROOT/conf/proxy" "$WORK/conf/proxy"
+chmod -R a+rX "$WORK"
+# The containers run as 1000:1000 and must write conf/tls (first-start generation) and logs.
+if [ "$(id -u)" = 0 ]; then
+    chown "$EXPECT_UID:$EXPECT_GID" "$WORK/conf/tls" "$WORK/logs"
+elif [ "$(id -u)" != "$EXPECT_UID" ]; then
+    chmod 0777 "$WORK/conf/tls" "$WORK/logs"
+fi
+
+# Compose: the repository's file, the work dir as project directory (relative volumes resolve
+# there; no .env is read from the repository), the test's ports and image tag.
+export HTTP_PORT HTTPS_PORT IMAGE_TAG="$TAG"
+unset CONTAINER_UID CONTAINER_GID COMPOSE_FILE COMPOSE_PROJECT_NAME
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" --project-directory "$WORK" "$@"; }
+cid() { compose ps -a -q "$1" 2>/dev/null | head -n1; }
+
+started=0
+teardown() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ "$started" = 1 ]; then
+        if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then
+            step "docker-compose logs (a check failed)"
+            compose logs --no-color --timestamps 2>&1 | tail -n 400
+        fi
+        step "teardown: down -v"
+        compose down -v --remove-orphans --timeout 10 2>&1 | sed 's/^/     /'
+    fi
+    if [ "${E2E_KEEP:-0}" = 1 ]; then
+        info "work dir kept: $WORK"
+    else
+        rm -rf "$WORK" 2>/dev/null || info "could not remove $WORK (files owned by uid $EXPECT_UID)"
+    fi
+    echo
+    echo "e2e: $passed passed, $failed failed ($(( $(date +%s) - T0 )) s)"
+    for f in "${failures[@]}"; do echo "  failed: $f"; done
+    if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then exit 1; fi
+    exit 0
+}
+trap teardown EXIT
+trap 'echo "e2e: interrupted" >&2; failed=$((failed + 1)); exit 1' INT TERM
+
+# ---- helpers --------------------------------------------------------------------------------
+# curl that never hangs; -k because the certificate is self-signed.
+ck() { curl -sk --max-time 5 "$@"; }
+# wait_for SECONDS COMMAND...: poll every 0.1 s until COMMAND succeeds.
+wait_for() {
+    local limit="$1"; shift
+    local deadline; deadline=$(awk -v n="$(now)" -v l="$limit" 'BEGIN { printf "%.3f", n + l }')
+    while :; do
+        "$@" && return 0
+        awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }' && return 1
+        sleep 0.1
+    done
+}
+status_is() { [ "$(ck -o /dev/null -w '%{http_code}' "$HTTPS_URL/")" = "$1" ]; }
+healthy() { [ "$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$(cid "$1")" 2>/dev/null)" = healthy ]; }
+both_healthy() { healthy app && healthy proxy; }
+served_fingerprint() {
+    openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername localhost </dev/null 2>/dev/null \
+        | openssl x509 -noout -fingerprint -sha256 2>/dev/null | sed 's/.*=//'
+}
+file_fingerprint() { openssl x509 -in "$1" -noout -fingerprint -sha256 2>/dev/null | sed 's/.*=//'; }
+body_has() { ck "$HTTPS_URL/" | grep -qF -- "$1"; }
+body_lacks() { ! ck "$HTTPS_URL/" | grep -qF -- "$1"; }
+
+# ---- 1. static binaries and images (offline targets) ----------------------------------------
+step "static binaries + images (docker/build.sh all --prebuilt)"
+if [ "${E2E_SKIP_BUILD:-0}" = 1 ]; then
+    info "E2E_SKIP_BUILD=1: reusing containerize-app:$TAG and containerize-proxy:$TAG"
+elif bash "$ROOT/docker/build.sh" all --prebuilt --tag "$TAG"; then
+    pass "images built from host binaries with the offline targets"
+else
+    fail "docker/build.sh all --prebuilt"
+    exit 1
+fi
+
+step "images"
+for s in app proxy; do
+    img="containerize-$s:$TAG"
+    if ! docker image inspect "$img" >/dev/null 2>&1; then fail "$img exists"; continue; fi
+    bytes=$(docker image inspect -f '{{.Size}}' "$img")
+    mb=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1000000 }')
+    if [ "$bytes" -le "$MAX_IMAGE_BYTES" ]; then pass "$img is $mb MB (<= 10 MB)"; else fail "$img is $mb MB (> 10 MB)"; fi
+    user=$(docker image inspect -f '{{.Config.User}}' "$img")
+    hc=$(docker image inspect -f '{{if .Config.Healthcheck}}{{join .Config.Healthcheck.Test " "}}{{end}}' "$img")
+    envs=$(docker image inspect -f '{{range .Config.Env}}{{.}} {{end}}' "$img" | grep -v '^PATH=[^ ]* $' | sed 's/ $//')
+    layers=$(docker image inspect -f '{{len .RootFS.Layers}}' "$img")
+    title=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.title"}}' "$img")
+    if [ "$user" = "$EXPECT_UID:$EXPECT_GID" ] && [ "$hc" = "CMD /$s healthcheck" ] && [ -z "$envs" ] \
+        && [ "$layers" = 1 ] && [ "$title" = "containerize-$s" ]; then
+        pass "$img: USER $user, HEALTHCHECK '$hc', one layer, OCI labels, no ENV"
+    else
+        fail "$img metadata: USER '$user', HEALTHCHECK '$hc', layers $layers, title '$title', env '$envs'"
+    fi
+done
+
+# ---- 2. up ----------------------------------------------------------------------------------
+step "compose up -d (project $PROJECT, ports $HTTP_PORT/$HTTPS_PORT, work dir $WORK)"
+busy=$(ss -Hltn "( sport = :$HTTP_PORT or sport = :$HTTPS_PORT )" 2>/dev/null)
+if [ -n "$busy" ]; then
+    fail "host ports $HTTP_PORT/$HTTPS_PORT are already in use (set E2E_HTTP_PORT/E2E_HTTPS_PORT): $busy"
+    exit 1
+fi
+started=1
+t_up=$(now)
+if ! compose up -d 2>&1 | sed 's/^/     /'; then
+    fail "compose up -d"
+    exit 1
+fi
+if wait_for 60 status_is 200; then
+    t_200=$(now)
+    pass "first 200 from $HTTPS_URL/ $(elapsed "$t_up" "$t_200") s after 'up -d' was started"
+else
+    fail "no 200 from $HTTPS_URL/ within 60 s of 'up -d'"
+fi
+if wait_for 60 both_healthy; then
+    pass "both containers healthy $(elapsed "$t_up" "$(now)") s after 'up -d'"
+else
+    fail "containers not healthy within 60 s: app=$(docker inspect -f '{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$(cid app)" 2>/dev/null) proxy=$(docker inspect -f '{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$(cid proxy)" 2>/dev/null)"
+fi
+APP_CID=$(cid app)
+PROXY_CID=$(cid proxy)
+
+# ---- 3. the answer --------------------------------------------------------------------------
+step "HTTPS answer"
+ipv4='([0-9]{1,3}\.){3}[0-9]{1,3}'
+code=$(ck -o "$WORK/body" -w '%{http_code}' "$HTTPS_URL/")
+body=$(cat "$WORK/body" 2>/dev/null)
+sed 's/^/     | /' "$WORK/body" 2>/dev/null
+quote=$(printf '%s\n' "$body" | head -n1)
+if [ "$code" = 200 ] \
+    && [ -n "$quote" ] && ! printf '%s' "$quote" | grep -q '^X-' \
+    && printf '%s\n' "$body" | grep -Eq "^X-Forwarded-For: $ipv4\$" \
+    && printf '%s\n' "$body" | grep -Eq "^X-Real-IP: $ipv4\$" \
+    && printf '%s\n' "$body" | grep -Eq '^X-Forwarded-Proto: https$'; then
+    pass "GET $HTTPS_URL/ -> 200, a quote and X-Forwarded-For/X-Real-IP (IPv4), X-Forwarded-Proto: https"
+else
+    fail "GET $HTTPS_URL/ -> $code with an unexpected body"
+fi
+
+step "HTTP -> HTTPS"
+redirect=$(ck -o /dev/null -w '%{http_code} %{redirect_url}' "http://localhost:$HTTP_PORT/some/path?x=1")
+if [ "$redirect" = "301 https://localhost:$HTTPS_PORT/some/path?x=1" ]; then
+    pass "GET http://localhost:$HTTP_PORT/some/path?x=1 -> $redirect"
+else
+    fail "GET http://localhost:$HTTP_PORT/some/path?x=1 -> '$redirect' (want 301 to https://localhost:$HTTPS_PORT/some/path?x=1)"
+fi
+
+# ---- 4. the app is not reachable from the host ----------------------------------------------
+step "app port 8000 stays internal"
+ports_json=$(docker inspect -f '{{json .NetworkSettings.Ports}}' "$APP_CID" 2>/dev/null)
+bindings=$(docker inspect -f '{{json .HostConfig.PortBindings}}' "$APP_CID" 2>/dev/null)
+published=$(compose port app 8000 2>/dev/null | grep -E ':[0-9]+$' || true)
+if [ "$ports_json" = '{"8000/tcp":null}' ] && { [ "$bindings" = '{}' ] || [ "$bindings" = 'null' ]; } && [ -z "$published" ]; then
+    pass "compose publishes no port for app (exposed only: $ports_json)"
+else
+    fail "app port bindings: ports=$ports_json bindings=$bindings published='$published'"
+fi
+listeners=$(ss -Hltnp 'sport = :8000' 2>/dev/null)
+if [ -z "$listeners" ]; then
+    pass "nothing listens on the host's port 8000"
+elif printf '%s' "$listeners" | grep -q docker; then
+    fail "docker listens on the host's port 8000: $listeners"
+elif ck "https://localhost:8000/" 2>/dev/null | grep -qF -- "$quote"; then
+    fail "the host's port 8000 answers with the app's quote: $listeners"
+else
+    pass "no container listens on the host's port 8000 (an unrelated host process does: $(printf '%s' "$listeners" | awk '{print $NF}' | head -n1))"
+fi
+
+# ---- 5. users -------------------------------------------------------------------------------
+step "container users (from /proc, not from the image)"
+for s in app proxy; do
+    c=$(cid "$s")
+    pid=$(docker inspect -f '{{.State.Pid}}' "$c" 2>/dev/null)
+    uids=$(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$pid/status" 2>/dev/null)
+    gids=$(awk '/^Gid:/ { print $2, $3, $4, $5 }' "/proc/$pid/status" 2>/dev/null)
+    groups=$(awk '/^Groups:/ { $1 = ""; print }' "/proc/$pid/status" 2>/dev/null | xargs)
+    capeff=$(awk '/^CapEff:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+    nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+    want_u="$EXPECT_UID $EXPECT_UID $EXPECT_UID $EXPECT_UID"
+    want_g="$EXPECT_GID $EXPECT_GID $EXPECT_GID $EXPECT_GID"
+    if [ "$uids" = "$want_u" ] && [ "$gids" = "$want_g" ] && [ -z "$groups" ]; then
+        pass "$s (pid $pid) runs as uid $EXPECT_UID gid $EXPECT_GID, no supplementary groups"
+    else
+        fail "$s (pid $pid): Uid '$uids' Gid '$gids' Groups '$groups'"
+    fi
+    ro=$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$c")
+    if [ "$capeff" = 0000000000000000 ] && [ "$nnp" = 1 ] && [ "$ro" = true ]; then
+        pass "$s: no effective capabilities, no_new_privs, read-only root filesystem"
+    else
+        fail "$s: CapEff=$capeff NoNewPrivs=$nnp ReadonlyRootfs=$ro"
+    fi
+done
+
+# ---- 6. the certificate is the one in conf/tls ----------------------------------------------
+step "TLS certificate"
+crt="$WORK/conf/tls/localhost.crt"
+key="$WORK/conf/tls/localhost.key"
+served=$(served_fingerprint)
+if [ -f "$crt" ] && [ -f "$key" ]; then
+    pass "a keypair was generated in conf/tls on first start ($(stat -c '%U:%G %a' "$key") key)"
+    ondisk=$(file_fingerprint "$crt")
+    if [ -n "$served" ] && [ "$served" = "$ondisk" ]; then
+        pass "the served certificate is conf/tls/localhost.crt (sha256 $served)"
+    else
+        fail "served certificate '$served' != conf/tls/localhost.crt '$ondisk'"
+    fi
+else
+    fail "no keypair in conf/tls after the first start: $(ls -la "$WORK/conf/tls" | tr '\n' ' ')"
+fi
+cert_cmd=$(docker exec "$PROXY_CID" /proxy cert 2>&1)
+if printf '%s' "$cert_cmd" | tr -d ':' | grep -qiF -- "$(printf '%s' "$served" | tr -d ':')" && [ -n "$served" ]; then
+    pass "'proxy cert' inside the container reports the same fingerprint"
+else
+    fail "'proxy cert' does not report the served fingerprint $served: $(printf '%s' "$cert_cmd" | head -n 5 | tr '\n' ' ')"
+fi
+
+# ---- 7. template edits are served within 1 s ------------------------------------------------
+step "template edit on the host"
+tpl=$(grep -rlF -- "$quote" "$WORK/conf/app/templates" 2>/dev/null | head -n1)
+if [ -z "$quote" ] || [ -z "$tpl" ]; then
+    fail "no template under conf/app/templates contains the served quote '$quote'"
+else
+    info "template: ${tpl#"$WORK/"}"
+    cp -p "$tpl" "$WORK/template.orig"
+    marker="e2e edit $$ $(date +%s%N)"
+    # (a) an editor-style save: write a new file and rename it over the old one
+    awk -v q="$quote" -v m="$marker" '{ if ($0 == q) print m; else print }' "$tpl" > "$tpl.e2e-new"
+    chmod --reference="$tpl" "$tpl.e2e-new"
+    t_edit=$(now); mv -f "$tpl.e2e-new" "$tpl"
+    if wait_for 1 body_has "$marker"; then
+        pass "rename-replace edit served after $(elapsed "$t_edit" "$(now)") s (<= 1 s)"
+    else
+        fail "rename-replace edit not served within 1 s (answer: $(ck "$HTTPS_URL/" | head -n1))"
+    fi
+    # (b) an in-place write restoring the original
+    t_edit=$(now); cat "$WORK/template.orig" > "$tpl"
+    if wait_for 1 body_has "$quote" && body_lacks "$marker"; then
+        pass "in-place edit served after $(elapsed "$t_edit" "$(now)") s (<= 1 s)"
+    else
+        fail "in-place edit not served within 1 s (answer: $(ck "$HTTPS_URL/" | head -n1))"
+    fi
+fi
+
+# ---- 8. a new keypair after `restart proxy` -------------------------------------------------
+step "keypair replacement + restart proxy"
+old_fp="$served"
+tmpkey="$WORK/new.key"; tmpcrt="$WORK/new.crt"
+if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
+        -keyout "$tmpkey" -out "$tmpcrt" >/dev/null 2>&1; then
+    chmod 0644 "$tmpcrt"; chmod 0600 "$tmpkey"
+    [ "$(id -u)" = 0 ] && chown "$EXPECT_UID:$EXPECT_GID" "$tmpkey" "$tmpcrt"
+    [ "$(id -u)" != 0 ] && [ "$(id -u)" != "$EXPECT_UID" ] && chmod 0644 "$tmpkey"
+    new_fp=$(file_fingerprint "$tmpcrt")
+    mv -f "$tmpkey" "$key"; mv -f "$tmpcrt" "$crt"
+    compose restart proxy 2>&1 | sed 's/^/     /'
+    if wait_for 30 status_is 200 && [ "$(served_fingerprint)" = "$new_fp" ]; then
+        pass "after 'restart proxy' the new certificate is served (sha256 $new_fp)"
+    else
+        fail "after 'restart proxy' served '$(served_fingerprint)', want the new '$new_fp' (old '$old_fp')"
+    fi
+    wait_for 30 healthy proxy || fail "proxy not healthy again after restart"
+else
+    fail "openssl could not generate a test keypair"
+fi
+
+# ---- 9. app down -> 502; app recreated -> served again without touching the proxy -----------
+step "app stopped -> 502, recreated -> 200 without restarting the proxy"
+PROXY_CID=$(cid proxy)
+proxy_started=$(docker inspect -f '{{.State.StartedAt}}' "$PROXY_CID")
+compose stop app 2>&1 | sed 's/^/     /'
+code=$(ck -o "$WORK/err.html" -w '%{http_code}' -H 'Accept: text/html' "$HTTPS_URL/")
+if [ "$code" = 502 ]; then
+    if grep -qi '<html' "$WORK/err.html"; then
+        pass "app stopped: GET / -> 502 with the HTML error page"
+    else
+        pass "app stopped: GET / -> 502"
+        info "(the body is not HTML: $(head -c 120 "$WORK/err.html"))"
+    fi
+else
+    fail "app stopped: GET / -> $code (want 502)"
+fi
+old_app="$APP_CID"
+compose up -d --force-recreate app 2>&1 | sed 's/^/     /'
+APP_CID=$(cid app)
+if wait_for 60 status_is 200; then
+    pass "app recreated ($(printf '%.12s' "$old_app") -> $(printf '%.12s' "$APP_CID")): 200 again"
+else
+    fail "app recreated: no 200 within 60 s (status $(ck -o /dev/null -w '%{http_code}' "$HTTPS_URL/"))"
+fi
+if [ "$(cid proxy)" = "$PROXY_CID" ] && [ "$(docker inspect -f '{{.State.StartedAt}}' "$PROXY_CID")" = "$proxy_started" ] \
+    && [ "$(docker inspect -f '{{.RestartCount}}' "$PROXY_CID")" = 0 ]; then
+    pass "the proxy was neither recreated nor restarted (started $proxy_started)"
+else
+    fail "the proxy was recreated or restarted"
+fi
+
+# ---- 10. logs -------------------------------------------------------------------------------
+step "logs"
+ls -la "$WORK/logs" | sed 's/^/     /'
+dated=$(find "$WORK/logs" -mindepth 1 -maxdepth 1 -type d -name '[0-9]*' | wc -l)
+if [ "$dated" -ge 2 ]; then
+    pass "LOG_RETENTION: $dated dated log folders (one per proxy start)"
+else
+    fail "LOG_RETENTION: $dated dated log folder(s) after two proxy starts (want >= 2)"
+fi
+if [ -L "$WORK/logs/latest" ]; then
+    pass "logs/latest -> $(readlink "$WORK/logs/latest")"
+else
+    fail "no logs/latest symlink"
+fi
+access=$(grep -rhE '"GET /[^"]* HTTP/[0-9.]+" [0-9]{3} ' "$WORK/logs" 2>/dev/null | wc -l)
+if [ "$access" -gt 0 ]; then
+    pass "$access access log lines in combined format, e.g.:"
+    grep -rhE '"GET /[^"]* HTTP/[0-9.]+" [0-9]{3} ' "$WORK/logs" | tail -n 1 | sed 's/^/     | /'
+else
+    fail "no access log lines under logs/: $(find "$WORK/logs" -type f | tr '\n' ' ')"
+fi
+
+step "image sizes"
+for s in app proxy; do
+    docker image inspect -f '{{.Size}}' "containerize-$s:$TAG" 2>/dev/null \
+        | awk -v i="containerize-$s:$TAG" '{ printf "     %-24s %6.2f MB (%d bytes)\n", i, $1 / 1000000, $1 }'
+done
+# teardown() prints the summary and sets the exit code
