@@ -171,7 +171,6 @@ fn json(status: StatusCode, request_id: &str) -> String {
     };
     // Serialising plain strings and a number cannot fail; fall back to a fixed shape anyway.
     serde_json::to_string(&body).unwrap_or_else(|_| format!("{{\"status\":{}}}", status.as_u16()))
-        + "\n"
 }
 
 fn plain(status: StatusCode, request_id: &str) -> String {
@@ -227,8 +226,12 @@ pub fn explanation(status: StatusCode) -> &'static str {
         503 => "The service is temporarily unavailable; please try again in a moment.",
         504 => "The service behind this proxy did not answer in time.",
         505 => "The server does not support the HTTP version of the request.",
-        400..=499 => "The request could not be completed because of a problem with the request.",
-        500..=599 => "The server ran into a problem and could not complete the request.",
+        _ if status.is_client_error() => {
+            "The request could not be completed because of a problem with the request."
+        }
+        _ if status.is_server_error() => {
+            "The server ran into a problem and could not complete the request."
+        }
         _ => "The request could not be completed.",
     }
 }

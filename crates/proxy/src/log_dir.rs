@@ -1,2 +1,600 @@
-//! The log folder: dated folders with LOG_RETENTION, `latest` symlink, reopen and flush (STUB —
-//! owned by the error-page/logs work).
+//! The log folder: `access.log` and `error.log` directly in `PROXY_LOG_DIR` (truncated at start)
+//! or, with `LOG_RETENTION`, in a new dated folder per start behind a `latest` symlink; one writer
+//! thread with a bounded queue, SIGUSR1 reopen and a flush that loses no line at shutdown.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use tracing::Subscriber;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::access_log::{self, AccessEntry, AccessLog};
+
+/// Entries (access lines and error lines together) that may wait for the writer; beyond this
+/// they are dropped and counted rather than blocking a request.
+pub const QUEUE_CAPACITY: usize = 4096;
+/// Messages the writer handles before it flushes its buffers even under constant load.
+const BATCH: usize = 512;
+
+/// Where and how the proxy logs.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `PROXY_LOG_DIR` (default `/var/log/proxy`).
+    pub dir: PathBuf,
+    /// `LOG_RETENTION`: a dated folder per start (true) or truncated files in `dir` (false).
+    pub retention: bool,
+    /// `PROXY_ACCESS_LOG_FORMAT`.
+    pub format: access_log::Format,
+}
+
+/// The log folder cannot be used; the proxy does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LogDirError {
+    #[error(
+        "PROXY_LOG_DIR={}: the folder does not exist. Create it and make it writable for uid \
+         {uid}, gid {gid} (the user the proxy runs as), e.g. on the host: \
+         `mkdir -p ./logs && sudo chown {uid}:{gid} ./logs`", path.display()
+    )]
+    Missing { path: PathBuf, uid: u32, gid: u32 },
+    #[error("PROXY_LOG_DIR={}: not a folder", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error(
+        "PROXY_LOG_DIR={}: cannot write {} as uid {uid}, gid {gid}: {source}. The folder must \
+         be writable by the user the proxy runs as: on the host, give the mounted folder to the \
+         image's UID/GID build args, e.g. `sudo chown {uid}:{gid} ./logs`, or rebuild the image \
+         with --build-arg UID=$(id -u) --build-arg GID=$(id -g)",
+        dir.display(), path.display()
+    )]
+    NotWritable {
+        dir: PathBuf,
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("PROXY_LOG_DIR={}: cannot point the `latest` symlink at the new folder: {source}", path.display())]
+    Latest {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start the log writer thread: {source}")]
+    Thread {
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What the writer thread receives.
+pub(crate) enum Msg {
+    Access(Box<AccessEntry>),
+    /// A complete error.log line without its newline.
+    Error(String),
+    /// Write out everything queued before this message, then answer.
+    Flush(mpsc::Sender<io::Result<()>>),
+    /// Reopen both files by path (after logrotate moved them), then answer.
+    Reopen(mpsc::Sender<io::Result<()>>),
+    /// Flush and end the thread.
+    Stop,
+}
+
+/// A sender into the writer's queue with its own drop counter.
+#[derive(Debug, Clone)]
+pub(crate) struct Sink {
+    pub(crate) tx: SyncSender<Msg>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Sink {
+    pub(crate) fn count_drop(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The open log files. Cheap to clone; the writer stops when [`Logs::shutdown`] runs or the last
+/// clone is dropped (both flush first).
+#[derive(Debug, Clone)]
+pub struct Logs {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    access: Sink,
+    error: Sink,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        stop(&self.access.tx, &self.thread);
+    }
+}
+
+fn stop(tx: &SyncSender<Msg>, thread: &Mutex<Option<JoinHandle<()>>>) {
+    let handle = thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(handle) = handle {
+        let _ = tx.send(Msg::Stop);
+        let _ = handle.join();
+    }
+}
+
+fn ids() -> (u32, u32) {
+    (
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw(),
+    )
+}
+
+fn not_writable(dir: &Path, path: &Path, source: io::Error) -> LogDirError {
+    let (uid, gid) = ids();
+    LogDirError::NotWritable {
+        dir: dir.to_path_buf(),
+        path: path.to_path_buf(),
+        uid,
+        gid,
+        source,
+    }
+}
+
+const FOLDER_NAME: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]-[minute]-[second]Z");
+
+/// The folder name for a start at `now`: `2026-11-29T13-47-02Z` (UTC).
+pub fn folder_name(now: time::OffsetDateTime) -> String {
+    now.to_offset(time::UtcOffset::UTC)
+        .format(FOLDER_NAME)
+        .unwrap_or_else(|_| "start".to_owned())
+}
+
+/// Create `<dir>/<name>`, or `<name>-1`, `<name>-2`, … if an earlier start took it.
+fn create_dated(dir: &Path, now: time::OffsetDateTime) -> Result<PathBuf, LogDirError> {
+    let base = folder_name(now);
+    let mut n = 0u32;
+    loop {
+        let name = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let path = dir.join(&name);
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 10_000 => n += 1,
+            Err(e) => return Err(not_writable(dir, &path, e)),
+        }
+    }
+}
+
+/// Point `<dir>/latest` at `target` (a relative name) atomically: a new symlink renamed over it.
+fn point_latest(dir: &Path, target: &Path) -> Result<(), LogDirError> {
+    let latest = dir.join("latest");
+    let tmp = dir.join(format!(".latest.{}.tmp", std::process::id()));
+    let err = |source| LogDirError::Latest {
+        path: latest.clone(),
+        source,
+    };
+    let name = target.file_name().map(PathBuf::from).unwrap_or_default();
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&name, &tmp).map_err(err)?;
+    std::fs::rename(&tmp, &latest).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+/// Open a log file for appending (truncated first when `truncate`).
+fn open_file(path: &Path, truncate: bool) -> io::Result<File> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    if truncate {
+        file.set_len(0)?;
+    }
+    Ok(file)
+}
+
+impl Logs {
+    /// Prepare the folder, open both files and start the writer thread.
+    pub fn open(cfg: &LogConfig) -> Result<Logs, LogDirError> {
+        Self::open_at(cfg, time::OffsetDateTime::now_utc(), QUEUE_CAPACITY)
+    }
+
+    /// [`Logs::open`] with a fixed start time (names the dated folder) and queue capacity.
+    pub fn open_at(
+        cfg: &LogConfig,
+        now: time::OffsetDateTime,
+        capacity: usize,
+    ) -> Result<Logs, LogDirError> {
+        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        let (logs, writer) = Self::prepare(cfg, now, tx)?;
+        let handle = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| LogDirError::Thread { source })?;
+        *logs
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        Ok(logs)
+    }
+
+    /// Everything but the thread: folder, files, senders.
+    fn prepare(
+        cfg: &LogConfig,
+        now: time::OffsetDateTime,
+        tx: SyncSender<Msg>,
+    ) -> Result<(Logs, Writer), LogDirError> {
+        match std::fs::metadata(&cfg.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let (uid, gid) = ids();
+                return Err(LogDirError::Missing {
+                    path: cfg.dir.clone(),
+                    uid,
+                    gid,
+                });
+            }
+            Err(e) => return Err(not_writable(&cfg.dir, &cfg.dir, e)),
+            Ok(m) if !m.is_dir() => {
+                return Err(LogDirError::NotADirectory {
+                    path: cfg.dir.clone(),
+                });
+            }
+            Ok(_) => {}
+        }
+        let dir = if cfg.retention {
+            create_dated(&cfg.dir, now)?
+        } else {
+            cfg.dir.clone()
+        };
+        let access_path = dir.join("access.log");
+        let error_path = dir.join("error.log");
+        let access_file = open_file(&access_path, !cfg.retention)
+            .map_err(|e| not_writable(&cfg.dir, &access_path, e))?;
+        let error_file = open_file(&error_path, !cfg.retention)
+            .map_err(|e| not_writable(&cfg.dir, &error_path, e))?;
+        if cfg.retention {
+            point_latest(&cfg.dir, &dir)?;
+        }
+        let access = Sink {
+            tx: tx.clone(),
+            dropped: Arc::default(),
+        };
+        let error = Sink {
+            tx,
+            dropped: Arc::default(),
+        };
+        let writer = Writer {
+            format: cfg.format,
+            access_path,
+            error_path,
+            access: BufWriter::with_capacity(64 * 1024, access_file),
+            error: BufWriter::new(error_file),
+            access_dropped: access.dropped.clone(),
+            error_dropped: error.dropped.clone(),
+            failing: false,
+        };
+        let inner = Inner {
+            dir,
+            access,
+            error,
+            thread: Mutex::new(None),
+        };
+        Ok((
+            Logs {
+                inner: Arc::new(inner),
+            },
+            writer,
+        ))
+    }
+
+    /// The handle the request handler logs through.
+    pub fn access(&self) -> AccessLog {
+        AccessLog::new(self.inner.access.clone())
+    }
+
+    /// The folder actually written: `PROXY_LOG_DIR` itself, or this start's dated folder.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// `<dir>/access.log`.
+    pub fn access_path(&self) -> PathBuf {
+        self.inner.dir.join("access.log")
+    }
+
+    /// `<dir>/error.log`.
+    pub fn error_path(&self) -> PathBuf {
+        self.inner.dir.join("error.log")
+    }
+
+    /// A tracing layer writing WARN and ERROR events to error.log (add it to a
+    /// `tracing_subscriber::registry()` next to the stdout fmt layer).
+    pub fn error_layer<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        crate::error_log::layer(self.inner.error.clone())
+    }
+
+    /// Install the global subscriber: compact lines on stdout filtered by `filter` (an
+    /// `EnvFilter` directive read from the setting `var`), plus error.log for WARN and above.
+    pub fn init_tracing(&self, var: &str, filter: &str) -> Result<(), String> {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::{EnvFilter, Layer};
+        let env_filter =
+            EnvFilter::try_new(filter).map_err(|e| format!("{var}={filter:?}: {e}"))?;
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_filter(env_filter),
+            )
+            .with(self.error_layer())
+            .try_init()
+            .map_err(|e| format!("cannot install the logger: {e}"))
+    }
+
+    fn request(&self, make: fn(mpsc::Sender<io::Result<()>>) -> Msg) -> io::Result<()> {
+        let (ack_tx, ack_rx) = mpsc::channel();
+        let gone = || io::Error::other("the log writer has stopped");
+        self.inner
+            .access
+            .tx
+            .send(make(ack_tx))
+            .map_err(|_| gone())?;
+        ack_rx.recv().map_err(|_| gone())?
+    }
+
+    /// Reopen both files by path (logrotate's `postrotate kill -USR1`). Blocks until done; on
+    /// failure the old files stay in use.
+    pub fn reopen(&self) -> io::Result<()> {
+        self.request(Msg::Reopen)
+    }
+
+    /// Write every line queued so far to disk (flushed and synced). Blocks until done.
+    pub fn flush(&self) -> io::Result<()> {
+        self.request(Msg::Flush)
+    }
+
+    /// Flush everything and stop the writer; lines logged afterwards go to stdout only. Call it
+    /// once the servers have drained.
+    pub async fn shutdown(&self) -> io::Result<()> {
+        let logs = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let res = logs.flush();
+            stop(&logs.inner.access.tx, &logs.inner.thread);
+            res
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// On SIGUSR1 reopen the files, until `shutdown` is cancelled. The signal is hooked before
+    /// this returns. Must be called inside a tokio runtime.
+    pub fn spawn_signal_handler(&self, shutdown: tokio_util::sync::CancellationToken) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut usr1 = match signal(SignalKind::user_defined1()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGUSR1; log files cannot be reopened");
+                return;
+            }
+        };
+        let logs = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    got = usr1.recv() => if got.is_none() { break },
+                }
+                let l = logs.clone();
+                match tokio::task::spawn_blocking(move || l.reopen()).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(dir = %logs.dir().display(), "SIGUSR1: log files reopened")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(dir = %logs.dir().display(), error = %e, "SIGUSR1: cannot reopen the log files; still writing the old ones")
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGUSR1: log reopen task failed"),
+                }
+            }
+        });
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    format: access_log::Format,
+    access_path: PathBuf,
+    error_path: PathBuf,
+    access: BufWriter<File>,
+    error: BufWriter<File>,
+    access_dropped: Arc<AtomicU64>,
+    error_dropped: Arc<AtomicU64>,
+    /// A write failed and was reported on stderr; report again only after a success.
+    failing: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        while let Ok(first) = rx.recv() {
+            let mut stop = self.handle(first);
+            let mut handled = 1;
+            while !stop && handled < BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => stop = self.handle(msg),
+                    Err(_) => break,
+                }
+                handled += 1;
+            }
+            self.report_drops();
+            let res = self.flush();
+            self.check(res);
+            if stop {
+                break;
+            }
+        }
+    }
+
+    /// Handle one message; true when the thread should end.
+    fn handle(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Access(entry) => {
+                let mut line = access_log::format_line(self.format, &entry);
+                line.push('\n');
+                let res = self.access.write_all(line.as_bytes());
+                self.check(res);
+            }
+            Msg::Error(mut line) => {
+                line.push('\n');
+                let res = self.error.write_all(line.as_bytes());
+                self.check(res);
+            }
+            Msg::Flush(ack) => {
+                self.report_drops();
+                let _ = ack.send(self.flush().and_then(|()| self.sync()));
+            }
+            Msg::Reopen(ack) => {
+                self.report_drops();
+                let _ = ack.send(self.reopen());
+            }
+            Msg::Stop => {
+                self.report_drops();
+                let res = self.flush().and_then(|()| self.sync());
+                self.check(res);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let a = self.access.flush();
+        let e = self.error.flush();
+        a.and(e)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let a = self.access.get_ref().sync_data();
+        let e = self.error.get_ref().sync_data();
+        a.and(e)
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        let flushed = self.flush();
+        let access = open_file(&self.access_path, false)?;
+        let error = open_file(&self.error_path, false)?;
+        // Anything the old buffers could not write is lost with the moved files; say so.
+        flushed?;
+        self.access = BufWriter::with_capacity(64 * 1024, access);
+        self.error = BufWriter::new(error);
+        Ok(())
+    }
+
+    /// Write (and echo to stderr) how many lines the full queue cost since the last report.
+    fn report_drops(&mut self) {
+        let access = self.access_dropped.swap(0, Ordering::Relaxed);
+        let error = self.error_dropped.swap(0, Ordering::Relaxed);
+        if access == 0 && error == 0 {
+            return;
+        }
+        let line = crate::error_log::format_line(
+            time::OffsetDateTime::now_utc(),
+            "warn",
+            &format!(
+                "log queue full: dropped {access} access log lines and {error} error log lines"
+            ),
+        );
+        eprintln!("{line}");
+        let res = self.error.write_all(format!("{line}\n").as_bytes());
+        self.check(res);
+    }
+
+    fn check(&mut self, res: io::Result<()>) {
+        match res {
+            Ok(()) => self.failing = false,
+            Err(e) if !self.failing => {
+                self.failing = true;
+                eprintln!(
+                    "cannot write the log files in {}: {e}",
+                    self.access_path
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .display()
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn entry(n: u32) -> AccessEntry {
+        AccessEntry {
+            remote_addr: "127.0.0.1".parse().expect("ip"),
+            remote_user: None,
+            time: datetime!(2026-11-29 13:47:02 UTC),
+            method: "GET".into(),
+            target: format!("/{n}"),
+            protocol: "HTTP/1.1",
+            status: 200,
+            body_bytes_sent: 1,
+            referer: None,
+            user_agent: None,
+            request_id: format!("r{n}"),
+            upstream_addr: None,
+            request_time: std::time::Duration::ZERO,
+            upstream_time: None,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_counts_and_reports() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            dir: tmp.path().to_path_buf(),
+            retention: false,
+            format: access_log::Format::Combined,
+        };
+        // No writer yet: the queue (capacity 2) fills deterministically.
+        let (tx, rx) = mpsc::sync_channel(2);
+        let (logs, writer) =
+            Logs::prepare(&cfg, time::OffsetDateTime::now_utc(), tx).expect("prepare");
+        let access = logs.access();
+        for n in 0..5 {
+            access.log(entry(n));
+        }
+        let handle = std::thread::spawn(move || writer.run(rx));
+        *logs.inner.thread.lock().expect("lock") = Some(handle);
+        logs.flush().expect("flush");
+        let written = std::fs::read_to_string(logs.access_path()).expect("read");
+        assert_eq!(written.lines().count(), 2, "{written}");
+        assert!(written.contains("\"GET /0 HTTP/1.1\""), "{written}");
+        let errors = std::fs::read_to_string(logs.error_path()).expect("read");
+        assert!(
+            errors.contains("[warn]")
+                && errors.contains("dropped 3 access log lines and 0 error log lines"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn folder_names_are_utc_and_sortable() {
+        assert_eq!(
+            folder_name(datetime!(2026-11-29 14:47:02 +01:00)),
+            "2026-11-29T13-47-02Z"
+        );
+    }
+}
