@@ -1,12 +1,47 @@
-//! The proxy's keypair (STUB — owned by the keypair-lifecycle work; keep these signatures).
+//! The proxy's TLS keypair: loaded (or generated on a fresh checkout), validated, served to new
+//! handshakes, and swapped atomically on reload, keeping the last good pair when a new one is broken.
+//! The folder watcher, SIGHUP and the daily expiry check live in `cert_watch.rs`; `proxy cert`
+//! helpers and generation in `cert_tools.rs` (both child modules, declared here with `#[path]`).
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use common::tls::{CertInfo, Keypair, TlsError};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use time::OffsetDateTime;
+
+#[path = "cert_tools.rs"]
+mod tools;
+#[path = "cert_watch.rs"]
+mod watch;
+
+pub use tools::{describe, generate_into, generate_into_with};
+
+/// Setting naming the certificate chain file (PEM, leaf first, then intermediates).
+pub const CERT_SETTING: &str = "PROXY_TLS_CERT";
+/// Setting naming the private key file (PEM).
+pub const KEY_SETTING: &str = "PROXY_TLS_KEY";
+/// Setting allowing a self-signed pair to be generated when both files are absent.
+pub const GENERATE_SETTING: &str = "PROXY_TLS_GENERATE";
+/// The keypair folder inside the container (`conf/tls/` on the host).
+pub const DEFAULT_DIR: &str = "/etc/proxy/tls";
+/// File name of the certificate in the keypair folder.
+pub const CERT_NAME: &str = "localhost.crt";
+/// File name of the private key in the keypair folder.
+pub const KEY_NAME: &str = "localhost.key";
+/// Names a generated self-signed certificate is valid for.
+pub const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+/// Lifetime of a generated self-signed certificate.
+pub const SELF_SIGNED_DAYS: i64 = 90;
+/// A certificate expiring within this many days is warned about at start, on reload and daily.
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
 
 /// Where the keypair lives and whether a missing pair may be generated.
 #[derive(Debug, Clone)]
@@ -16,11 +51,119 @@ pub struct TlsFiles {
     pub generate: bool,
 }
 
-/// A keypair problem.
+impl TlsFiles {
+    /// `localhost.crt` and `localhost.key` in `dir`, generation allowed.
+    pub fn in_dir(dir: &Path) -> Self {
+        TlsFiles {
+            cert: dir.join(CERT_NAME),
+            key: dir.join(KEY_NAME),
+            generate: true,
+        }
+    }
+
+    /// `PROXY_TLS_CERT`, `PROXY_TLS_KEY` (defaults in `/etc/proxy/tls/`) and `PROXY_TLS_GENERATE`
+    /// (default true).
+    pub fn from_env(env: &common::env::Env) -> Result<Self, common::env::EnvError> {
+        let dir = Path::new(DEFAULT_DIR);
+        Ok(TlsFiles {
+            cert: env
+                .path(CERT_SETTING)?
+                .unwrap_or_else(|| dir.join(CERT_NAME)),
+            key: env.path(KEY_SETTING)?.unwrap_or_else(|| dir.join(KEY_NAME)),
+            generate: env.bool(GENERATE_SETTING, true)?,
+        })
+    }
+}
+
+/// A file an error is about: the setting that names it (when it came from one) and its path.
+#[derive(Debug, Clone)]
+pub struct FileRef {
+    pub setting: Option<&'static str>,
+    pub path: PathBuf,
+}
+
+impl fmt::Display for FileRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.setting {
+            Some(s) => write!(f, "{s}={}", self.path.display()),
+            None => write!(f, "{}", self.path.display()),
+        }
+    }
+}
+
+/// A keypair problem. Every variant names the setting and the path it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error(transparent)]
-    Tls(#[from] common::tls::TlsError),
+    /// Unreadable or unparsable file, unsupported key, or a key that doesn't match the certificate.
+    #[error("{setting}={source}")]
+    Invalid {
+        setting: &'static str,
+        #[source]
+        source: Box<TlsError>,
+    },
+    #[error(
+        "{CERT_SETTING}={}: the certificate expired on {not_after} ({days_ago} days ago); \
+         replace the pair",
+        path.display()
+    )]
+    Expired {
+        path: PathBuf,
+        not_after: String,
+        days_ago: i64,
+    },
+    #[error("{present} exists but {missing} does not; {hint}")]
+    HalfPair {
+        present: FileRef,
+        missing: FileRef,
+        hint: &'static str,
+    },
+    #[error(
+        "no TLS keypair: {CERT_SETTING}={} and {KEY_SETTING}={} do not exist and \
+         {GENERATE_SETTING}=false; provide both files or allow generation",
+        cert.display(),
+        key.display()
+    )]
+    Missing { cert: PathBuf, key: PathBuf },
+    #[error("{file}: cannot check the file: {source}")]
+    Stat {
+        file: FileRef,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{file}: cannot write: {source}")]
+    Write {
+        file: FileRef,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{file}: already exists; refusing to overwrite it (use --force)")]
+    Exists { file: FileRef },
+    #[error("{file}: cannot generate a self-signed keypair: {source}")]
+    Generate {
+        file: FileRef,
+        #[source]
+        source: Box<TlsError>,
+    },
+}
+
+/// What a successful [`CertStore::reload`] did.
+#[derive(Debug, Clone)]
+pub enum Reloaded {
+    /// The files hold the pair already served.
+    Unchanged,
+    /// A new pair now serves new handshakes.
+    Changed {
+        previous_fingerprint: String,
+        info: CertInfo,
+        warnings: Vec<String>,
+    },
+}
+
+/// A validated pair, as served.
+#[derive(Debug)]
+struct Served {
+    certified: Arc<CertifiedKey>,
+    info: CertInfo,
 }
 
 /// The certificate new handshakes get; swapped atomically on reload.
@@ -28,40 +171,268 @@ pub enum CertError {
 pub struct CertStore {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
-    current: ArcSwap<CertifiedKey>,
+    current: ArcSwap<Served>,
+    reload_lock: Mutex<()>,
+    last_error: Mutex<Option<String>>,
+    changes: AtomicU64,
 }
 
 impl CertStore {
-    /// Load (or generate) and validate the pair.
+    /// Load and validate the pair; on a fresh folder (both files absent) generate a self-signed
+    /// one first unless `generate` is off.
     pub fn open(files: TlsFiles, provider: Arc<CryptoProvider>) -> Result<Arc<Self>, CertError> {
-        let kp = common::tls::Keypair::load(&files.cert, &files.key)?;
-        let ck = kp.certified(&provider, &files.cert, &files.key)?;
+        let generated = match presence(&files)? {
+            (true, true) => false,
+            (false, false) if files.generate => {
+                tools::generate_pair(&files.cert, &files.key, true)?;
+                true
+            }
+            (false, false) => {
+                return Err(CertError::Missing {
+                    cert: files.cert.clone(),
+                    key: files.key.clone(),
+                });
+            }
+            (cert, _) => return Err(half_pair(&files, cert)),
+        };
+        let (served, warnings) = validate(&files, &provider, OffsetDateTime::now_utc())?;
+        let info = &served.info;
+        if generated {
+            tracing::warn!(
+                "generated a self-signed TLS keypair ({}, {}; ECDSA P-256, valid until {}), \
+                 SHA-256 fingerprint {}",
+                files.cert.display(),
+                files.key.display(),
+                fmt_time(info.not_after),
+                info.fingerprint
+            );
+            tracing::warn!(
+                "to trust it, import {} into your browser/OS trust store (or `curl --cacert`); \
+                 to replace it, put your own {} and {} in its place (conf/tls/ on the host) \
+                 and they are picked up without a restart",
+                files.cert.display(),
+                CERT_NAME,
+                KEY_NAME
+            );
+        } else {
+            tracing::info!(
+                "TLS keypair {}: subject {}, SANs [{}], valid until {}, SHA-256 fingerprint {}",
+                files.cert.display(),
+                info.subject,
+                info.sans.join(", "),
+                fmt_time(info.not_after),
+                info.fingerprint
+            );
+        }
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
         Ok(Arc::new(CertStore {
             files,
             provider,
-            current: ArcSwap::from_pointee(ck),
+            current: ArcSwap::from_pointee(served),
+            reload_lock: Mutex::new(()),
+            last_error: Mutex::new(None),
+            changes: AtomicU64::new(0),
         }))
     }
 
-    /// Re-read the files; on any problem the old pair keeps serving and the error is returned.
-    pub fn reload(&self) -> Result<(), CertError> {
-        let kp = common::tls::Keypair::load(&self.files.cert, &self.files.key)?;
-        let ck = kp.certified(&self.provider, &self.files.cert, &self.files.key)?;
-        self.current.store(Arc::new(ck));
-        Ok(())
+    /// Re-read the files; on any problem the old pair keeps serving and the error is returned
+    /// (and remembered, see [`CertStore::last_reload_error`]).
+    pub fn reload(&self) -> Result<Reloaded, CertError> {
+        let _serial = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let result = validate(&self.files, &self.provider, OffsetDateTime::now_utc());
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            result.as_ref().err().map(ToString::to_string);
+        let (served, warnings) = result?;
+        let old = self.current.load();
+        if old.certified.cert == served.certified.cert {
+            return Ok(Reloaded::Unchanged);
+        }
+        let previous_fingerprint = old.info.fingerprint.clone();
+        let info = served.info.clone();
+        self.current.store(Arc::new(served));
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        Ok(Reloaded::Changed {
+            previous_fingerprint,
+            info,
+            warnings,
+        })
     }
 
     /// SHA-256 fingerprint of the leaf now served.
     pub fn fingerprint(&self) -> String {
-        common::tls::fingerprint(&self.current.load().cert[0])
+        self.current.load().info.fingerprint.clone()
     }
 
-    /// Watch the folder and SIGHUP until `shutdown` is cancelled.
-    pub fn spawn_watcher(self: &Arc<Self>, _shutdown: tokio_util::sync::CancellationToken) {}
+    /// Facts about the leaf now served.
+    pub fn info(&self) -> CertInfo {
+        self.current.load().info.clone()
+    }
+
+    /// The files this store reads.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// Why the latest reload was refused, or `None` when it succeeded (or none happened yet).
+    pub fn last_reload_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How many times a reload swapped in a different pair.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
 }
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+        Some(Arc::clone(&self.current.load().certified))
     }
 }
+
+/// Which of the two files exist.
+fn presence(files: &TlsFiles) -> Result<(bool, bool), CertError> {
+    let exists = |setting, path: &Path| match fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(CertError::Stat {
+            file: file_ref(setting, path, true),
+            source,
+        }),
+    };
+    Ok((
+        exists(CERT_SETTING, &files.cert)?,
+        exists(KEY_SETTING, &files.key)?,
+    ))
+}
+
+fn half_pair(files: &TlsFiles, cert_present: bool) -> CertError {
+    let cert = file_ref(CERT_SETTING, &files.cert, true);
+    let key = file_ref(KEY_SETTING, &files.key, true);
+    let hint = if files.generate {
+        "provide the matching file, or remove both to have a self-signed pair generated"
+    } else {
+        "provide the matching file"
+    };
+    let (present, missing) = if cert_present {
+        (cert, key)
+    } else {
+        (key, cert)
+    };
+    CertError::HalfPair {
+        present,
+        missing,
+        hint,
+    }
+}
+
+fn file_ref(setting: &'static str, path: &Path, named: bool) -> FileRef {
+    FileRef {
+        setting: named.then_some(setting),
+        path: path.to_owned(),
+    }
+}
+
+/// Read and check the pair: parsable, key matches, leaf not expired. Returns warnings for an
+/// expiry within [`EXPIRY_WARNING_DAYS`], a not-yet-valid leaf, an expired intermediate, or a
+/// chain out of order.
+fn validate(
+    files: &TlsFiles,
+    provider: &CryptoProvider,
+    now: OffsetDateTime,
+) -> Result<(Served, Vec<String>), CertError> {
+    let classify = |source: TlsError| {
+        let setting = match &source {
+            TlsError::Read { path, .. } if *path == files.key => KEY_SETTING,
+            TlsError::BadKey { .. }
+            | TlsError::UnsupportedKey { .. }
+            | TlsError::Mismatch { .. } => KEY_SETTING,
+            _ => CERT_SETTING,
+        };
+        CertError::Invalid {
+            setting,
+            source: Box::new(source),
+        }
+    };
+    let pair = Keypair::load(&files.cert, &files.key).map_err(classify)?;
+    let mut infos = pair
+        .chain
+        .iter()
+        .map(|der| CertInfo::parse(der, &files.cert))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(classify)?;
+    let certified = pair
+        .certified(provider, &files.cert, &files.key)
+        .map_err(classify)?;
+    let leaf = &infos[0];
+    let cert = files.cert.display();
+    if leaf.expired_at(now) {
+        return Err(CertError::Expired {
+            path: files.cert.clone(),
+            not_after: fmt_time(leaf.not_after),
+            days_ago: (now - leaf.not_after).whole_days(),
+        });
+    }
+    let mut warnings = Vec::new();
+    let days_left = (leaf.not_after - now).whole_days();
+    if days_left < EXPIRY_WARNING_DAYS {
+        warnings.push(format!(
+            "{CERT_SETTING}={cert}: the certificate expires in {days_left} days (on {}); \
+             replace the pair soon",
+            fmt_time(leaf.not_after)
+        ));
+    }
+    if leaf.not_before > now {
+        warnings.push(format!(
+            "{CERT_SETTING}={cert}: the certificate is not valid before {}; clients will refuse \
+             it until then (check the clock)",
+            fmt_time(leaf.not_before)
+        ));
+    }
+    for (i, pair) in infos.windows(2).enumerate() {
+        if pair[0].issuer != pair[1].subject {
+            warnings.push(format!(
+                "{CERT_SETTING}={cert}: certificate #{} ({}) was not issued by certificate #{} \
+                 ({}); the file must hold the leaf first, then each intermediate in order",
+                i + 1,
+                pair[0].subject,
+                i + 2,
+                pair[1].subject
+            ));
+        }
+    }
+    for (i, info) in infos.iter().enumerate().skip(1) {
+        if info.expired_at(now) {
+            warnings.push(format!(
+                "{CERT_SETTING}={cert}: intermediate certificate #{} ({}) expired on {}",
+                i + 1,
+                info.subject,
+                fmt_time(info.not_after)
+            ));
+        }
+    }
+    // `Keypair` guarantees a non-empty chain, so `infos[0]` (the leaf) exists.
+    let info = infos.swap_remove(0);
+    Ok((
+        Served {
+            certified: Arc::new(certified),
+            info,
+        },
+        warnings,
+    ))
+}
+
+/// `2026-11-29T14:18:30Z`.
+fn fmt_time(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+#[path = "certs_tests.rs"]
+mod tests;
