@@ -45,9 +45,9 @@ pub enum LogDirError {
     NotADirectory { path: PathBuf },
     #[error(
         "PROXY_LOG_DIR={}: cannot write {} as uid {uid}, gid {gid}: {source}. The folder must \
-         be writable by the user the proxy runs as: on the host, give the mounted folder to the \
-         image's UID/GID build args, e.g. `sudo chown {uid}:{gid} ./logs`, or rebuild the image \
-         with --build-arg UID=$(id -u) --build-arg GID=$(id -g)",
+         be writable by the user the proxy runs as (the image's UID/GID build args): on the \
+         host run e.g. `sudo chown {uid}:{gid} ./logs`, or rebuild for your own user with \
+         `CONTAINER_UID=$(id -u) CONTAINER_GID=$(id -g) docker compose up --build`",
         dir.display(), path.display()
     )]
     NotWritable {
