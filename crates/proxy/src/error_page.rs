@@ -13,7 +13,9 @@ use minijinja::{Environment, UndefinedBehavior};
 /// The page compiled into the binary (the same file as `conf/proxy/error.html`).
 pub const DEFAULT_TEMPLATE: &str = include_str!("../../../conf/proxy/error.html");
 
-const TEMPLATE_NAME: &str = "error.html";
+const BUILTIN_NAME: &str = "error.html";
+/// How errors name the built-in page.
+const BUILTIN_LABEL: &str = "(built-in page)";
 
 /// Statuses rendered once at start-up so a template that only fails at render time is caught.
 const CHECKED_STATUSES: [u16; 3] = [404, 502, 599];
@@ -72,13 +74,15 @@ pub enum Variant {
 #[derive(Debug, Clone)]
 pub struct ErrorPages {
     env: Arc<Environment<'static>>,
+    /// The template's name in the environment (the file name, so errors point at it).
+    name: Arc<str>,
 }
 
 impl ErrorPages {
     /// The built-in page, or the template file at `path`, compiled and test-rendered now.
     pub fn load(path: Option<&Path>) -> Result<Self, ErrorPageError> {
         let (source, label) = match path {
-            None => (DEFAULT_TEMPLATE.to_owned(), "(built-in page)".to_owned()),
+            None => (DEFAULT_TEMPLATE.to_owned(), BUILTIN_LABEL.to_owned()),
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ErrorPageError::Read {
                     path: p.to_path_buf(),
@@ -90,17 +94,28 @@ impl ErrorPages {
         Self::from_source(source, &label)
     }
 
-    /// Compile `source` (reported as `label` in errors) and render it for a few statuses.
+    /// Compile `source` (reported as `label` in errors; its file name names the template) and
+    /// render it for a few statuses.
     pub fn from_source(source: String, label: &str) -> Result<Self, ErrorPageError> {
+        let name = Path::new(label)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|_| label != BUILTIN_LABEL)
+            .unwrap_or(BUILTIN_NAME);
         let mut env = Environment::new();
         // Strict: a misspelt variable is a start-up error, not a silently empty page.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_template_owned(TEMPLATE_NAME, source)
+        // Always HTML-escape, whatever the file is called.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+        env.add_template_owned(name.to_owned(), source)
             .map_err(|source| ErrorPageError::Syntax {
                 path: label.to_owned(),
                 source,
             })?;
-        let pages = ErrorPages { env: Arc::new(env) };
+        let pages = ErrorPages {
+            env: Arc::new(env),
+            name: Arc::from(name),
+        };
         for code in CHECKED_STATUSES {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
             pages
@@ -115,7 +130,7 @@ impl ErrorPages {
     }
 
     fn html(&self, status: StatusCode, request_id: &str) -> Result<String, minijinja::Error> {
-        let tmpl = self.env.get_template(TEMPLATE_NAME)?;
+        let tmpl = self.env.get_template(&self.name)?;
         tmpl.render(PageContext {
             status: status.as_u16(),
             reason: reason(status),

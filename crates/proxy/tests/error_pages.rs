@@ -1,0 +1,218 @@
+//! The proxy's own error answers through the public API: every status the proxy produces renders
+//! the page with its code and text; JSON and plain-text variants; HEAD; custom and broken pages.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use proxy::error_page::{ErrorPageError, ErrorPages, explanation};
+
+/// Every status the proxy answers by itself.
+const PROXY_STATUSES: [u16; 14] = [
+    400, 403, 404, 405, 408, 411, 413, 414, 421, 431, 500, 502, 503, 504,
+];
+
+fn accept(v: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(ACCEPT, HeaderValue::from_str(v).expect("header"));
+    h
+}
+
+fn body(resp: Response<Full<Bytes>>) -> String {
+    let collected = futures_util::FutureExt::now_or_never(resp.into_body().collect())
+        .expect("a Full body is ready")
+        .expect("infallible");
+    String::from_utf8(collected.to_bytes().to_vec()).expect("utf-8")
+}
+
+fn header(resp: &Response<Full<Bytes>>, name: http::header::HeaderName) -> &str {
+    resp.headers()
+        .get(&name)
+        .unwrap_or_else(|| panic!("missing {name}"))
+        .to_str()
+        .expect("ascii")
+}
+
+#[test]
+fn every_proxy_status_renders_the_page_with_its_code_and_text() {
+    let pages = ErrorPages::load(None).expect("built-in page");
+    for code in PROXY_STATUSES {
+        let status = StatusCode::from_u16(code).expect("status");
+        let reason = status.canonical_reason().expect("reason");
+        let resp = pages.render(status, "rid-42", &HeaderMap::new(), false);
+        assert_eq!(resp.status(), status);
+        assert_eq!(header(&resp, CONTENT_TYPE), "text/html; charset=utf-8");
+        assert_eq!(header(&resp, CACHE_CONTROL), "no-store");
+        let len: usize = header(&resp, CONTENT_LENGTH).parse().expect("length");
+        let html = body(resp);
+        assert_eq!(html.len(), len);
+        assert!(html.starts_with("<!doctype html>"), "{code}");
+        assert!(
+            html.contains(&format!("<title>{code} {reason}</title>")),
+            "{code}"
+        );
+        assert!(html.contains(&format!("<h1>{reason}</h1>")), "{code}");
+        let sentence = explanation(status).replace('\'', "&#x27;");
+        assert!(html.contains(&sentence), "{code}: {sentence}");
+        assert!(html.contains("rid-42"), "{code}");
+        // Self-contained: nothing is loaded from elsewhere.
+        for external in [
+            "<script", "<link", "<img", "@import", "url(", "http://", "https://",
+        ] {
+            assert!(!html.contains(external), "{code}: {external}");
+        }
+    }
+    // Different statuses explain different things.
+    assert_ne!(
+        explanation(StatusCode::BAD_GATEWAY),
+        explanation(StatusCode::GATEWAY_TIMEOUT)
+    );
+}
+
+#[test]
+fn json_clients_get_json() {
+    let pages = ErrorPages::load(None).expect("page");
+    for code in PROXY_STATUSES {
+        let status = StatusCode::from_u16(code).expect("status");
+        let resp = pages.render(status, "rid-7", &accept("application/json"), false);
+        assert_eq!(resp.status(), status);
+        assert_eq!(header(&resp, CONTENT_TYPE), "application/json");
+        assert_eq!(header(&resp, CACHE_CONTROL), "no-store");
+        let text = body(resp);
+        let expected = format!(
+            "{{\"status\":{code},\"error\":\"{}\",\"request_id\":\"rid-7\"}}",
+            status.canonical_reason().expect("reason")
+        );
+        assert_eq!(text, expected);
+    }
+    // q-values decide, not order.
+    let resp = pages.render(
+        StatusCode::BAD_GATEWAY,
+        "r",
+        &accept("text/html;q=0.5, application/json;q=0.9"),
+        false,
+    );
+    assert_eq!(header(&resp, CONTENT_TYPE), "application/json");
+    let resp = pages.render(
+        StatusCode::BAD_GATEWAY,
+        "r",
+        &accept("application/json;q=0.5, text/html"),
+        false,
+    );
+    assert_eq!(header(&resp, CONTENT_TYPE), "text/html; charset=utf-8");
+}
+
+#[test]
+fn clients_accepting_neither_html_nor_json_get_plain_text() {
+    let pages = ErrorPages::load(None).expect("page");
+    for value in [
+        "text/plain",
+        "image/png",
+        "text/html;q=0, application/json;q=0",
+    ] {
+        let resp = pages.render(StatusCode::GATEWAY_TIMEOUT, "rid-9", &accept(value), false);
+        assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            header(&resp, CONTENT_TYPE),
+            "text/plain; charset=utf-8",
+            "{value}"
+        );
+        assert_eq!(
+            body(resp),
+            format!(
+                "504 Gateway Timeout\n{}\nrequest id: rid-9\n",
+                explanation(StatusCode::GATEWAY_TIMEOUT)
+            )
+        );
+    }
+    for value in ["*/*", "text/*", "text/html"] {
+        let resp = pages.render(StatusCode::NOT_FOUND, "r", &accept(value), false);
+        assert_eq!(
+            header(&resp, CONTENT_TYPE),
+            "text/html; charset=utf-8",
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn head_gets_the_same_headers_and_no_body() {
+    let pages = ErrorPages::load(None).expect("page");
+    for headers in [
+        HeaderMap::new(),
+        accept("application/json"),
+        accept("text/plain"),
+    ] {
+        let get = pages.render(StatusCode::BAD_GATEWAY, "rid", &headers, false);
+        let head = pages.render(StatusCode::BAD_GATEWAY, "rid", &headers, true);
+        assert_eq!(head.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(head.headers(), get.headers());
+        let get_len: usize = header(&get, CONTENT_LENGTH).parse().expect("len");
+        assert_eq!(body(get).len(), get_len);
+        assert_eq!(body(head), "");
+    }
+}
+
+#[test]
+fn upstream_statuses_without_a_reason_still_render() {
+    let pages = ErrorPages::load(None).expect("page");
+    let status = StatusCode::from_u16(599).expect("status");
+    let resp = pages.render(status, "r", &HeaderMap::new(), false);
+    assert_eq!(resp.status().as_u16(), 599);
+    assert!(body(resp).contains("<title>599 Server Error</title>"));
+}
+
+#[test]
+fn a_custom_page_from_a_file_is_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mine.html");
+    std::fs::write(
+        &path,
+        "<p>{{ status }}|{{ reason }}|{{ explanation }}|{{ request_id }}</p>",
+    )
+    .expect("write");
+    let pages = ErrorPages::load(Some(&path)).expect("custom page");
+    let resp = pages.render(StatusCode::BAD_GATEWAY, "<x>", &HeaderMap::new(), false);
+    assert_eq!(
+        body(resp),
+        format!(
+            "<p>502|Bad Gateway|{}|&lt;x&gt;</p>",
+            explanation(StatusCode::BAD_GATEWAY)
+        )
+    );
+}
+
+#[test]
+fn a_missing_or_broken_page_stops_start_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.html");
+    let err = ErrorPages::load(Some(&missing)).expect_err("missing file");
+    assert!(matches!(err, ErrorPageError::Read { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("PROXY_ERROR_PAGE={}:", missing.display())),
+        "{msg}"
+    );
+    assert!(msg.contains("No such file"), "{msg}");
+
+    let broken = dir.path().join("broken.html");
+    std::fs::write(&broken, "<h1>{{ status </h1>").expect("write");
+    let err = ErrorPages::load(Some(&broken)).expect_err("syntax error");
+    assert!(matches!(err, ErrorPageError::Syntax { .. }), "{err}");
+    assert!(err.to_string().contains("broken.html"), "{err}");
+
+    let typo = dir.path().join("typo.html");
+    std::fs::write(&typo, "<h1>{{ reasn }}</h1>").expect("write");
+    let err = ErrorPages::load(Some(&typo)).expect_err("undefined variable");
+    assert!(matches!(err, ErrorPageError::Render { .. }), "{err}");
+    assert!(err.to_string().contains("reasn"), "{err}");
+}
+
+#[test]
+fn the_built_in_page_is_the_shipped_file() {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conf/proxy/error.html"),
+    )
+    .expect("conf/proxy/error.html");
+    assert_eq!(proxy::error_page::DEFAULT_TEMPLATE, shipped);
+}
