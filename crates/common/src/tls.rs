@@ -76,17 +76,7 @@ impl Keypair {
         key_pem: &[u8],
         key_path: &Path,
     ) -> Result<Self, TlsError> {
-        let chain = CertificateDer::pem_slice_iter(cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| TlsError::BadCert {
-                path: cert_path.to_owned(),
-                source,
-            })?;
-        if chain.is_empty() {
-            return Err(TlsError::NoCert {
-                path: cert_path.to_owned(),
-            });
-        }
+        let chain = parse_certs(cert_pem, cert_path)?;
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| TlsError::BadKey {
             path: key_path.to_owned(),
             source,
@@ -124,6 +114,27 @@ impl Keypair {
     pub fn leaf_info(&self, path: &Path) -> Result<CertInfo, TlsError> {
         CertInfo::parse(&self.chain[0], path)
     }
+}
+
+/// Every certificate in a PEM file (at least one), in file order.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    parse_certs(&read(path)?, path)
+}
+
+/// Every certificate in PEM bytes (at least one); `path` is used in error messages only.
+pub fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::BadCert {
+            path: path.to_owned(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCert {
+            path: path.to_owned(),
+        });
+    }
+    Ok(chain)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

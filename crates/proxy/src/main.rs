@@ -1,1 +1,151 @@
-fn main() {}
+//! `proxy`: parse the configuration, open the logs, set up tracing, bind, serve until SIGTERM,
+//! flush the logs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use proxy::log_dir::Logs;
+
+/// containerize's reverse proxy: TLS termination, HTTP→HTTPS redirect, forwarding to the app.
+///
+/// Settings (environment variables; each also accepted as NAME_FILE, read from that file).
+/// Defaults in brackets; README.md has the full table.
+///   PROXY_HTTP_LISTEN        plain-HTTP listener, redirects only [0.0.0.0:80]
+///   PROXY_HTTPS_LISTEN       HTTPS listener [0.0.0.0:443]
+///   PROXY_HTTPS_PORT         port written into redirects; omitted when 443 [443]
+///   PROXY_TLS_CERT           PEM chain, leaf first [/etc/proxy/tls/localhost.crt]
+///   PROXY_TLS_KEY            PEM private key [/etc/proxy/tls/localhost.key]
+///   PROXY_TLS_GENERATE       generate a self-signed pair when both files are absent [true]
+///   PROXY_HSTS               Strict-Transport-Security value; empty turns it off [max-age=63072000]
+///   PROXY_UPSTREAM           host:port of the HTTPS app, re-resolved per connection [app:8000]
+///   PROXY_UPSTREAM_CA        PEM CA to verify the upstream with; unset: not verified []
+///   PROXY_UPSTREAM_TIMEOUT   wait for the upstream's answer, then 504 [60s]
+///   PROXY_UPSTREAM_CONNECT_TIMEOUT  connect to the upstream, then 502 [60s]
+///   PROXY_UPSTREAM_KEEPALIVE idle pooled upstream connections kept [256]
+///   PROXY_TRUSTED_PROXIES    CIDRs whose X-Forwarded-For is kept and appended to []
+///   PROXY_ERROR_PAGE         minijinja HTML template for error answers [built-in]
+///   PROXY_INTERCEPT_ERRORS   replace upstream error bodies (>= 400) with the page [true]
+///   PROXY_LOG_DIR            folder for access.log and error.log [/var/log/proxy]
+///   LOG_RETENTION            a new dated folder per start, `latest` symlink [true]
+///   PROXY_ACCESS_LOG_FORMAT  combined (nginx) or json [combined]
+///   PROXY_LOG                stdout log filter, e.g. info, debug [info]
+///   PROXY_HANDSHAKE_TIMEOUT  TLS handshake [10s]
+///   PROXY_HEADER_TIMEOUT     receive a request's headers [60s]
+///   PROXY_KEEPALIVE_TIMEOUT  idle keep-alive connection [75s]
+///   PROXY_BODY_TIMEOUT       longest gap while reading a request body, then 408 [60s]
+///   PROXY_MAX_HEADER_SIZE    request header block [32k]
+///   PROXY_MAX_URI_LENGTH     request target, then 414 [8192]
+///   PROXY_MAX_BODY_SIZE      request body, then 413; 0 = unlimited [1m]
+///   PROXY_MAX_CONNECTIONS    connections served at once per listener [10000]
+///   PROXY_H2_MAX_STREAMS     concurrent HTTP/2 streams per connection [128]
+///   PROXY_DRAIN_TIMEOUT      SIGTERM waits this long for in-flight requests [10s]
+///
+/// Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the keypair; SIGUSR1 reopens logs.
+#[derive(Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Exit 0 when the local HTTPS listener answers (Docker HEALTHCHECK).
+    Healthcheck,
+    /// Print the certificate the proxy would serve (subject, SANs, validity, fingerprint).
+    Cert {
+        #[command(subcommand)]
+        action: Option<CertAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertAction {
+    /// Write a new self-signed pair (localhost.crt, localhost.key) into a folder.
+    Generate {
+        /// Folder to write into (a running proxy watching it picks the pair up).
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = proxy::Config::from_env(&common::env::Env::process())?;
+    match cli.command {
+        Some(Command::Cert { action: None }) => {
+            print!("{}", proxy::certs::describe(&config.tls)?);
+            Ok(())
+        }
+        Some(Command::Cert {
+            action: Some(CertAction::Generate { out, force }),
+        }) => {
+            let (cert, key, info) = proxy::certs::generate_into_with(&out, force)?;
+            println!(
+                "wrote {} and {}\nSHA-256 fingerprint: {}",
+                cert.display(),
+                key.display(),
+                info.fingerprint
+            );
+            Ok(())
+        }
+        Some(Command::Healthcheck) => runtime()?.block_on(healthcheck(config.https_listen.port())),
+        None => runtime()?.block_on(serve(config)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn healthcheck(port: u16) -> anyhow::Result<()> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Any HTTP answer means the proxy itself is up (the upstream may be down: that's a 502).
+    let status = common::client::probe(addr, "/", Duration::from_secs(3)).await?;
+    println!("https://{addr}/ answered {status}");
+    Ok(())
+}
+
+async fn serve(config: proxy::Config) -> anyhow::Result<()> {
+    let logs = Logs::open(&config.logs)?;
+    logs.init_tracing("PROXY_LOG", &config.log)
+        .map_err(anyhow::Error::msg)?;
+    let result = serve_with_logs(&config, &logs).await;
+    if let Err(e) = &result {
+        tracing::error!("{e:#}");
+    }
+    logs.flush().context("flushing the logs")?;
+    result
+}
+
+async fn serve_with_logs(config: &proxy::Config, logs: &Logs) -> anyhow::Result<()> {
+    let proxy = proxy::Proxy::new(config, logs.access())?;
+    let http = common::server::bind("PROXY_HTTP_LISTEN", config.http_listen).await?;
+    let https = common::server::bind("PROXY_HTTPS_LISTEN", config.https_listen).await?;
+    tracing::info!(
+        http = %http.local_addr()?,
+        https = %https.local_addr()?,
+        upstream = %config.upstream,
+        logs = %logs.dir().display(),
+        fingerprint = %proxy.certs().fingerprint(),
+        "proxy listening"
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    logs.spawn_signal_handler(shutdown.clone());
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        common::shutdown::terminate().await;
+        stop.cancel();
+    });
+    proxy.run(http, https, shutdown).await;
+    tracing::info!("stopped");
+    Ok(())
+}

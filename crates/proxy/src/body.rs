@@ -1,0 +1,185 @@
+//! Body wrappers: the response body that writes the access-log line when it ends (so every
+//! request is logged exactly once, with the bytes really sent), and the request body guard that
+//! enforces the size limit and the read-gap timeout while streaming.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use tokio::time::Sleep;
+
+use crate::access_log::{AccessEntry, AccessLog};
+use crate::upstream::BoxError;
+
+/// The body type the proxy answers with.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// A response body that counts what it sends and logs the request when dropped (finished,
+/// failed, or abandoned by the client).
+pub struct Logged {
+    inner: ProxyBody,
+    entry: Option<Box<AccessEntry>>,
+    started: Instant,
+    log: AccessLog,
+}
+
+impl Logged {
+    pub fn new(inner: ProxyBody, entry: AccessEntry, started: Instant, log: AccessLog) -> Self {
+        Logged {
+            inner,
+            entry: Some(Box::new(entry)),
+            started,
+            log,
+        }
+    }
+}
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let (Some(data), Some(entry)) = (frame.data_ref(), self.entry.as_mut()) {
+                entry.body_bytes_sent += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.entry.take() {
+            entry.request_time = self.started.elapsed();
+            self.log.log(*entry);
+        }
+    }
+}
+
+/// Why a request body was cut short; the handler turns it into 413 or 408.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
+    None = 0,
+    TooLarge = 1,
+    TooSlow = 2,
+}
+
+/// Shared between the guard and the handler: the first fault seen.
+#[derive(Debug, Default, Clone)]
+pub struct FaultFlag(Arc<AtomicU8>);
+
+impl FaultFlag {
+    fn set(&self, f: BodyFault) {
+        let _ = self
+            .0
+            .compare_exchange(0, f as u8, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> BodyFault {
+        match self.0.load(Ordering::SeqCst) {
+            1 => BodyFault::TooLarge,
+            2 => BodyFault::TooSlow,
+            _ => BodyFault::None,
+        }
+    }
+}
+
+/// The error a guarded body fails with.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body larger than PROXY_MAX_BODY_SIZE ({0} bytes)")]
+    TooLarge(u64),
+    #[error("no request body data for {0:?} (PROXY_BODY_TIMEOUT)")]
+    TooSlow(Duration),
+}
+
+/// A request body with a size cap (0 = none) and a maximum gap between reads.
+pub struct Guarded<B> {
+    inner: B,
+    seen: u64,
+    max: u64,
+    gap: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    fault: FaultFlag,
+}
+
+impl<B> Guarded<B> {
+    pub fn new(inner: B, max: u64, gap: Duration, fault: FaultFlag) -> Self {
+        Guarded {
+            inner,
+            seen: 0,
+            max,
+            gap,
+            timer: None,
+            fault,
+        }
+    }
+}
+
+impl<B> Body for Guarded<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.timer = None;
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    if this.max > 0 && this.seen > this.max {
+                        this.fault.set(BodyFault::TooLarge);
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(this.max).into())));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let gap = this.gap;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.fault.set(BodyFault::TooSlow);
+                    return Poll::Ready(Some(Err(BodyError::TooSlow(gap).into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

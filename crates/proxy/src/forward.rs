@@ -1,0 +1,274 @@
+//! Request and response header rewriting for forwarding: hop-by-hop removal, the X-Forwarded-*
+//! rule, request ids. Pure functions over `HeaderMap`, so they can be tested and fuzzed alone.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue};
+use ipnet::IpNet;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+];
+
+/// The request-id header, sent upstream and returned to the client.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// nginx's `$remote_addr`.
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// nginx's `$proxy_add_x_forwarded_for` (or the socket address alone, by default).
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// Always `https` here.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// True when `peer` is inside one of the trusted-proxy networks.
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let peer = canonical(peer);
+    trusted.iter().any(|net| net.contains(&peer))
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) as plain IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The `Upgrade` value when this is an HTTP/1.1 upgrade request (WebSocket and friends):
+/// `Connection` must name `upgrade`.
+pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = headers.get(header::UPGRADE)?;
+    connection_tokens(headers)
+        .any(|t| t.eq_ignore_ascii_case("upgrade"))
+        .then(|| upgrade.clone())
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Remove hop-by-hop headers and every header `Connection` names. `TE: trailers` survives (it
+/// is end-to-end in meaning) and so does an upgrade when `upgrade` is `Some`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(up) = upgrade {
+        headers.insert(header::UPGRADE, up.clone());
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// A client-sent request id is kept when sane (1–128 of `[A-Za-z0-9._:-]`), else a new one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+        {
+            return v.clone();
+        }
+    }
+    new_request_id()
+}
+
+/// 32 random hex digits.
+pub fn new_request_id() -> HeaderValue {
+    let id = format!("{:032x}", fastrand::u128(..));
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Rewrite a request's headers for the upstream: hop-by-hop gone, `Host` the original host,
+/// `X-Real-IP` the peer, `X-Forwarded-Proto: https`, `X-Forwarded-For` replaced by the peer —
+/// or, when the peer is a trusted proxy, the incoming list with the peer appended.
+pub fn request_headers(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: bool,
+    host: &HeaderValue,
+    request_id: &HeaderValue,
+    upgrade: Option<&HeaderValue>,
+) {
+    strip_hop_by_hop(headers, upgrade);
+    // The proxy answers Expect: 100-continue itself (hyper sends 100 when the body is read).
+    headers.remove(header::EXPECT);
+    let peer = canonical(peer);
+    let peer_text = peer.to_string();
+    let xff = if trusted {
+        let incoming: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        if incoming.is_empty() {
+            peer_text.clone()
+        } else {
+            format!("{}, {peer_text}", incoming.join(", "))
+        }
+    } else {
+        // Untrusted clients cannot speak for the proxy chain.
+        headers.remove(&X_FORWARDED_HOST);
+        headers.remove(&FORWARDED);
+        peer_text.clone()
+    };
+    headers.remove(&X_FORWARDED_FOR);
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(&X_FORWARDED_FOR, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&peer_text) {
+        headers.insert(&X_REAL_IP, v);
+    }
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    headers.insert(header::HOST, host.clone());
+    headers.insert(&X_REQUEST_ID, request_id.clone());
+}
+
+/// Rewrite an upstream answer's headers for the client.
+pub fn response_headers(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
+    strip_hop_by_hop(headers, upgrade);
+    headers.remove(header::TE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn untrusted_client_cannot_spoof_forwarding_headers() {
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "evil"),
+        ]);
+        let host = HeaderValue::from_static("example.test");
+        let rid = HeaderValue::from_static("abc");
+        request_headers(
+            &mut h,
+            "203.0.113.9".parse().expect("ip"),
+            false,
+            &host,
+            &rid,
+            None,
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9");
+        assert_eq!(h["x-real-ip"], "203.0.113.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["host"], "example.test");
+        assert!(h.get("x-forwarded-host").is_none());
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn trusted_peer_appends_to_the_incoming_list() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+        ]);
+        let host = HeaderValue::from_static("h");
+        let rid = HeaderValue::from_static("r");
+        let peer: IpAddr = "10.0.0.5".parse().expect("ip");
+        let nets = vec!["10.0.0.0/8".parse().expect("net")];
+        assert!(is_trusted(peer, &nets));
+        assert!(is_trusted(
+            "::ffff:10.1.2.3".parse().expect("mapped"),
+            &nets
+        ));
+        request_headers(&mut h, peer, true, &host, &rid, None);
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.5");
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers, deflate"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, None);
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "proxy-connection",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ] {
+            assert!(h.get(gone).is_none(), "{gone} leaked");
+        }
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn websocket_upgrade_is_kept() {
+        let h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        let up = upgrade_request(&h).expect("upgrade");
+        let mut h = h;
+        strip_hop_by_hop(&mut h, Some(&up));
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert!(upgrade_request(&map(&[("upgrade", "websocket")])).is_none());
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane() {
+        assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
+        let fresh = request_id(&map(&[("x-request-id", "a b\"c")]));
+        assert_eq!(fresh.len(), 32);
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+}
