@@ -2,24 +2,24 @@
 //! or, with `LOG_RETENTION`, in a new dated folder per start behind a `latest` symlink; one writer
 //! thread with a bounded queue, SIGUSR1 reopen and a flush that loses no line at shutdown.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+mod writer;
+
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use tracing::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::access_log::{self, AccessEntry, AccessLog};
+use crate::access_log::{self, AccessLog};
+pub(crate) use writer::{Msg, Sink};
+use writer::{Writer, open_file};
 
 /// Entries (access lines and error lines together) that may wait for the writer; beyond this
 /// they are dropped and counted rather than blocking a request.
 pub const QUEUE_CAPACITY: usize = 4096;
-/// Messages the writer handles before it flushes its buffers even under constant load.
-const BATCH: usize = 512;
 
 /// Where and how the proxy logs.
 #[derive(Debug, Clone)]
@@ -69,32 +69,6 @@ pub enum LogDirError {
         #[source]
         source: io::Error,
     },
-}
-
-/// What the writer thread receives.
-pub(crate) enum Msg {
-    Access(Box<AccessEntry>),
-    /// A complete error.log line without its newline.
-    Error(String),
-    /// Write out everything queued before this message, then answer.
-    Flush(mpsc::Sender<io::Result<()>>),
-    /// Reopen both files by path (after logrotate moved them), then answer.
-    Reopen(mpsc::Sender<io::Result<()>>),
-    /// Flush and end the thread.
-    Stop,
-}
-
-/// A sender into the writer's queue with its own drop counter.
-#[derive(Debug, Clone)]
-pub(crate) struct Sink {
-    pub(crate) tx: SyncSender<Msg>,
-    dropped: Arc<AtomicU64>,
-}
-
-impl Sink {
-    pub(crate) fn count_drop(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// The open log files. Cheap to clone; the writer stops when [`Logs::shutdown`] runs or the last
@@ -188,15 +162,6 @@ fn point_latest(dir: &Path, target: &Path) -> Result<(), LogDirError> {
         let _ = std::fs::remove_file(&tmp);
         err(e)
     })
-}
-
-/// Open a log file for appending (truncated first when `truncate`).
-fn open_file(path: &Path, truncate: bool) -> io::Result<File> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
-    if truncate {
-        file.set_len(0)?;
-    }
-    Ok(file)
 }
 
 impl Logs {
@@ -410,135 +375,10 @@ impl Logs {
     }
 }
 
-/// The writer thread's state.
-struct Writer {
-    format: access_log::Format,
-    access_path: PathBuf,
-    error_path: PathBuf,
-    access: BufWriter<File>,
-    error: BufWriter<File>,
-    access_dropped: Arc<AtomicU64>,
-    error_dropped: Arc<AtomicU64>,
-    /// A write failed and was reported on stderr; report again only after a success.
-    failing: bool,
-}
-
-impl Writer {
-    fn run(mut self, rx: Receiver<Msg>) {
-        while let Ok(first) = rx.recv() {
-            let mut stop = self.handle(first);
-            let mut handled = 1;
-            while !stop && handled < BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => stop = self.handle(msg),
-                    Err(_) => break,
-                }
-                handled += 1;
-            }
-            self.report_drops();
-            let res = self.flush();
-            self.check(res);
-            if stop {
-                break;
-            }
-        }
-    }
-
-    /// Handle one message; true when the thread should end.
-    fn handle(&mut self, msg: Msg) -> bool {
-        match msg {
-            Msg::Access(entry) => {
-                let mut line = access_log::format_line(self.format, &entry);
-                line.push('\n');
-                let res = self.access.write_all(line.as_bytes());
-                self.check(res);
-            }
-            Msg::Error(mut line) => {
-                line.push('\n');
-                let res = self.error.write_all(line.as_bytes());
-                self.check(res);
-            }
-            Msg::Flush(ack) => {
-                self.report_drops();
-                let _ = ack.send(self.flush().and_then(|()| self.sync()));
-            }
-            Msg::Reopen(ack) => {
-                self.report_drops();
-                let _ = ack.send(self.reopen());
-            }
-            Msg::Stop => {
-                self.report_drops();
-                let res = self.flush().and_then(|()| self.sync());
-                self.check(res);
-                return true;
-            }
-        }
-        false
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        let a = self.access.flush();
-        let e = self.error.flush();
-        a.and(e)
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        let a = self.access.get_ref().sync_data();
-        let e = self.error.get_ref().sync_data();
-        a.and(e)
-    }
-
-    fn reopen(&mut self) -> io::Result<()> {
-        let flushed = self.flush();
-        let access = open_file(&self.access_path, false)?;
-        let error = open_file(&self.error_path, false)?;
-        // Anything the old buffers could not write is lost with the moved files; say so.
-        flushed?;
-        self.access = BufWriter::with_capacity(64 * 1024, access);
-        self.error = BufWriter::new(error);
-        Ok(())
-    }
-
-    /// Write (and echo to stderr) how many lines the full queue cost since the last report.
-    fn report_drops(&mut self) {
-        let access = self.access_dropped.swap(0, Ordering::Relaxed);
-        let error = self.error_dropped.swap(0, Ordering::Relaxed);
-        if access == 0 && error == 0 {
-            return;
-        }
-        let line = crate::error_log::format_line(
-            time::OffsetDateTime::now_utc(),
-            "warn",
-            &format!(
-                "log queue full: dropped {access} access log lines and {error} error log lines"
-            ),
-        );
-        eprintln!("{line}");
-        let res = self.error.write_all(format!("{line}\n").as_bytes());
-        self.check(res);
-    }
-
-    fn check(&mut self, res: io::Result<()>) {
-        match res {
-            Ok(()) => self.failing = false,
-            Err(e) if !self.failing => {
-                self.failing = true;
-                eprintln!(
-                    "cannot write the log files in {}: {e}",
-                    self.access_path
-                        .parent()
-                        .unwrap_or(Path::new("."))
-                        .display()
-                );
-            }
-            Err(_) => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access_log::AccessEntry;
     use time::macros::datetime;
 
     fn entry(n: u32) -> AccessEntry {
