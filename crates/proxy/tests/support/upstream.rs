@@ -1,0 +1,180 @@
+//! A test-only HTTPS upstream (the app has no echo or big routes, and must not grow test-only
+//! ones): echoes bodies, lists received headers, streams big bodies, waits, answers any status,
+//! tunnels an upgrade, and says which instance answered.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::server::{self, Limits, Transport};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
+
+type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A running test upstream; dropping it stops it.
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestUpstream {
+    /// Start on 127.0.0.1:0; `id` is what `/id` answers.
+    pub async fn start(id: &'static str) -> TestUpstream {
+        let ss = common::tls::self_signed(&["localhost"], 1).expect("cert");
+        let provider = common::tls::provider();
+        let ck = ss
+            .keypair
+            .certified(&provider, "t.crt".as_ref(), "t.key".as_ref())
+            .expect("certified");
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)));
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        tokio::spawn(server::serve(
+            listener,
+            Transport::Tls(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
+            Limits::default(),
+            move |conn| hyper::service::service_fn(move |req| handle(id, conn.peer, req)),
+            stop.clone().cancelled_owned(),
+        ));
+        TestUpstream { addr, stop }
+    }
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(
+        http_body_util::Full::new(body.into())
+            .map_err(|n| match n {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r
+}
+
+fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The byte at offset `i` of a `/big` body.
+pub fn pattern(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+async fn handle(
+    id: &'static str,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let resp = match path.as_str() {
+        "/id" => full(StatusCode::OK, id),
+        "/peer" => full(StatusCode::OK, peer.to_string()),
+        "/headers" => {
+            let mut text = String::new();
+            for (k, v) in req.headers() {
+                text.push_str(&format!(
+                    "{}: {}\n",
+                    k,
+                    String::from_utf8_lossy(v.as_bytes())
+                ));
+            }
+            full(StatusCode::OK, text)
+        }
+        "/echo" => {
+            let body = req
+                .into_body()
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                .boxed();
+            Response::new(body)
+        }
+        "/count" => {
+            // Count the bytes received (streamed, never held whole).
+            let mut n = 0u64;
+            let mut body = req.into_body();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                    Err(_) => return Ok(full(StatusCode::BAD_REQUEST, "body error")),
+                }
+            }
+            full(StatusCode::OK, n.to_string())
+        }
+        "/big" => {
+            let total = query_num(&req, "n");
+            let chunk = 64 * 1024u64;
+            let stream = futures_util::stream::iter((0..total.div_ceil(chunk)).map(move |c| {
+                let start = c * chunk;
+                let end = (start + chunk).min(total);
+                let data: Vec<u8> = (start..end).map(pattern).collect();
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from(data)))
+            }));
+            Response::new(StreamBody::new(stream).boxed())
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(query_num(&req, "ms"))).await;
+            full(StatusCode::OK, "slow done")
+        }
+        "/hop" => {
+            let mut r = full(StatusCode::OK, "hop");
+            let h = r.headers_mut();
+            h.insert("connection", "x-hop-secret".parse().expect("v"));
+            h.insert("x-hop-secret", "1".parse().expect("v"));
+            h.insert("keep-alive", "timeout=5".parse().expect("v"));
+            h.insert("x-end-to-end", "kept".parse().expect("v"));
+            r
+        }
+        "/upgrade" => {
+            let on = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(up) = on.await {
+                    let mut io = TokioIo::new(up);
+                    let (mut r, mut w) = tokio::io::split(&mut io);
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+            let mut r = full(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+            r.headers_mut()
+                .insert("connection", "upgrade".parse().expect("v"));
+            r.headers_mut()
+                .insert("upgrade", "echo".parse().expect("v"));
+            r
+        }
+        p if p.starts_with("/status/") => {
+            let code = p["/status/".len()..].parse().unwrap_or(500);
+            let mut r = full(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "upstream's own error body",
+            );
+            r.headers_mut()
+                .insert("content-type", "text/plain".parse().expect("v"));
+            r
+        }
+        _ => full(StatusCode::NOT_FOUND, "no such test route"),
+    };
+    Ok(resp)
+}
