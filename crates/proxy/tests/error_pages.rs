@@ -1,5 +1,9 @@
-//! The proxy's own error answers through the public API: every status the proxy produces renders
-//! the page with its code and text; JSON and plain-text variants; HEAD; custom and broken pages.
+//! The proxy's own error answers: through the public API (every status the proxy produces renders
+//! the page with its code and text; JSON and plain-text variants; HEAD; custom and broken pages)
+//! and end to end through the real proxy (502 with the upstream down, 504, 400 on the HTTP side,
+//! interception of upstream errors and `PROXY_INTERCEPT_ERRORS=false`).
+
+mod support;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
@@ -215,4 +219,194 @@ fn the_built_in_page_is_the_shipped_file() {
     )
     .expect("conf/proxy/error.html");
     assert_eq!(proxy::error_page::DEFAULT_TEMPLATE, shipped);
+}
+
+// ---- End to end, through the real proxy ----
+
+use support::upstream::TestUpstream;
+use support::{TestProxy, client, client_h1, closed_port};
+
+fn rid(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-request-id")
+        .expect("x-request-id")
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+fn ctype(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("content-type")
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_down_gives_the_502_page_in_every_variant() {
+    let down = closed_port().await;
+    let proxy = TestProxy::start(&down.to_string(), &[]).await;
+    for c in [client(), client_h1()] {
+        let resp = c.get(proxy.url("/quote")).send().await.expect("request");
+        assert_eq!(resp.status(), 502);
+        assert_eq!(ctype(&resp), "text/html; charset=utf-8");
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let id = rid(&resp);
+        let html = resp.text().await.expect("body");
+        assert!(html.contains("<title>502 Bad Gateway</title>"), "{html}");
+        assert!(html.contains(&id), "request id {id} on the page");
+
+        let resp = c
+            .get(proxy.url("/quote"))
+            .header("accept", "text/html;q=0.8, application/json")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 502);
+        assert_eq!(ctype(&resp), "application/json");
+        let id = rid(&resp);
+        assert_eq!(
+            resp.text().await.expect("body"),
+            format!("{{\"status\":502,\"error\":\"Bad Gateway\",\"request_id\":\"{id}\"}}")
+        );
+
+        let resp = c
+            .get(proxy.url("/quote"))
+            .header("accept", "text/plain")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 502);
+        assert_eq!(ctype(&resp), "text/plain; charset=utf-8");
+        assert!(
+            resp.text()
+                .await
+                .expect("body")
+                .starts_with("502 Bad Gateway\n")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_gets_headers_and_no_body_over_h1_and_h2() {
+    let down = closed_port().await;
+    let proxy = TestProxy::start(&down.to_string(), &[]).await;
+    for (c, version) in [
+        (client_h1(), reqwest::Version::HTTP_11),
+        (client(), reqwest::Version::HTTP_2),
+    ] {
+        let resp = c.head(proxy.url("/")).send().await.expect("HEAD");
+        assert_eq!(resp.version(), version);
+        assert_eq!(resp.status(), 502);
+        assert_eq!(ctype(&resp), "text/html; charset=utf-8");
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let len: usize = resp.headers()["content-length"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("number");
+        assert!(len > 500, "the GET page's length, not 0: {len}");
+        assert_eq!(resp.bytes().await.expect("body").len(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upstream_gives_the_504_page() {
+    let up = TestUpstream::start("slow").await;
+    let proxy =
+        TestProxy::start(&up.addr.to_string(), &[("PROXY_UPSTREAM_TIMEOUT", "300ms")]).await;
+    let resp = client()
+        .get(proxy.url("/slow?ms=20000"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 504);
+    let html = resp.text().await.expect("body");
+    assert!(
+        html.contains("<title>504 Gateway Timeout</title>"),
+        "{html}"
+    );
+    assert!(html.contains(&explanation(StatusCode::GATEWAY_TIMEOUT).replace('\'', "&#x27;")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_errors_are_intercepted_by_default_and_passed_through_when_off() {
+    let up = TestUpstream::start("errors").await;
+    let on = TestProxy::start(&up.addr.to_string(), &[]).await;
+    let off = TestProxy::start(&up.addr.to_string(), &[("PROXY_INTERCEPT_ERRORS", "false")]).await;
+    for code in [404u16, 500, 503] {
+        let resp = client()
+            .get(on.url(&format!("/status/{code}")))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), code, "the status is kept");
+        assert_eq!(ctype(&resp), "text/html; charset=utf-8");
+        let html = resp.text().await.expect("body");
+        assert!(!html.contains("upstream's own error body"), "{code}");
+        let reason = StatusCode::from_u16(code)
+            .expect("s")
+            .canonical_reason()
+            .expect("r");
+        assert!(
+            html.contains(&format!("<title>{code} {reason}</title>")),
+            "{html}"
+        );
+
+        let resp = client()
+            .get(off.url(&format!("/status/{code}")))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), code);
+        assert_eq!(ctype(&resp), "text/plain");
+        assert_eq!(
+            resp.text().await.expect("body"),
+            "upstream's own error body"
+        );
+    }
+    // Success answers are never touched.
+    let resp = client().get(on.url("/id")).send().await.expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.expect("body"), "errors");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_without_host_on_the_http_side_gets_the_400_page() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let down = closed_port().await;
+    let proxy = TestProxy::start(&down.to_string(), &[]).await;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.http)
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET / HTTP/1.0\r\nAccept: application/json\r\n\r\n")
+        .await
+        .expect("write");
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.0 400 Bad Request\r\n"), "{text}");
+    let lower = text.to_ascii_lowercase();
+    assert!(lower.contains("\r\ncache-control: no-store\r\n"), "{text}");
+    assert!(
+        text.contains("{\"status\":400,\"error\":\"Bad Request\",\"request_id\":\""),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_page_is_served_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = dir.path().join("page.html");
+    std::fs::write(&page, "custom {{ status }} / {{ request_id }}").expect("write");
+    let down = closed_port().await;
+    let page_str = page.to_str().expect("utf8");
+    let proxy = TestProxy::start(&down.to_string(), &[("PROXY_ERROR_PAGE", page_str)]).await;
+    let resp = client().get(proxy.url("/")).send().await.expect("request");
+    assert_eq!(resp.status(), 502);
+    let id = rid(&resp);
+    assert_eq!(
+        resp.text().await.expect("body"),
+        format!("custom 502 / {id}")
+    );
 }
