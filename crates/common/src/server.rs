@@ -3,19 +3,23 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Bounds on every connection. Defaults follow nginx where nginx has one.
 #[derive(Debug, Clone)]
@@ -34,6 +38,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// A connection with no bytes read or written for this long is closed gracefully
+    /// (nginx `keepalive_timeout`); an in-flight request still completes.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +53,7 @@ impl Default for Limits {
             h2_max_header_list_size: 32 * 1024,
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
         }
     }
 }
@@ -68,10 +76,10 @@ pub enum Transport {
 
 const PLAIN_HTTP_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 56\r\n\
+Content-Length: 54\r\n\
 Connection: close\r\n\
 \r\n\
-This port speaks HTTPS only; use https:// in the URL.\r\n\r\n";
+This port speaks HTTPS only; use https:// in the URL.\n";
 
 /// Serve `listener` until `shutdown` resolves, then drain in-flight requests for at most
 /// `limits.drain_timeout`. `make_service` is called once per connection.
@@ -95,18 +103,23 @@ pub async fn serve<F, S, B>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        // Headroom above the limit so the service can answer 431 with a proper page; hyper
+        // itself answers a bare 431 beyond it.
+        .max_buf_size(limits.max_header_bytes.saturating_mul(2).max(16 * 1024) + 8192)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(limits.h2_max_header_list_size)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        // Rapid-reset (CVE-2023-44487) and error-reset floods: bounded.
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(1024));
     let builder = Arc::new(builder);
     let make_service = Arc::new(make_service);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let tracker = TaskTracker::new();
+    let closing = CancellationToken::new();
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
 
@@ -138,59 +151,207 @@ pub async fn serve<F, S, B>(
         };
         let service = make_service(info);
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let transport = transport.clone();
-        let handshake_timeout = limits.handshake_timeout;
-        tokio::spawn(async move {
+        let limits = limits.clone();
+        let closing = closing.clone();
+        tracker.spawn(async move {
             let _permit = permit;
             match transport {
-                Transport::Plain => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
+                Transport::Plain => drive(&builder, stream, service, &limits, &closing, peer).await,
                 Transport::Tls(acceptor) => {
-                    let tls = tokio::time::timeout(handshake_timeout, async {
-                        if !looks_like_tls(&stream).await {
-                            let mut stream = stream;
-                            let _ = stream.write_all(PLAIN_HTTP_ON_TLS).await;
-                            let _ = stream.shutdown().await;
-                            return None;
-                        }
-                        match acceptor.accept(stream).await {
-                            Ok(s) => Some(s),
-                            Err(e) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                None
-                            }
-                        }
-                    })
-                    .await;
-                    let stream = match tls {
-                        Ok(Some(s)) => s,
-                        Ok(None) => return,
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
+                    let tls = tokio::select! {
+                        _ = closing.cancelled() => return,
+                        r = tokio::time::timeout(limits.handshake_timeout, handshake(acceptor, stream, peer)) => r,
                     };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    match tls {
+                        Ok(Some(s)) => drive(&builder, s, service, &limits, &closing, peer).await,
+                        Ok(None) => {}
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
         });
     }
     drop(listener);
+    closing.cancel();
+    tracker.close();
     tokio::select! {
-        _ = graceful.shutdown() => tracing::debug!("all connections drained"),
+        _ = tracker.wait() => tracing::debug!("all connections drained"),
         _ = tokio::time::sleep(limits.drain_timeout) => {
-            tracing::warn!(timeout = ?limits.drain_timeout, "drain timeout reached; closing remaining connections");
+            tracing::warn!(timeout = ?limits.drain_timeout, open = tracker.len(), "drain timeout reached; closing remaining connections");
         }
+    }
+}
+
+/// Answer plain HTTP on a TLS port with a clear 400, else complete the handshake.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    if !looks_like_tls(&stream).await {
+        let mut stream = stream;
+        let _ = stream.write_all(PLAIN_HTTP_ON_TLS).await;
+        let _ = stream.shutdown().await;
+        return None;
+    }
+    match acceptor.accept(stream).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+    }
+}
+
+/// Serve one connection until it ends; on shutdown or after `idle_timeout` without traffic,
+/// shut it down gracefully (in-flight requests complete, then it closes).
+async fn drive<IO, S, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: IO,
+    service: S,
+    limits: &Limits,
+    closing: &CancellationToken,
+    peer: SocketAddr,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let activity = Activity::default();
+    let io = Tracked {
+        inner: io,
+        activity: activity.clone(),
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+    let mut check = tokio::time::interval(tick);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = closing.cancelled(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = check.tick(), if !stopping => {
+                if activity.idle_for() >= limits.idle_timeout {
+                    tracing::debug!(%peer, "idle timeout; closing the connection");
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte.
+#[derive(Clone)]
+struct Activity {
+    base: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            base: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.base.elapsed().saturating_sub(last)
+    }
+}
+
+/// An I/O stream that records activity on every successful read or write.
+struct Tracked<IO> {
+    inner: IO,
+    activity: Activity,
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plain_http_answer_declares_its_real_length() {
+        let text = std::str::from_utf8(super::PLAIN_HTTP_ON_TLS).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
     }
 }
 

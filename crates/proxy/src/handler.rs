@@ -132,17 +132,20 @@ pub async fn redirect(
     let rid = forward::request_id(req.headers());
     let entry = entry_for(&req, &conn, &rid);
     let head = req.method() == Method::HEAD;
-    let resp = match redirect::location(req.uri(), req.headers(), shared.https_port)
-        .ok()
-        .and_then(|l| HeaderValue::from_str(&l).ok())
-    {
-        Some(location) => {
+    let checked = crate::hygiene::check(&req, &shared.limits).and_then(|()| {
+        redirect::location(req.uri(), req.headers(), shared.https_port)
+            .ok()
+            .and_then(|l| HeaderValue::from_str(&l).ok())
+            .ok_or(StatusCode::BAD_REQUEST)
+    });
+    let resp = match checked {
+        Ok(location) => {
             let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
             *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
             r.headers_mut().insert(header::LOCATION, location);
             r
         }
-        None => page(&shared, StatusCode::BAD_REQUEST, &rid, req.headers(), head),
+        Err(status) => page(&shared, status, &rid, req.headers(), head),
     };
     Ok(finish(&shared, resp, entry, started, &rid, false))
 }
@@ -187,9 +190,7 @@ async fn proxy(
     mut req: Request<Incoming>,
     rid: &HeaderValue,
 ) -> Result<(Response<ProxyBody>, SocketAddr, Duration), StatusCode> {
-    if req.method() == Method::CONNECT {
-        return Err(StatusCode::BAD_REQUEST);
-    }
+    crate::hygiene::check(&req, &shared.limits)?;
     let host =
         redirect::request_host(req.uri(), req.headers()).map_err(|_| StatusCode::BAD_REQUEST)?;
     let host = HeaderValue::from_str(host.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
@@ -198,9 +199,6 @@ async fn proxy(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    if pq.as_str().len() > shared.limits.max_uri_length {
-        return Err(StatusCode::URI_TOO_LONG);
-    }
     let max = shared.limits.max_body_size;
     if max > 0 {
         let declared = req

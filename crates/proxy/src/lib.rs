@@ -9,6 +9,7 @@ pub mod error_log;
 pub mod error_page;
 pub mod forward;
 pub mod handler;
+pub mod hygiene;
 pub mod log_dir;
 pub mod redirect;
 pub mod tls;
@@ -82,6 +83,7 @@ impl Proxy {
             h2_max_header_list_size: u32::try_from(l.max_header_size).unwrap_or(u32::MAX),
             max_connections: l.max_connections,
             drain_timeout: l.drain_timeout,
+            idle_timeout: l.keepalive_timeout,
         };
         Ok(Proxy {
             shared: Arc::new(Shared {

@@ -19,7 +19,12 @@ pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Result<Authority, BadHost
         (None, _) => uri.authority().ok_or(BadHost::Missing)?.as_str().to_owned(),
     };
     let auth: Authority = raw.parse().map_err(|_| BadHost::Malformed)?;
-    if raw.contains('@') || !valid_host(auth.host()) {
+    let port = &auth.as_str()[auth.host().len()..];
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+        });
+    if raw.contains('@') || !valid_host(auth.host()) || !port_ok {
         return Err(BadHost::Malformed);
     }
     Ok(auth)

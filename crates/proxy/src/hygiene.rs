@@ -1,0 +1,167 @@
+//! Request hygiene: refuse, before anything is forwarded, what is oversized or could be read
+//! two ways (request smuggling): both Content-Length and Transfer-Encoding, repeated or invalid
+//! Content-Length, a target naming another host than `Host`, CONNECT.
+
+use http::{HeaderMap, Method, Request, StatusCode, header};
+
+use crate::config::Limits;
+use crate::redirect;
+
+/// `Ok` or the status to answer with (rendered as the error page).
+pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), StatusCode> {
+    if req.method() == Method::CONNECT {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    let target_len = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().to_string().len(), |pq| pq.as_str().len());
+    if target_len > limits.max_uri_length {
+        return Err(StatusCode::URI_TOO_LONG);
+    }
+    if header_block_size(req.headers()) > limits.max_header_size {
+        return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    framing(req.headers())?;
+    let host =
+        redirect::request_host(req.uri(), req.headers()).map_err(|_| StatusCode::BAD_REQUEST)?;
+    // Absolute-form targets (and HTTP/2 :authority) must name the same host as `Host`.
+    if let (Some(authority), Some(_)) = (req.uri().authority(), req.headers().get(header::HOST)) {
+        if !authority.host().eq_ignore_ascii_case(host.host()) {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of the header block as sent on the wire (`name: value\r\n` per field).
+pub fn header_block_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+/// One unambiguous body framing, or 400.
+fn framing(headers: &HeaderMap) -> Result<(), StatusCode> {
+    let lengths: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    if chunked && !lengths.is_empty() {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    match lengths.as_slice() {
+        [] => Ok(()),
+        [one] => {
+            let text = one.to_str().map_err(|_| StatusCode::BAD_REQUEST)?;
+            if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err(StatusCode::BAD_REQUEST)
+            }
+        }
+        _ => Err(StatusCode::BAD_REQUEST),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn limits() -> Limits {
+        Limits {
+            handshake_timeout: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            max_header_size: 1024,
+            max_uri_length: 64,
+            max_body_size: 0,
+            max_connections: 1,
+            h2_max_streams: 1,
+            drain_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn req(target: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri(target);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn ordinary_requests_pass() {
+        assert_eq!(
+            check(&req("/a?b", &[("host", "x.test")]), &limits()),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &req("/", &[("host", "x.test"), ("content-length", "5")]),
+                &limits()
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &req("https://x.test/", &[("host", "x.test:443")]),
+                &limits()
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let l = limits();
+        for headers in [
+            vec![
+                ("host", "x"),
+                ("content-length", "5"),
+                ("transfer-encoding", "chunked"),
+            ],
+            vec![
+                ("host", "x"),
+                ("content-length", "5"),
+                ("content-length", "5"),
+            ],
+            vec![("host", "x"), ("content-length", "+5")],
+            vec![("host", "x"), ("content-length", "5, 5")],
+        ] {
+            assert_eq!(
+                check(&req("/", &headers), &l),
+                Err(StatusCode::BAD_REQUEST),
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_hosts_connect_and_sizes_are_refused() {
+        let l = limits();
+        assert_eq!(
+            check(&req("http://evil.test/", &[("host", "x.test")]), &l),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(check(&req("/", &[]), &l), Err(StatusCode::BAD_REQUEST));
+        let connect = Request::builder()
+            .method(Method::CONNECT)
+            .uri("x.test:443")
+            .header("host", "x.test")
+            .body(())
+            .expect("req");
+        assert_eq!(check(&connect, &l), Err(StatusCode::BAD_REQUEST));
+        let long = format!("/{}", "a".repeat(64));
+        assert_eq!(
+            check(&req(&long, &[("host", "x")]), &l),
+            Err(StatusCode::URI_TOO_LONG)
+        );
+        let big = "v".repeat(1100);
+        assert_eq!(
+            check(&req("/", &[("host", "x"), ("x-big", &big)]), &l),
+            Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+    }
+}
