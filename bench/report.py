@@ -252,12 +252,12 @@ def markdown(res: dict) -> str:
 def svg(res: dict) -> str:
     env = res["env"]
     scen = res["scenarios"]
-    W = 960
+    W = 1000
     left = 190
     bar_w = 470
     bar_h = 16
     gap = 4
-    y = 70
+    y = 92 if env["mode"].startswith("quick") else 76
     body: list[str] = []
 
     def text(x, y, s, size=12, anchor="start", weight="normal", fill="#222"):
@@ -272,6 +272,7 @@ def svg(res: dict) -> str:
         text(20 + 8 * len(sid) + 14, y, s["title"], 12, fill="#555")
         y += 8
         top = y
+        line_at = len(body)  # the tuned-nginx line goes under the bars' labels
         for c, v in su.items():
             w = bar_w * v["rps"] / vmax
             body.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{COLOR[c]}"/>')
@@ -287,7 +288,7 @@ def svg(res: dict) -> str:
             y += bar_h + gap
         if ref:
             x = left + bar_w * ref / vmax
-            body.append(f'<line x1="{x:.1f}" y1="{top - 3}" x2="{x:.1f}" y2="{y}" stroke="#d9622b" '
+            body.insert(line_at, f'<line x1="{x:.1f}" y1="{top - 3}" x2="{x:.1f}" y2="{y}" stroke="#d9622b" '
                         f'stroke-dasharray="3,3" stroke-width="1"/>')
         y += 22
 
@@ -330,7 +331,7 @@ def svg(res: dict) -> str:
     hdr = [f'<text x="20" y="26" font-size="16" font-weight="bold" fill="#222">{html.escape(title)}</text>',
            f'<text x="20" y="46" font-size="11" fill="#555">{html.escape(sub)}</text>']
     if env["mode"].startswith("quick"):
-        hdr.append('<text x="20" y="60" font-size="11" fill="#c62828">quick smoke run: noisy numbers, '
+        hdr.append('<text x="20" y="64" font-size="12" font-weight="bold" fill="#c62828">quick smoke run: noisy numbers, '
                    'not a result</text>')
     return "\n".join(head + hdr + body + ["</svg>", ""])
 
