@@ -422,17 +422,19 @@ class Bench:
             os.makedirs(os.path.join(prefix, d), exist_ok=True)
         with open(os.path.join(BENCH, template)) as f:
             conf = f.read()
-        tuned_http = tuned_up = tuned_loc = ""
+        tuned_http = tuned_up = tuned_loc = tuned_log = ""
         if tuned:
             # nginx at its best: a pool of idle upstream keep-alive connections, HTTP/1.1 to the
-            # upstream, and no cap at 1,000 requests per client connection (h1 and h2).
+            # upstream, no cap at 1,000 requests per client connection (h1 and h2), and a
+            # buffered access log (the proxy buffers its own).
+            tuned_log = " buffer=64k flush=1s"
             tuned_http = "    keepalive_requests 1000000;\n    http2_max_requests 1000000;"
             tuned_up = "        keepalive 512;\n        keepalive_requests 1000000;"
             tuned_loc = ("            proxy_http_version 1.1;\n"
                          "            proxy_set_header Connection \"\";")
         subst = {"PREFIX": prefix, "LISTEN": f"127.0.0.1:{listen}", "UPSTREAM": f"127.0.0.1:{upstream}",
                  "CERT": self.cert, "KEY": self.key, "DOCROOT": os.path.join(self.run_dir, "static-docroot"),
-                 "TUNED_HTTP": tuned_http, "TUNED_UPSTREAM": tuned_up, "TUNED_LOCATION": tuned_loc}
+                 "TUNED_HTTP": tuned_http, "TUNED_ACCESS_LOG": tuned_log, "TUNED_UPSTREAM": tuned_up, "TUNED_LOCATION": tuned_loc}
         for k, v in subst.items():
             conf = conf.replace(f"@@{k}@@", v)
         left = re.findall(r"@@[A-Z_]+@@", conf)
@@ -626,10 +628,13 @@ def docker_section(bench: Bench) -> dict:
                           "PROXY_UPSTREAM": f"127.0.0.1:{bench.ports['app']}",
                           "PROXY_TLS_CERT": "/bench-tls/cert.pem", "PROXY_TLS_KEY": "/bench-tls/key.pem",
                           "PROXY_TLS_GENERATE": "false", "LOG_RETENTION": "false", "PROXY_LOG": "warn",
-                          "PROXY_LOG_DIR": "/tmp/bench-logs"}}[kind]
+                          "PROXY_LOG_DIR": "/bench-logs"}}[kind]
         # host network: the container listens on the host's 127.0.0.1 only, no port publishing
+        logdir = os.path.join(bench.run_dir, f"docker-{kind}-logs")
+        os.makedirs(logdir, exist_ok=True)
+        os.chmod(logdir, 0o777)  # the images run as uid 1000 and are FROM scratch (no writable /tmp)
         argv = ["docker", "run", "-d", "--rm", "--name", name, "--network", "host",
-                "-v", f"{certdir}:/bench-tls:ro"]
+                "-v", f"{certdir}:/bench-tls:ro", "-v", f"{logdir}:/bench-logs"]
         for k, v in envs.items():
             argv += ["-e", f"{k}={v}"]
         argv.append(ref)

@@ -217,8 +217,9 @@ def markdown(res: dict) -> str:
   `worker_processes auto`, access log on (combined format, to a file).
   *nginx (as original)* opens a new TLS connection to the upstream per request (nginx's default; it reuses the
   upstream TLS session). *nginx (tuned)* adds `keepalive 512` in the upstream, `proxy_http_version 1.1`,
-  `proxy_set_header Connection ""`, and lifts the 1,000-requests-per-connection caps (`keepalive_requests`,
-  `http2_max_requests`). Both get `worker_connections 8192` so the 1,000-connection scenario fits.
+  `proxy_set_header Connection ""`, lifts the 1,000-requests-per-connection caps (`keepalive_requests`,
+  `http2_max_requests`) and buffers its access log (`buffer=64k flush=1s`; the proxy's log writer buffers
+  too, while the original nginx writes once per request). Both get `worker_connections 8192` so the 1,000-connection scenario fits.
 - **proxy** (`target/release/proxy`) gets the same certificate and upstream, access logging on (its default)
   into `bench/work/run/proxy-*/logs`, `PROXY_LOG=warn`.
 - **Certificate**: one throwaway self-signed RSA 2048 certificate for `localhost`, used by every server.
