@@ -35,8 +35,8 @@ const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
 /// What every request handler needs; built once at start-up.
 pub struct Shared {
     pub client: UpstreamClient,
-    /// `https://host:port` of the upstream.
-    pub upstream_base: String,
+    /// `host:port` of the upstream, for request URIs.
+    pub upstream_authority: http::uri::Authority,
     pub upstream_timeout: Duration,
     pub trusted: Vec<IpNet>,
     pub hsts: Option<HeaderValue>,
@@ -160,7 +160,11 @@ pub async fn forward(
     let rid = forward::request_id(req.headers());
     let mut entry = entry_for(&req, &conn, &rid);
     let head = req.method() == Method::HEAD;
-    let req_headers = req.headers().clone();
+    // Only `Accept` matters for an error page; keep it instead of the whole header map.
+    let mut req_headers = http::HeaderMap::new();
+    if let Some(accept) = req.headers().get(header::ACCEPT) {
+        req_headers.insert(header::ACCEPT, accept.clone());
+    }
     let resp = match proxy(&shared, conn, req, &rid).await {
         Ok((resp, addr, upstream_time)) => {
             entry.upstream_addr = Some(addr);
@@ -216,9 +220,11 @@ async fn proxy(
         None
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    let uri: Uri = format!("{}{}", shared.upstream_base, pq.as_str())
-        .parse()
-        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    let mut uri_parts = http::uri::Parts::default();
+    uri_parts.scheme = Some(http::uri::Scheme::HTTPS);
+    uri_parts.authority = Some(shared.upstream_authority.clone());
+    uri_parts.path_and_query = Some(pq);
+    let uri = Uri::from_parts(uri_parts).map_err(|_| StatusCode::BAD_REQUEST)?;
     let (mut parts, body) = req.into_parts();
     let trusted = forward::is_trusted(conn.peer.ip(), &shared.trusted);
     forward::request_headers(

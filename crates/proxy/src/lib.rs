@@ -88,7 +88,7 @@ impl Proxy {
         Ok(Proxy {
             shared: Arc::new(Shared {
                 client,
-                upstream_base: upstream::base_uri(&config.upstream),
+                upstream_authority: upstream::authority(&config.upstream)?,
                 upstream_timeout: config.upstream_timeout,
                 trusted: config.trusted_proxies.clone(),
                 hsts: config.hsts.clone(),

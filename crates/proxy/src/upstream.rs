@@ -202,6 +202,8 @@ pub enum UpstreamError {
         #[source]
         source: rustls::Error,
     },
+    #[error("PROXY_UPSTREAM={0}: not a valid host:port")]
+    Authority(String),
     #[error("upstream TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -249,7 +251,10 @@ pub fn client(
         .build(https))
 }
 
-/// The base URI requests are sent to.
-pub fn base_uri(upstream: &Upstream) -> String {
-    format!("https://{upstream}")
+/// The authority requests are sent to (`host:port`, IPv6 in brackets).
+pub fn authority(upstream: &Upstream) -> Result<http::uri::Authority, UpstreamError> {
+    upstream
+        .to_string()
+        .parse()
+        .map_err(|_| UpstreamError::Authority(upstream.to_string()))
 }
