@@ -45,6 +45,8 @@ pub mod defaults {
     pub const LOG_DIR: &str = "/var/log/proxy";
     /// `LOG_RETENTION`
     pub const LOG_RETENTION: bool = true;
+    /// `PROXY_ACCESS_LOG`: write access.log (nginx `access_log off` when false).
+    pub const ACCESS_LOG: bool = true;
     /// `PROXY_INTERCEPT_ERRORS`
     pub const INTERCEPT_ERRORS: bool = true;
     /// `PROXY_LOG`
@@ -145,6 +147,8 @@ pub struct Config {
     pub error_page: Option<PathBuf>,
     pub intercept_errors: bool,
     pub logs: LogConfig,
+    /// `PROXY_ACCESS_LOG`
+    pub access_log: bool,
     pub log: String,
     pub limits: Limits,
 }
@@ -233,6 +237,7 @@ impl Config {
                 retention: env.bool("LOG_RETENTION", defaults::LOG_RETENTION)?,
                 format,
             },
+            access_log: env.bool("PROXY_ACCESS_LOG", defaults::ACCESS_LOG)?,
             log: env.string("PROXY_LOG", defaults::LOG)?,
             limits: Limits {
                 handshake_timeout: env

@@ -245,7 +245,7 @@ async fn proxy(
     let result = tokio::time::timeout(shared.upstream_timeout, shared.client.request(up_req)).await;
     let mut resp = match result {
         Err(_) => {
-            tracing::warn!(request_id = ?rid, timeout = ?shared.upstream_timeout, "upstream timed out (PROXY_UPSTREAM_TIMEOUT)");
+            tracing::warn!(request_id = %rid.to_str().unwrap_or("-"), timeout = ?shared.upstream_timeout, "upstream timed out (PROXY_UPSTREAM_TIMEOUT)");
             return Err(StatusCode::GATEWAY_TIMEOUT);
         }
         Ok(Err(e)) => {
@@ -253,7 +253,7 @@ async fn proxy(
                 BodyFault::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 BodyFault::TooSlow => StatusCode::REQUEST_TIMEOUT,
                 BodyFault::None => {
-                    tracing::warn!(request_id = ?rid, error = %error_chain(&e), "upstream request failed");
+                    tracing::warn!(request_id = %rid.to_str().unwrap_or("-"), error = %error_chain(&e), "upstream request failed");
                     StatusCode::BAD_GATEWAY
                 }
             });

@@ -29,6 +29,7 @@ use proxy::log_dir::Logs;
 ///   PROXY_INTERCEPT_ERRORS   replace upstream error bodies (>= 400) with the page [true]
 ///   PROXY_LOG_DIR            folder for access.log and error.log [/var/log/proxy]
 ///   LOG_RETENTION            a new dated folder per start, `latest` symlink [true]
+///   PROXY_ACCESS_LOG         write access.log; false is nginx's `access_log off` [true]
 ///   PROXY_ACCESS_LOG_FORMAT  combined (nginx) or json [combined]
 ///   PROXY_LOG                stdout log filter, e.g. info, debug [info]
 ///   PROXY_HANDSHAKE_TIMEOUT  TLS handshake [10s]
@@ -127,7 +128,12 @@ async fn serve(config: proxy::Config) -> anyhow::Result<()> {
 }
 
 async fn serve_with_logs(config: &proxy::Config, logs: &Logs) -> anyhow::Result<()> {
-    let proxy = proxy::Proxy::new(config, logs.access())?;
+    let access = if config.access_log {
+        logs.access()
+    } else {
+        proxy::access_log::AccessLog::disabled()
+    };
+    let proxy = proxy::Proxy::new(config, access)?;
     let http = common::server::bind("PROXY_HTTP_LISTEN", config.http_listen).await?;
     let https = common::server::bind("PROXY_HTTPS_LISTEN", config.https_listen).await?;
     tracing::info!(
