@@ -30,8 +30,6 @@ pub const CERT_SETTING: &str = "PROXY_TLS_CERT";
 pub const KEY_SETTING: &str = "PROXY_TLS_KEY";
 /// Setting allowing a self-signed pair to be generated when both files are absent.
 pub const GENERATE_SETTING: &str = "PROXY_TLS_GENERATE";
-/// The keypair folder inside the container (`conf/tls/` on the host).
-pub const DEFAULT_DIR: &str = "/etc/proxy/tls";
 /// File name of the certificate in the keypair folder.
 pub const CERT_NAME: &str = "localhost.crt";
 /// File name of the private key in the keypair folder.
@@ -59,19 +57,6 @@ impl TlsFiles {
             key: dir.join(KEY_NAME),
             generate: true,
         }
-    }
-
-    /// `PROXY_TLS_CERT`, `PROXY_TLS_KEY` (defaults in `/etc/proxy/tls/`) and `PROXY_TLS_GENERATE`
-    /// (default true).
-    pub fn from_env(env: &common::env::Env) -> Result<Self, common::env::EnvError> {
-        let dir = Path::new(DEFAULT_DIR);
-        Ok(TlsFiles {
-            cert: env
-                .path(CERT_SETTING)?
-                .unwrap_or_else(|| dir.join(CERT_NAME)),
-            key: env.path(KEY_SETTING)?.unwrap_or_else(|| dir.join(KEY_NAME)),
-            generate: env.bool(GENERATE_SETTING, true)?,
-        })
     }
 }
 

@@ -298,12 +298,3 @@ fn generate_into_refuses_to_overwrite_unless_forced() {
         second.fingerprint
     );
 }
-
-#[test]
-fn settings_default_to_the_mounted_folder() {
-    let env = common::env::Env::from_pairs([("PROXY_TLS_GENERATE", "no")]);
-    let files = TlsFiles::from_env(&env).expect("env");
-    assert_eq!(files.cert, Path::new("/etc/proxy/tls/localhost.crt"));
-    assert_eq!(files.key, Path::new("/etc/proxy/tls/localhost.key"));
-    assert!(!files.generate);
-}
