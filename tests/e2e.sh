@@ -240,8 +240,9 @@ for s in app proxy; do
     nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
     want_u="$EXPECT_UID $EXPECT_UID $EXPECT_UID $EXPECT_UID"
     want_g="$EXPECT_GID $EXPECT_GID $EXPECT_GID $EXPECT_GID"
-    if [ "$uids" = "$want_u" ] && [ "$gids" = "$want_g" ] && [ -z "$groups" ]; then
-        pass "$s (pid $pid) runs as uid $EXPECT_UID gid $EXPECT_GID, no supplementary groups"
+    # Docker sets the supplementary groups to the primary group (for `user: uid:gid`)
+    if [ "$uids" = "$want_u" ] && [ "$gids" = "$want_g" ] && { [ -z "$groups" ] || [ "$groups" = "$EXPECT_GID" ]; }; then
+        pass "$s (pid $pid) runs as uid $EXPECT_UID gid $EXPECT_GID (groups: ${groups:-none})"
     else
         fail "$s (pid $pid): Uid '$uids' Gid '$gids' Groups '$groups'"
     fi
