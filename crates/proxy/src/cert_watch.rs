@@ -16,6 +16,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use common::tls::CertInfo;
+
 use super::{CertStore, EXPIRY_WARNING_DAYS, Reloaded, TlsFiles, fmt_time};
 
 /// Quiet time after the last change to a file before the pair is re-read.
@@ -110,6 +112,7 @@ impl CertStore {
 
     /// Reload and log the outcome; `trigger` says what caused it.
     pub(crate) fn reload_logged(&self, trigger: &str) {
+        let was_refused = self.last_reload_error().is_some();
         match self.reload() {
             Ok(Reloaded::Changed {
                 previous_fingerprint,
@@ -128,9 +131,12 @@ impl CertStore {
                     tracing::warn!("{w}");
                 }
             }
-            Ok(Reloaded::Unchanged) => {
-                tracing::debug!("TLS keypair unchanged ({trigger})");
-            }
+            Ok(Reloaded::Unchanged) if was_refused => tracing::info!(
+                "TLS keypair files are valid again ({trigger}), still the pair served: SHA-256 \
+                 fingerprint {}",
+                self.fingerprint()
+            ),
+            Ok(Reloaded::Unchanged) => tracing::debug!("TLS keypair unchanged ({trigger})"),
             Err(e) => tracing::error!(
                 "new TLS keypair refused ({trigger}), still serving SHA-256 fingerprint {}: {e}",
                 self.fingerprint()
@@ -140,23 +146,37 @@ impl CertStore {
 
     /// Warn when the served certificate expires within [`EXPIRY_WARNING_DAYS`].
     fn check_expiry(&self) {
-        let info = self.info();
-        let now = OffsetDateTime::now_utc();
-        let days_left = (info.not_after - now).whole_days();
-        if info.expired_at(now) {
-            tracing::error!(
-                "the served TLS certificate ({}) expired on {}; replace the pair",
-                self.files.cert.display(),
-                fmt_time(info.not_after)
-            );
-        } else if days_left < EXPIRY_WARNING_DAYS {
-            tracing::warn!(
-                "the served TLS certificate ({}) expires in {days_left} days (on {}); replace \
-                 the pair soon",
-                self.files.cert.display(),
-                fmt_time(info.not_after)
-            );
+        match expiry_notice(&self.info(), &self.files, OffsetDateTime::now_utc()) {
+            Some((true, text)) => tracing::error!("{text}"),
+            Some((false, text)) => tracing::warn!("{text}"),
+            None => {}
         }
+    }
+}
+
+/// The daily notice for the served leaf, if any: `(expired, text)`.
+fn expiry_notice(info: &CertInfo, files: &TlsFiles, now: OffsetDateTime) -> Option<(bool, String)> {
+    let cert = files.cert.display();
+    let days_left = (info.not_after - now).whole_days();
+    if info.expired_at(now) {
+        Some((
+            true,
+            format!(
+                "the served TLS certificate ({cert}) expired on {}; replace the pair",
+                fmt_time(info.not_after)
+            ),
+        ))
+    } else if days_left < EXPIRY_WARNING_DAYS {
+        Some((
+            false,
+            format!(
+                "the served TLS certificate ({cert}) expires in {days_left} days (on {}); \
+                 replace the pair soon",
+                fmt_time(info.not_after)
+            ),
+        ))
+    } else {
+        None
     }
 }
 
@@ -390,6 +410,19 @@ mod tests {
         rustix::process::kill_process(me, rustix::process::Signal::HUP).expect("SIGHUP");
         wait_fingerprint(&store, &b.fingerprint).await;
         stop.cancel();
+    }
+
+    #[test]
+    fn daily_check_warns_within_14_days_and_errors_once_expired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(TlsFiles::in_dir(dir.path()));
+        let (info, files) = (store.info(), store.files());
+        let at = |days_before_end: i64| info.not_after - time::Duration::days(days_before_end);
+        assert_eq!(expiry_notice(&info, files, at(30)), None);
+        let (expired, text) = expiry_notice(&info, files, at(10)).expect("warning");
+        assert!(!expired && text.contains("expires in 10 days"), "{text}");
+        let (expired, text) = expiry_notice(&info, files, at(-1)).expect("error");
+        assert!(expired && text.contains("expired on"), "{text}");
     }
 
     #[test]
