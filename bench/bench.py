@@ -344,6 +344,8 @@ def h2load_run(sc: dict, port: int, duration: float, threads: int, scratch: str)
         argv = base + (["--h1"] if sc.get("h1") else []) + ["-c", str(sc["conns"]), "-m", str(sc.get("streams", 1)),
                                                             "-D", f"{duration:g}"]
         ramp = sc.get("ramp", 0.0)
+        if ramp and duration < 2:
+            ramp = min(ramp, 2.0)  # quick runs
         if ramp:
             # connections are set up (and requests made) during the warm-up, which is not counted
             argv.append(f"--warm-up-time={ramp:g}")
@@ -412,6 +414,16 @@ class Bench:
                  "-out", self.cert, "-days", "7", "-subj", "/CN=localhost",
                  "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], 60)
         os.chmod(self.key, 0o644)  # throwaway key; readable by non-root container users too
+        # Run copies: a rebuild in the shared target/ during a long run must not change contenders.
+        bindir = os.path.join(self.run_dir, "bin")
+        os.makedirs(bindir)
+        for attr in ("app_bin", "proxy_bin"):
+            src = getattr(self.a, attr)
+            if attr == "proxy_bin" and "proxy" not in self.a.contenders:
+                continue
+            dst = os.path.join(bindir, attr.replace("_bin", ""))
+            shutil.copy2(src, dst)
+            setattr(self.a, attr, dst)
         docroot = os.path.join(self.run_dir, "static-docroot")
         os.makedirs(docroot)
         with open(os.path.join(docroot, "1m.bin"), "wb") as f:
