@@ -29,7 +29,17 @@ enum Command {
     Healthcheck,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("app: {}", common::error_chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = app::Config::from_env(&common::env::Env::process())?;
     let rt = tokio::runtime::Builder::new_multi_thread()

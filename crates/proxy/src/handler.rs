@@ -253,7 +253,7 @@ async fn proxy(
                 BodyFault::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 BodyFault::TooSlow => StatusCode::REQUEST_TIMEOUT,
                 BodyFault::None => {
-                    tracing::warn!(request_id = %rid.to_str().unwrap_or("-"), error = %error_chain(&e), "upstream request failed");
+                    tracing::warn!(request_id = %rid.to_str().unwrap_or("-"), error = %common::error_chain(&e), "upstream request failed");
                     StatusCode::BAD_GATEWAY
                 }
             });
@@ -304,18 +304,3 @@ async fn proxy(
 }
 
 type BoxError = crate::upstream::BoxError;
-
-/// "a: b: c" from an error and its sources.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        src = s.source();
-    }
-    out
-}
