@@ -623,14 +623,15 @@ def docker_section(bench: Bench) -> dict:
     out["available"] = True
     out["images"] = imgs
     certdir = os.path.join(bench.run_dir, "tls")
-    for img in imgs:
-        ref = f"{img['repo']}:{img['tag']}" if img["tag"] != "<none>" else img["id"]
-        if img["tag"] != "latest" and img["tag"] != "<none>":
-            continue
+    # one image per service for the start-up timing: the `latest` tag, else the newest one
+    chosen: dict[str, dict] = {}
+    for img in imgs:  # `docker images` lists the newest first
         kind = "app" if img["repo"].endswith("containerize-app") else \
                "proxy" if img["repo"].endswith("containerize-proxy") else None
-        if kind is None:
-            continue
+        if kind and (kind not in chosen or (img["tag"] == "latest" and chosen[kind]["tag"] != "latest")):
+            chosen[kind] = img
+    for kind, img in sorted(chosen.items()):
+        ref = f"{img['repo']}:{img['tag']}" if img["tag"] != "<none>" else img["id"]
         port = bench.ports["proxy"] + 100 if kind == "proxy" else bench.ports["app"] + 100
         name = f"containerize-bench-{kind}-{os.getpid()}"
         envs = {"app": {"APP_LISTEN": f"127.0.0.1:{port}", "APP_ENV": "production", "APP_LOG": "warn",
