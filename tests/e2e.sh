@@ -54,6 +54,16 @@ else
 fi
 info "engine $(docker version --format '{{.Server.Version}}' 2>/dev/null), compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || true))"
 
+# Leftovers of an earlier run that was killed (SIGKILL skips the trap): remove containers and
+# networks of containerize-e2e-<pid> projects whose pid is gone.
+for p in $(docker ps -a --filter label=com.docker.compose.project --format '{{.Label "com.docker.compose.project"}}' 2>/dev/null | grep '^containerize-e2e-[0-9]*$' | sort -u); do
+    if ! kill -0 "${p##*-}" 2>/dev/null; then
+        info "removing leftovers of $p"
+        docker ps -aq --filter "label=com.docker.compose.project=$p" | xargs -r docker rm -f >/dev/null
+        docker network ls -q --filter "label=com.docker.compose.project=$p" | xargs -r docker network rm >/dev/null
+    fi
+done
+
 # ---- work dir: a throw-away project directory -----------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/containerize-e2e.XXXXXX")"
 mkdir -p "$WORK/conf/app" "$WORK/conf/tls" "$WORK/logs"
@@ -156,6 +166,13 @@ for s in app proxy; do
 done
 
 # ---- 2. up ----------------------------------------------------------------------------------
+if compose config -q; then
+    pass "docker-compose.yml is valid for ${COMPOSE[*]}"
+else
+    fail "${COMPOSE[*]} config rejects docker-compose.yml"
+    exit 1
+fi
+
 step "compose up -d (project $PROJECT, ports $HTTP_PORT/$HTTPS_PORT, work dir $WORK)"
 busy=$(ss -Hltn "( sport = :$HTTP_PORT or sport = :$HTTPS_PORT )" 2>/dev/null)
 if [ -n "$busy" ]; then
@@ -379,6 +396,21 @@ if [ "$access" -gt 0 ]; then
 else
     fail "no access log lines under logs/: $(find "$WORK/logs" -type f | tr '\n' ' ')"
 fi
+
+# ---- 11. SIGTERM: both drain and exit 0 (PID 1 in a scratch image, no init) -----------------
+step "graceful stop"
+t_stop=$(now)
+compose stop --timeout 15 2>&1 | sed 's/^/     /'
+stop_s=$(elapsed "$t_stop" "$(now)")
+for s in app proxy; do
+    code=$(docker inspect -f '{{.State.ExitCode}}' "$(cid "$s")" 2>/dev/null)
+    if [ "$code" = 0 ]; then
+        pass "$s exited 0 on SIGTERM"
+    else
+        fail "$s exit code '$code' after 'stop' (137 = killed after the grace period)"
+    fi
+done
+info "'stop' took $stop_s s"
 
 step "image sizes"
 for s in app proxy; do
