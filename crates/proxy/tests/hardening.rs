@@ -953,6 +953,7 @@ mod h2raw {
     pub const DATA: u8 = 0;
     pub const HEADERS: u8 = 1;
     pub const RST_STREAM: u8 = 3;
+    pub const CONTINUATION: u8 = 9;
     pub const SETTINGS: u8 = 4;
     pub const PING: u8 = 6;
     pub const GOAWAY: u8 = 7;
@@ -1313,6 +1314,139 @@ async fn h2_rapid_reset_flood_is_cut_off() {
     assert_eq!(goaway.goaway_code(), 0xb, "ENHANCE_YOUR_CALM");
     let resp = client().get(proxy.url("/id")).send().await.expect("others");
     assert_eq!(resp.status(), 200);
+}
+
+/// CONTINUATION flood (CVE-2024-27316): a header block that never ends is cut off with a
+/// connection error, not buffered without bound.
+#[tokio::test]
+async fn h2_continuation_flood_is_cut_off() {
+    let rec = Recorder::start().await;
+    let proxy = proxy_to(rec.addr, &[]).await;
+    let mut c = h2raw::Conn::open(proxy.https).await;
+    // HEADERS without END_HEADERS, then 1 KiB CONTINUATION frames of a never-ending value.
+    let mut start = h2raw::request(1, "GET", "/flood", &[], true);
+    start[4] &= !0x4;
+    let _ = c.io.write_all(&start).await;
+    let mut sent = 0usize;
+    let filler = vec![b'a'; 1024];
+    let cut = tokio::time::timeout(SOON, async {
+        loop {
+            if c.io
+                .write_all(&h2raw::frame(h2raw::CONTINUATION, 0, 1, &filler))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            sent += 1;
+            if sent > 10_000 {
+                return;
+            }
+        }
+    })
+    .await;
+    let frames = tokio::time::timeout(SOON, c.until_closed())
+        .await
+        .unwrap_or_default();
+    eprintln!(
+        "CONTINUATION flood: {sent} frames written before the proxy stopped reading; \
+         frames back: {:?}",
+        frames
+            .iter()
+            .map(|f| (f.kind, f.stream))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        cut.is_ok() && sent <= 10_000,
+        "the proxy kept reading CONTINUATION frames"
+    );
+    if let Some(g) = frames.iter().find(|f| f.kind == h2raw::GOAWAY) {
+        assert_ne!(g.goaway_code(), 0, "GOAWAY with an error code");
+    }
+    assert!(rec.seen().is_empty());
+    let resp = client().get(proxy.url("/ok")).send().await.expect("others");
+    assert_eq!(resp.status(), 200);
+}
+
+/// HTTP/2 → HTTP/1.1 downgrade smuggling: connection-specific headers, CR/LF in names, values
+/// or the path, and a body longer than its content-length are all refused at the h2 layer
+/// (stream or connection error); none reaches the upstream as a complete request.
+#[tokio::test]
+async fn h2_downgrade_smuggling_vectors_are_rejected() {
+    let rec = Recorder::start().await;
+    let proxy = proxy_to(rec.addr, &[]).await;
+    let vectors: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "transfer-encoding",
+            h2raw::request(1, "POST", "/te", &[("transfer-encoding", "chunked")], true),
+        ),
+        (
+            "connection",
+            h2raw::request(1, "GET", "/conn", &[("connection", "keep-alive")], true),
+        ),
+        (
+            "CRLF in a value",
+            h2raw::request(1, "GET", "/crlf", &[("x-a", "b\r\nx-injected: 1")], true),
+        ),
+        (
+            "CRLF in a name",
+            h2raw::request(1, "GET", "/crlfname", &[("x-a\r\nx-injected", "1")], true),
+        ),
+        (
+            "CRLF in the path",
+            h2raw::request(
+                1,
+                "GET",
+                "/p HTTP/1.1\r\nHost: x\r\n\r\nGET /smuggled",
+                &[],
+                true,
+            ),
+        ),
+        (
+            "upper-case name",
+            h2raw::request(1, "GET", "/upper", &[("X-Upper", "1")], true),
+        ),
+        ("body longer than content-length", {
+            let mut b = h2raw::request(1, "POST", "/cl", &[("content-length", "5")], false);
+            b.extend(h2raw::frame(h2raw::DATA, 0x1, 1, b"0123456789"));
+            b
+        }),
+    ];
+    let mut outcome = Vec::new();
+    for (name, bytes) in vectors {
+        let mut c = h2raw::Conn::open(proxy.https).await;
+        c.send(&bytes).await;
+        let frames = c
+            .until(|f| {
+                f.kind == h2raw::GOAWAY
+                    || (f.stream == 1 && (f.kind == h2raw::RST_STREAM || f.kind == h2raw::HEADERS))
+            })
+            .await;
+        let last = frames.last().expect("a frame");
+        let what = match last.kind {
+            h2raw::GOAWAY => format!("GOAWAY {:#x}", last.goaway_code()),
+            h2raw::RST_STREAM => format!("RST_STREAM {:#x}", last.rst_code()),
+            _ => "answered (HEADERS)".to_owned(),
+        };
+        outcome.push(format!("{name}: {what}"));
+    }
+    eprintln!("{}", outcome.join("\n"));
+    let seen = rec.seen();
+    let complete: Vec<_> = seen
+        .iter()
+        .filter(|s| s.body.is_some())
+        .map(|s| s.target.clone())
+        .collect();
+    assert!(
+        complete.is_empty(),
+        "forwarded whole: {complete:?}\n{}",
+        outcome.join("\n")
+    );
+    assert!(
+        outcome.iter().all(|o| !o.contains("answered")),
+        "{}",
+        outcome.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
