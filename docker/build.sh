@@ -96,6 +96,8 @@ fi
 # ---- host binaries for the offline targets -------------------------------------------------
 host_triple="${HOST_TRIPLE:-$(uname -m)-unknown-linux-gnu}"
 if [ "$prebuilt" = 1 ]; then
+    command -v cargo >/dev/null 2>&1 \
+        || { echo "build.sh: --prebuilt compiles on the host and needs cargo (https://rustup.rs)" >&2; exit 1; }
     pkgs=()
     for s in "${services[@]}"; do pkgs+=(-p "$s"); done
     echo "==> cargo build --release --target $host_triple ${pkgs[*]} (static: +crt-static)"

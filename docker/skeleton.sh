@@ -14,6 +14,40 @@ stub() { # stub FILE: a library root is empty, every other target root is an emp
     esac
 }
 
+value() { # the string value of a `key = "value"` line
+    v=${1#*\"}; printf '%s\n' "${v%%\"*}"
+}
+
+explicit() { # explicit DIR < Cargo.toml: print the target roots the manifest names
+    sect=""; name=""; path=""
+    flush() {
+        if [ -n "$path" ]; then
+            echo "$1/$path"
+        elif [ -n "$name" ]; then
+            case "$sect" in
+                bin) echo "$1/src/bin/$name.rs" ;;
+                test) echo "$1/tests/$name.rs" ;;
+                bench) echo "$1/benches/$name.rs" ;;
+                example) echo "$1/examples/$name.rs" ;;
+            esac
+        fi
+        sect=""; name=""; path=""
+    }
+    while IFS= read -r line || [ -n "$line" ]; do
+        case "$line" in
+            "[[bin]]"*) flush "$1"; sect=bin ;;
+            "[[test]]"*) flush "$1"; sect=test ;;
+            "[[bench]]"*) flush "$1"; sect=bench ;;
+            "[[example]]"*) flush "$1"; sect=example ;;
+            "[lib]"*) flush "$1"; sect=lib ;;
+            "["*) flush "$1" ;;
+            name*=*) [ -n "$sect" ] && name=$(value "$line") ;;
+            path*=*) [ -n "$sect" ] && path=$(value "$line") ;;
+        esac
+    done
+    flush "$1"
+}
+
 keep=$(mktemp)
 for manifest in crates/*/Cargo.toml; do
     dir=${manifest%/Cargo.toml}
@@ -22,23 +56,8 @@ for manifest in crates/*/Cargo.toml; do
         [ -f "$f" ] && echo "$f" >> "$keep"
     done
     # explicit targets: [lib]/[[bin]]/[[test]]/[[bench]]/[[example]] with `path`, or a `name`
-    # without path (then the conventional location)
-    awk -v dir="$dir" '
-        function flush() {
-            if (sect != "" && path == "" && name != "" && sect != "lib") {
-                if (sect == "bin") print dir "/src/bin/" name ".rs"
-                else print dir "/" sect (sect == "test" ? "s" : (sect == "bench" ? "es" : "s")) "/" name ".rs"
-            }
-            if (sect != "" && path != "") print dir "/" path
-            sect = ""; name = ""; path = ""
-        }
-        /^\[\[(bin|test|bench|example)\]\]/ { flush(); sect = $0; gsub(/[\[\] ]/, "", sect); next }
-        /^\[lib\]/ { flush(); sect = "lib"; next }
-        /^\[/ { flush(); next }
-        sect != "" && /^name *=/ { v = $0; sub(/^[^"]*"/, "", v); sub(/".*$/, "", v); name = v }
-        sect != "" && /^path *=/ { v = $0; sub(/^[^"]*"/, "", v); sub(/".*$/, "", v); path = v }
-        END { flush() }
-    ' "$manifest" | grep '\.rs$' >> "$keep" || true
+    # without path (then the conventional location). Plain sh: no awk in some base images.
+    explicit "$dir" < "$manifest" >> "$keep"
 done
 
 find crates -type f ! -name Cargo.toml -delete
