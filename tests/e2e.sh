@@ -173,6 +173,28 @@ else
     exit 1
 fi
 
+# Every variable a binary documents in --help is set explicitly in its compose anchor.
+config_env=$(compose config 2>/dev/null | awk '
+    /^services:/ { s = 1; next }  /^[^ ]/ { s = 0 }
+    s && /^  [a-z]/ { svc = $1; sub(":", "", svc); env = 0; next }
+    s && /^    environment:/ { env = 1; next }  s && /^    [a-z]/ { env = 0 }
+    s && env && /^      [A-Z]/ { k = $1; sub(":", "", k); print svc, k }')
+for s in app proxy; do
+    documented=$(docker run --rm "containerize-$s:$TAG" --help 2>/dev/null \
+        | grep -oE '^[[:space:]]+((APP|PROXY)_[A-Z0-9_]+|LOG_RETENTION)[[:space:]]' | tr -d ' ')
+    missing=""
+    for v in $documented; do
+        printf '%s\n' "$config_env" | grep -qx "$s $v" || missing="$missing $v"
+    done
+    if [ -z "$documented" ]; then
+        fail "$s --help lists no settings"
+    elif [ -z "$missing" ]; then
+        pass "all $(printf '%s\n' "$documented" | wc -l) settings of '$s --help' are set in its compose anchor"
+    else
+        fail "settings of '$s --help' missing from its compose anchor:$missing"
+    fi
+done
+
 step "compose up -d (project $PROJECT, ports $HTTP_PORT/$HTTPS_PORT, work dir $WORK)"
 busy=$(ss -Hltn "( sport = :$HTTP_PORT or sport = :$HTTPS_PORT )" 2>/dev/null)
 if [ -n "$busy" ]; then
