@@ -461,13 +461,9 @@ async fn silent_clients_after_the_handshake_are_closed_at_the_header_timeout() {
     assert!(outcome.iter().all(|o| o.contains("closed")), "{outcome:?}");
 }
 
-/// An HTTP/2 client that trickles a HEADERS frame a byte at a time: HTTP/2 has no header-read
-/// timeout in hyper, and every byte counts as activity for the idle timeout.
-#[tokio::test]
-#[ignore = "BUG common/src/server.rs: no header timeout for HTTP/2 (hyper's header_read_timeout \
-            is HTTP/1 only) and the idle timer is reset by every byte, so an h2 slowloris is \
-            never closed"]
-async fn h2_trickled_headers_are_closed_at_the_header_timeout() {
+/// Open an HTTP/2 connection (500 ms header and keep-alive timeouts), optionally complete one
+/// request first, then trickle a HEADERS frame a byte every 100 ms: closed within 6 s?
+async fn h2_trickle_closed(first_request: bool) -> bool {
     let up = TestUpstream::start("a").await;
     let proxy = proxy_to(
         up.addr,
@@ -477,8 +473,14 @@ async fn h2_trickled_headers_are_closed_at_the_header_timeout() {
         ],
     )
     .await;
-    let c = h2raw::Conn::open(proxy.https).await;
-    let headers = h2raw::request(1, "GET", "/id", &[("x-slow", &"a".repeat(200))], true);
+    let mut c = h2raw::Conn::open(proxy.https).await;
+    let mut id = 1;
+    if first_request {
+        c.send(&h2raw::get(1, "/id")).await;
+        c.until(|f| f.kind == h2raw::DATA && f.end_stream()).await;
+        id = 3;
+    }
+    let headers = h2raw::request(id, "GET", "/id", &[("x-slow", &"a".repeat(200))], true);
     let (mut rd, mut wr) = tokio::io::split(c.io);
     let trickle = tokio::spawn(async move {
         for b in headers {
@@ -490,8 +492,29 @@ async fn h2_trickled_headers_are_closed_at_the_header_timeout() {
     });
     let closed = closed_within(&mut rd, Duration::from_secs(6)).await;
     trickle.abort();
+    closed.is_some()
+}
+
+/// An HTTP/2 client that trickles its first HEADERS frame: hyper has no header-read timeout for
+/// HTTP/2, and every byte counts as activity for the idle timeout.
+#[tokio::test]
+#[ignore = "BUG common/src/server.rs: no header timeout for HTTP/2 (hyper's header_read_timeout \
+            is HTTP/1 only) and the idle timer is reset by every byte, so an h2 slowloris is \
+            never closed"]
+async fn h2_trickled_headers_are_closed_at_the_header_timeout() {
     assert!(
-        closed.is_some(),
+        h2_trickle_closed(false).await,
+        "a trickling h2 client was kept open for 6 s with 500 ms timeouts"
+    );
+}
+
+/// The same after one complete request on the connection (a header timeout that only guards
+/// the first request is not enough).
+#[tokio::test]
+#[ignore = "BUG common/src/server.rs: no header timeout for HTTP/2 requests after the first"]
+async fn h2_trickled_headers_after_a_first_request_are_closed() {
+    assert!(
+        h2_trickle_closed(true).await,
         "a trickling h2 client was kept open for 6 s with 500 ms timeouts"
     );
 }
