@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -120,6 +120,7 @@ pub async fn serve<F, S, B>(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let tracker = TaskTracker::new();
     let closing = CancellationToken::new();
+    let aborting = CancellationToken::new();
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
 
@@ -154,17 +155,18 @@ pub async fn serve<F, S, B>(
         let transport = transport.clone();
         let limits = limits.clone();
         let closing = closing.clone();
+        let aborting = aborting.clone();
         tracker.spawn(async move {
             let _permit = permit;
             match transport {
-                Transport::Plain => drive(&builder, stream, service, &limits, &closing, peer).await,
+                Transport::Plain => drive(&builder, stream, service, &limits, &closing, &aborting, peer).await,
                 Transport::Tls(acceptor) => {
                     let tls = tokio::select! {
                         _ = closing.cancelled() => return,
                         r = tokio::time::timeout(limits.handshake_timeout, handshake(acceptor, stream, peer)) => r,
                     };
                     match tls {
-                        Ok(Some(s)) => drive(&builder, s, service, &limits, &closing, peer).await,
+                        Ok(Some(s)) => drive(&builder, s, service, &limits, &closing, &aborting, peer).await,
                         Ok(None) => {}
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -179,6 +181,8 @@ pub async fn serve<F, S, B>(
         _ = tracker.wait() => tracing::debug!("all connections drained"),
         _ = tokio::time::sleep(limits.drain_timeout) => {
             tracing::warn!(timeout = ?limits.drain_timeout, open = tracker.len(), "drain timeout reached; closing remaining connections");
+            aborting.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
         }
     }
 }
@@ -212,6 +216,7 @@ async fn drive<IO, S, B>(
     service: S,
     limits: &Limits,
     closing: &CancellationToken,
+    aborting: &CancellationToken,
     peer: SocketAddr,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -227,9 +232,18 @@ async fn drive<IO, S, B>(
         inner: io,
         activity: activity.clone(),
     };
+    let pending = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let service = Counted {
+        inner: service,
+        pending: pending.clone(),
+        started: started.clone(),
+    };
+    let opened = Instant::now();
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+    let tick = (limits.idle_timeout.min(limits.header_read_timeout) / 4)
+        .clamp(Duration::from_millis(10), Duration::from_secs(5));
     let mut check = tokio::time::interval(tick);
     let mut stopping = false;
     loop {
@@ -240,18 +254,78 @@ async fn drive<IO, S, B>(
                 }
                 return;
             }
+            // Past the drain timeout: close whatever is left.
+            _ = aborting.cancelled() => return,
             _ = closing.cancelled(), if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = check.tick(), if !stopping => {
-                if activity.idle_for() >= limits.idle_timeout {
+            _ = check.tick() => {
+                let idle = activity.idle_for();
+                if started.load(Ordering::Acquire) == 0
+                    && opened.elapsed() >= limits.header_read_timeout
+                {
+                    // No complete request head since the connection opened: silent after the
+                    // handshake, or trickling an HTTP/2 HEADERS frame (hyper's own header timer
+                    // covers HTTP/1 only, and only once it knows the version).
+                    tracing::debug!(%peer, "no request within the header timeout; closing");
+                    return;
+                }
+                if !stopping && idle >= limits.idle_timeout {
                     tracing::debug!(%peer, "idle timeout; closing the connection");
                     stopping = true;
                     conn.as_mut().graceful_shutdown();
+                } else if stopping
+                    && idle >= limits.idle_timeout + 2 * tick
+                    && pending.load(Ordering::Acquire) == 0
+                {
+                    // Asked to close, yet nothing moves and no request waits for its answer:
+                    // a client that stopped reading, or an HTTP/2 peer that never acks the
+                    // GOAWAY ping (nginx `send_timeout`). Drop it.
+                    tracing::debug!(%peer, "no progress after graceful close; dropping the connection");
+                    return;
                 }
             }
         }
+    }
+}
+
+/// Counts requests whose answer head is not ready yet, so a stalled connection is only cut
+/// while no request is legitimately waiting (e.g. for a slow upstream).
+struct Counted<S> {
+    inner: S,
+    pending: Arc<AtomicUsize>,
+    /// Requests whose head arrived, ever.
+    started: Arc<AtomicUsize>,
+}
+
+struct PendingGuard(Arc<AtomicUsize>);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<S, R> Service<R> for Counted<S>
+where
+    S: Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, req: R) -> Self::Future {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        self.started.fetch_add(1, Ordering::AcqRel);
+        let guard = PendingGuard(self.pending.clone());
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let out = fut.await;
+            drop(guard);
+            out
+        })
     }
 }
 

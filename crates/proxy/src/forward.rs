@@ -27,7 +27,6 @@ pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// Always `https` here.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// True when `peer` is inside one of the trusted-proxy networks.
@@ -49,17 +48,18 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
     let upgrade = headers.get(header::UPGRADE)?;
     connection_tokens(headers)
-        .any(|t| t.eq_ignore_ascii_case("upgrade"))
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
         .then(|| upgrade.clone())
 }
 
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+/// The comma-separated tokens of every `Connection` header, as bytes: a value carrying
+/// obs-text still has its other tokens honoured.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
 }
 
@@ -67,7 +67,7 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// is end-to-end in meaning) and so does an upgrade when `upgrade` is `Some`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
     let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
         .collect();
     let te_trailers = headers
         .get_all(header::TE)
@@ -141,8 +141,16 @@ pub fn request_headers(
             format!("{}, {peer_text}", incoming.join(", "))
         }
     } else {
-        // Untrusted clients cannot speak for the proxy chain.
-        headers.remove(&X_FORWARDED_HOST);
+        // Untrusted clients cannot speak for the proxy chain: every X-Forwarded-* header
+        // (Host, Port, Server, Prefix, Ssl, …) and Forwarded go.
+        let spoofable: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-forwarded-"))
+            .cloned()
+            .collect();
+        for name in spoofable {
+            headers.remove(name);
+        }
         headers.remove(&FORWARDED);
         peer_text.clone()
     };
@@ -186,6 +194,9 @@ mod tests {
             ("x-real-ip", "6.6.6.6"),
             ("x-forwarded-proto", "http"),
             ("x-forwarded-host", "evil"),
+            ("x-forwarded-port", "1"),
+            ("x-forwarded-prefix", "/evil"),
+            ("forwarded", "for=6.6.6.6"),
         ]);
         let host = HeaderValue::from_static("example.test");
         let rid = HeaderValue::from_static("abc");
@@ -201,7 +212,14 @@ mod tests {
         assert_eq!(h["x-real-ip"], "203.0.113.9");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["host"], "example.test");
-        assert!(h.get("x-forwarded-host").is_none());
+        for gone in [
+            "x-forwarded-host",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "forwarded",
+        ] {
+            assert!(h.get(gone).is_none(), "{gone} leaked");
+        }
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
     }
 

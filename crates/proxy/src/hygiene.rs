@@ -23,6 +23,10 @@ pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), StatusCode> {
         return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
     framing(req.headers())?;
+    // HTTP/1.1 requires Host, even with an absolute-form target (RFC 9112 §3.2).
+    if req.version() == http::Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+        return Err(StatusCode::BAD_REQUEST);
+    }
     let host =
         redirect::request_host(req.uri(), req.headers()).map_err(|_| StatusCode::BAD_REQUEST)?;
     // Absolute-form targets (and HTTP/2 :authority) must name the same host as `Host`.
@@ -146,6 +150,10 @@ mod tests {
             Err(StatusCode::BAD_REQUEST)
         );
         assert_eq!(check(&req("/", &[]), &l), Err(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            check(&req("http://x.test/", &[]), &l),
+            Err(StatusCode::BAD_REQUEST)
+        );
         let connect = Request::builder()
             .method(Method::CONNECT)
             .uri("x.test:443")

@@ -22,7 +22,7 @@ pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Result<Authority, BadHost
     let port = &auth.as_str()[auth.host().len()..];
     let port_ok = port.is_empty()
         || port.strip_prefix(':').is_some_and(|p| {
-            !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+            p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0)
         });
     if raw.contains('@') || !valid_host(auth.host()) || !port_ok {
         return Err(BadHost::Malformed);
@@ -89,7 +89,17 @@ mod tests {
             location(&uri, &HeaderMap::new(), 443),
             Err(BadHost::Missing)
         );
-        for bad in ["evil.com@good.com", "a b", "a/b", "", "x:y", "a\"b"] {
+        for bad in [
+            "evil.com@good.com",
+            "a b",
+            "a/b",
+            "",
+            "x:y",
+            "a\"b",
+            "x:99999",
+            "x:0",
+            "x:+1",
+        ] {
             assert!(location(&uri, &with_host(bad), 443).is_err(), "{bad}");
         }
         let mut two = with_host("a");
