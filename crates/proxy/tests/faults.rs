@@ -1,6 +1,6 @@
 //! Load and fault tests (issue 8), loopback only and bounded in time and count:
-//! - slowloris: 300 connections trickling header bytes while normal requests keep getting 200s;
-//!   the slow ones are closed at the (short) header timeout;
+//! - slowloris: 300 connections (a third of them HTTP/2) trickling header bytes while normal
+//!   requests keep getting 200s; the slow ones are closed at the (short) header timeout;
 //! - upstream failure under load: steady requests while the app is stopped and started again;
 //!   only requests overlapping the outage get 502 pages, the proxy recovers by itself;
 //! - shutdown under load: the real binary gets SIGTERM with requests in flight; every one is
@@ -30,8 +30,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
-async fn h1(addr: SocketAddr) -> std::io::Result<Tls> {
-    let cfg = common::client::insecure_client_config(&[b"http/1.1"]).expect("client config");
+async fn tls(addr: SocketAddr, alpn: &[u8]) -> std::io::Result<Tls> {
+    let cfg = common::client::insecure_client_config(&[alpn]).expect("client config");
     let tcp = TcpStream::connect(addr).await?;
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(
@@ -94,6 +94,7 @@ impl std::fmt::Display for Tally {
 
 /// What happened to one trickling connection.
 struct Slow {
+    h2: bool,
     /// Closed by the proxy (EOF or reset) before we gave up.
     closed: bool,
     /// From our handshake completing to the close.
@@ -103,21 +104,35 @@ struct Slow {
     trickled: usize,
 }
 
-async fn slow_connection(addr: SocketAddr, gate: Arc<tokio::sync::Semaphore>) -> Option<Slow> {
+/// HTTP/2 preface, empty SETTINGS, and the 9-byte head of a HEADERS frame whose 4 KiB block
+/// (END_HEADERS, END_STREAM, stream 1) then trickles in.
+fn h2_slow_start() -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0x00, 0x10, 0x00, 0x1, 0x5, 0, 0, 0, 1]);
+    out
+}
+
+async fn slow_connection(
+    addr: SocketAddr,
+    gate: Arc<tokio::sync::Semaphore>,
+    h2: bool,
+) -> Option<Slow> {
     let s = {
         let _permit = gate.acquire().await.expect("gate");
-        h1(addr).await.ok()?
+        tls(addr, if h2 { b"h2" } else { b"http/1.1" }).await.ok()?
     };
     let opened = Instant::now();
     let (mut rd, mut wr) = tokio::io::split(s);
     let trickled = Arc::new(AtomicUsize::new(0));
     let count = trickled.clone();
     let writer = tokio::spawn(async move {
-        if wr
-            .write_all(b"GET /id HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-            .await
-            .is_err()
-        {
+        let start = if h2 {
+            h2_slow_start()
+        } else {
+            b"GET /id HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".to_vec()
+        };
+        if wr.write_all(&start).await.is_err() {
             return;
         }
         loop {
@@ -143,6 +158,7 @@ async fn slow_connection(addr: SocketAddr, gate: Arc<tokio::sync::Semaphore>) ->
     let after = opened.elapsed();
     writer.abort();
     Some(Slow {
+        h2,
         closed,
         after,
         answer,
@@ -167,7 +183,7 @@ async fn slowloris_is_cut_off_while_normal_requests_keep_working() {
     let started = Instant::now();
     let gate = Arc::new(tokio::sync::Semaphore::new(32));
     let slow: Vec<_> = (0..SLOW)
-        .map(|_| tokio::spawn(slow_connection(proxy.https, gate.clone())))
+        .map(|i| tokio::spawn(slow_connection(proxy.https, gate.clone(), i % 3 == 2)))
         .collect();
 
     // Normal traffic, two workers, until every slow connection is settled.
@@ -211,13 +227,18 @@ async fn slowloris_is_cut_off_while_normal_requests_keep_working() {
     }
     let opened: Vec<&Slow> = outcomes.iter().flatten().collect();
     let closed = opened.iter().filter(|s| s.closed).count();
-    let answered = opened.iter().filter(|s| !s.answer.is_empty()).count();
+    let answered = opened
+        .iter()
+        .filter(|s| !s.h2 && !s.answer.is_empty())
+        .count();
+    let h2_count = opened.iter().filter(|s| s.h2).count();
     let mut afters: Vec<Duration> = opened.iter().map(|s| s.after).collect();
     afters.sort();
     let trickled: usize = opened.iter().map(|s| s.trickled).sum();
     eprintln!(
-        "slowloris: {SLOW} slow connections, {} opened, {closed} closed by the proxy \
-         (close after handshake: min {:?}, median {:?}, max {:?}), {answered} got bytes back \
+        "slowloris: {SLOW} slow connections ({h2_count} HTTP/2), {} opened, {closed} closed by \
+         the proxy (close after handshake: min {:?}, median {:?}, max {:?}), {answered} HTTP/1.1 \
+         ones got bytes back \
          ({:?}), {trickled} header bytes trickled; normal requests: {normal}; took {:?}",
         opened.len(),
         afters.first(),
@@ -225,7 +246,7 @@ async fn slowloris_is_cut_off_while_normal_requests_keep_working() {
         afters.last(),
         opened
             .iter()
-            .find(|s| !s.answer.is_empty())
+            .find(|s| !s.h2 && !s.answer.is_empty())
             .map(|s| String::from_utf8_lossy(&s.answer).into_owned()),
         started.elapsed()
     );
@@ -239,7 +260,7 @@ async fn slowloris_is_cut_off_while_normal_requests_keep_working() {
     assert!(
         opened
             .iter()
-            .all(|s| s.answer.is_empty() || s.answer.starts_with(b"HTTP/1.1 408 ")),
+            .all(|s| s.h2 || s.answer.is_empty() || s.answer.starts_with(b"HTTP/1.1 408 ")),
         "unexpected answer to a slow header"
     );
     assert!(errors.is_empty(), "normal requests failed: {errors:?}");
