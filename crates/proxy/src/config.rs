@@ -39,6 +39,8 @@ pub mod defaults {
     pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
     /// `PROXY_UPSTREAM_KEEPALIVE`: idle pooled upstream connections kept per address.
     pub const UPSTREAM_KEEPALIVE: usize = 256;
+    /// `PROXY_UPSTREAM_HTTP2`: multiplex requests to the upstream over HTTP/2.
+    pub const UPSTREAM_HTTP2: bool = false;
     /// `PROXY_HSTS`
     pub const HSTS: &str = "max-age=63072000";
     /// `PROXY_LOG_DIR`
@@ -143,6 +145,7 @@ pub struct Config {
     pub upstream_timeout: Duration,
     pub upstream_connect_timeout: Duration,
     pub upstream_keepalive: usize,
+    pub upstream_http2: bool,
     pub trusted_proxies: Vec<IpNet>,
     pub error_page: Option<PathBuf>,
     pub intercept_errors: bool,
@@ -224,6 +227,7 @@ impl Config {
             )?,
             upstream_keepalive: env
                 .parsed("PROXY_UPSTREAM_KEEPALIVE", defaults::UPSTREAM_KEEPALIVE)?,
+            upstream_http2: env.bool("PROXY_UPSTREAM_HTTP2", defaults::UPSTREAM_HTTP2)?,
             trusted_proxies: parse_cidrs(
                 "PROXY_TRUSTED_PROXIES",
                 &env.string("PROXY_TRUSTED_PROXIES", "")?,

@@ -35,6 +35,8 @@ const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
 /// What every request handler needs; built once at start-up.
 pub struct Shared {
     pub client: UpstreamClient,
+    /// `PROXY_UPSTREAM_HTTP2`: multiplexed HTTP/2 to the upstream (upgrades still use `client`).
+    pub client_h2: Option<UpstreamClient>,
     /// `host:port` of the upstream, for request URIs.
     pub upstream_authority: http::uri::Authority,
     pub upstream_timeout: Duration,
@@ -239,10 +241,18 @@ async fn proxy(
     parts.version = Version::HTTP_11;
     let fault = FaultFlag::default();
     let body = Guarded::new(body, max, shared.limits.body_timeout, fault.clone()).boxed();
-    let up_req = Request::from_parts(parts, body);
+    let mut up_req = Request::from_parts(parts, body);
 
     let sent = Instant::now();
-    let result = tokio::time::timeout(shared.upstream_timeout, shared.client.request(up_req)).await;
+    let client = match (&shared.client_h2, &upgrade) {
+        (Some(h2), None) => {
+            // `Host` stays (the original host, as over HTTP/1.1); `:authority` is the upstream.
+            *up_req.version_mut() = Version::HTTP_2;
+            h2
+        }
+        _ => &shared.client,
+    };
+    let result = tokio::time::timeout(shared.upstream_timeout, client.request(up_req)).await;
     let mut resp = match result {
         Err(_) => {
             tracing::warn!(request_id = %rid.to_str().unwrap_or("-"), timeout = ?shared.upstream_timeout, "upstream timed out (PROXY_UPSTREAM_TIMEOUT)");

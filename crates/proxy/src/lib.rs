@@ -70,10 +70,22 @@ impl Proxy {
         let tls = tls::server_config(certs.clone())?;
         let client = upstream::client(
             config.upstream_ca.as_deref(),
-            lookup,
+            lookup.clone(),
             config.upstream_connect_timeout,
             config.upstream_keepalive,
+            false,
         )?;
+        // Upgrades (WebSocket) always go over HTTP/1.1.
+        let client_h2 = match config.upstream_http2 {
+            true => Some(upstream::client(
+                config.upstream_ca.as_deref(),
+                lookup,
+                config.upstream_connect_timeout,
+                config.upstream_keepalive,
+                true,
+            )?),
+            false => None,
+        };
         let l = &config.limits;
         let limits = server::Limits {
             handshake_timeout: l.handshake_timeout,
@@ -88,6 +100,7 @@ impl Proxy {
         Ok(Proxy {
             shared: Arc::new(Shared {
                 client,
+                client_h2,
                 upstream_authority: upstream::authority(&config.upstream)?,
                 upstream_timeout: config.upstream_timeout,
                 trusted: config.trusted_proxies.clone(),

@@ -215,6 +215,7 @@ pub fn client(
     lookup: Arc<dyn Lookup>,
     connect_timeout: Duration,
     keepalive: usize,
+    http2: bool,
 ) -> Result<UpstreamClient, UpstreamError> {
     let provider = common::tls::provider();
     let tls = match ca {
@@ -238,17 +239,23 @@ pub fn client(
                 .with_no_client_auth()
         }
     };
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let connector = RoundRobin::new(lookup, connect_timeout);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(RoundRobin::new(lookup, connect_timeout));
-    Ok(Client::builder(TokioExecutor::new())
+        .https_only();
+    let mut client = Client::builder(TokioExecutor::new());
+    client
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(keepalive)
-        .build(https))
+        .pool_max_idle_per_host(keepalive);
+    if http2 {
+        // One multiplexed connection per upstream address set; h2 only, by ALPN.
+        client.http2_only(true);
+        Ok(client.build(builder.enable_http2().wrap_connector(connector)))
+    } else {
+        Ok(client.build(builder.enable_http1().wrap_connector(connector)))
+    }
 }
 
 /// The authority requests are sent to (`host:port`, IPv6 in brackets).
