@@ -509,3 +509,48 @@ async fn hsts_can_be_turned_off() {
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("strict-transport-security").is_none());
 }
+
+#[tokio::test]
+async fn http2_to_the_upstream_forwards_the_same_page() {
+    let app = TestApp::start().await;
+    let proxy = TestProxy::start(&app.addr.to_string(), &[("PROXY_UPSTREAM_HTTP2", "true")]).await;
+    for c in [client(), client_h1()] {
+        let body = c
+            .get(proxy.url("/"))
+            .header("X-Forwarded-For", "6.6.6.6")
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body");
+        assert_eq!(
+            body,
+            format!(
+                "{QUOTE}\nX-Forwarded-For: 127.0.0.1\nX-Real-IP: 127.0.0.1\nX-Forwarded-Proto: https\n"
+            )
+        );
+    }
+    // The hop really is HTTP/2: an upstream that offers only HTTP/1.1 by ALPN is unreachable.
+    let h1_only = TestUpstream::start("h1").await;
+    let proxy_h1_only = TestProxy::start(
+        &h1_only.addr.to_string(),
+        &[("PROXY_UPSTREAM_HTTP2", "true")],
+    )
+    .await;
+    let resp = client()
+        .get(proxy_h1_only.url("/id"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 502);
+    // Upstream errors keep their status through the HTTP/2 hop.
+    let resp = client()
+        .post(proxy.url("/"))
+        .body("x")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET, HEAD");
+}
