@@ -36,7 +36,7 @@ explicit() { # explicit DIR < Cargo.toml: print the target roots the manifest na
     while IFS= read -r line || [ -n "$line" ]; do
         case "$line" in
             "[[bin]]"*) flush "$1"; sect=bin ;;
-            "[[test]]"*) flush "$1"; sect=test ;;
+            "[[test]]"*) flush "$1"; sect="test" ;;
             "[[bench]]"*) flush "$1"; sect=bench ;;
             "[[example]]"*) flush "$1"; sect=example ;;
             "[lib]"*) flush "$1"; sect=lib ;;
