@@ -242,7 +242,7 @@ def markdown(res: dict) -> str:
 - Client, contenders and upstream share the same CPUs, so absolute numbers say little; the ratios measured
   in the same run are the point.""")
     L.append("")
-    L.append("Reproduce: `bench/run.sh` (full, ~20 min) or `bench/run.sh --quick` (< 1 min); "
+    L.append("Reproduce: `bench/run.sh` (full, ~25 min) or `bench/run.sh --quick` (about a minute); "
              "`bench/run.sh --help` for options. Raw numbers: `latest.json`.")
     L.append("")
     return "\n".join(L)
