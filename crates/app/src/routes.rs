@@ -31,13 +31,14 @@ pub async fn handle<B>(
         resp.headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from(len));
     }
-    tracing::info!(
-        method = %req.method(),
-        path = %req.uri().path(),
-        status = resp.status().as_u16(),
-        duration_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
+    let (method, path, status) = (req.method(), req.uri().path(), resp.status().as_u16());
+    let duration_us = started.elapsed().as_micros() as u64;
+    if path == "/healthz" {
+        // Docker polls this every few seconds: keep it out of the INFO log.
+        tracing::debug!(%method, path, status, duration_us, "request");
+    } else {
+        tracing::info!(%method, path, status, duration_us, "request");
+    }
     Ok(resp)
 }
 

@@ -108,6 +108,26 @@ pub enum ProbeError {
     NotHttp { addr: SocketAddr, line: String },
 }
 
+/// Complete a TLS handshake with `addr` (any certificate) and return the SHA-256 fingerprint
+/// of the certificate shown. Sends no request, so nothing is forwarded or logged.
+pub async fn handshake(addr: SocketAddr, timeout: Duration) -> Result<String, ProbeError> {
+    tokio::time::timeout(timeout, async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|source| ProbeError::Connect { addr, source })?;
+        let connector =
+            tokio_rustls::TlsConnector::from(Arc::new(insecure_client_config(&[b"http/1.1"])?));
+        let tls = connector
+            .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+            .await
+            .map_err(|source| ProbeError::Tls { addr, source })?;
+        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+        Ok(leaf.map(crate::tls::fingerprint).unwrap_or_default())
+    })
+    .await
+    .map_err(|_| ProbeError::Timeout { addr, timeout })?
+}
+
 /// Send `GET path` over HTTPS (HTTP/1.1, any certificate) and return the status code.
 pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, ProbeError> {
     tokio::time::timeout(timeout, probe_inner(addr, path))

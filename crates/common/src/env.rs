@@ -74,7 +74,15 @@ impl Env {
     /// newline (`\n` or `\r\n`) removed. Setting both is an error.
     pub fn get(&self, name: &str) -> Result<Option<String>, EnvError> {
         let file_var = format!("{name}_FILE");
-        match (self.raw(name), self.raw(&file_var)) {
+        // An empty NAME next to NAME_FILE counts as unset: a compose override cannot delete a
+        // key it inherits from an anchor, only blank it.
+        let direct = self.raw(name);
+        let from_file = self.raw(&file_var).filter(|p| !p.is_empty());
+        let direct = match (&direct, &from_file) {
+            (Some(v), Some(_)) if v.is_empty() => None,
+            _ => direct,
+        };
+        match (direct, from_file) {
             (Some(_), Some(_)) => Err(EnvError::BothSet {
                 name: name.to_owned(),
             }),
@@ -220,6 +228,17 @@ mod tests {
         let env = Env::from_pairs([("X", "a"), ("X_FILE", "/nonexistent")]);
         let err = env.get("X").expect_err("both set");
         assert!(err.to_string().contains("X and X_FILE"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_value_beside_the_file_variant_counts_as_unset() {
+        let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+        f.write_all(b"from-file\n").expect("write");
+        let path = f.path().to_str().expect("utf8");
+        let env = Env::from_pairs([("X", ""), ("X_FILE", path)]);
+        assert_eq!(env.get("X").expect("ok").as_deref(), Some("from-file"));
+        let env = Env::from_pairs([("X", "direct"), ("X_FILE", "")]);
+        assert_eq!(env.get("X").expect("ok").as_deref(), Some("direct"));
     }
 
     #[test]

@@ -9,6 +9,13 @@ pub fn init(var: &str, filter: &str) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(color())
         .try_init()
         .map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set (`docker compose logs`, files).
+pub fn color() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }

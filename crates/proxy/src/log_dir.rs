@@ -300,6 +300,7 @@ impl Logs {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
+                    .with_ansi(common::logging::color())
                     .with_filter(env_filter),
             )
             .with(self.error_layer())

@@ -554,3 +554,36 @@ async fn http2_to_the_upstream_forwards_the_same_page() {
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "GET, HEAD");
 }
+
+#[tokio::test]
+async fn healthcheck_subcommand_checks_the_listener_without_a_request() {
+    let app = TestApp::start().await;
+    let proxy = TestProxy::start(&app.addr.to_string(), &[]).await;
+    let run = |addr: std::net::SocketAddr| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .arg("healthcheck")
+            .env("PROXY_HTTPS_LISTEN", addr.to_string())
+            .output()
+            .expect("run proxy healthcheck")
+    };
+    let addr = proxy.https;
+    let ok = tokio::task::spawn_blocking(move || run(addr))
+        .await
+        .expect("join");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let down = closed_port().await;
+    let bad = tokio::task::spawn_blocking(move || run(down))
+        .await
+        .expect("join");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("cannot connect"),
+        "{bad:?}"
+    );
+    // Nothing was forwarded, so nothing was logged.
+    assert_eq!(proxy.access_log(), "");
+}
