@@ -68,6 +68,9 @@ impl App {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Stateless tickets: a proxy re-opening many pooled connections resumes its sessions
+        // instead of paying a full handshake each time (the default cache holds 256).
+        tls.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
         Ok(App {
             templates,
             tls: Arc::new(tls),

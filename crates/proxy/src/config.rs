@@ -38,7 +38,9 @@ pub mod defaults {
     /// `PROXY_UPSTREAM_CONNECT_TIMEOUT` (nginx `proxy_connect_timeout`)
     pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
     /// `PROXY_UPSTREAM_KEEPALIVE`: idle pooled upstream connections kept per address.
-    pub const UPSTREAM_KEEPALIVE: usize = 256;
+    /// 1024: above the usual concurrency, so a burst does not churn (re-handshake) upstream
+    /// connections; measured 7.7k → 10–12k req/s with 1,000 client connections vs 256.
+    pub const UPSTREAM_KEEPALIVE: usize = 1024;
     /// `PROXY_UPSTREAM_HTTP2`: multiplex requests to the upstream over HTTP/2.
     pub const UPSTREAM_HTTP2: bool = false;
     /// `PROXY_HSTS`

@@ -23,7 +23,7 @@ use proxy::log_dir::Logs;
 ///   PROXY_UPSTREAM_CA        PEM CA to verify the upstream with; unset: not verified []
 ///   PROXY_UPSTREAM_TIMEOUT   wait for the upstream's answer, then 504 [60s]
 ///   PROXY_UPSTREAM_CONNECT_TIMEOUT  connect to the upstream, then 502 [60s]
-///   PROXY_UPSTREAM_KEEPALIVE idle pooled upstream connections kept [256]
+///   PROXY_UPSTREAM_KEEPALIVE idle pooled upstream connections kept [1024]
 ///   PROXY_UPSTREAM_HTTP2     multiplex over one HTTP/2 connection to the upstream (faster; no
 ///                            spreading over several addresses) [false]
 ///   PROXY_TRUSTED_PROXIES    CIDRs whose X-Forwarded-For is kept and appended to []
