@@ -33,7 +33,7 @@ WORK = os.path.join(BENCH, "work")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 
-CONTENDERS = ["direct", "nginx", "nginx-tuned", "proxy"]
+CONTENDERS = ["direct", "nginx", "nginx-tuned", "proxy", "proxy-h2up"]
 LABEL = {
     "direct": "direct (no proxy)",
     "nginx": "nginx (as original)",
@@ -417,7 +417,8 @@ class Bench:
         self.key = os.path.join(self.tls, "key.pem")
         b = args.port_base
         self.ports = {"app": b, "static": b + 1, "nginx": b + 443, "nginx-tuned": b + 444,
-                      "proxy": b + 445, "proxy-http": b + 80}
+                      "proxy": b + 445, "proxy-http": b + 80,
+                      "proxy-h2up": b + 446, "proxy-h2up-http": b + 81}
         self.notes: list[str] = []
 
     # ---- setup
@@ -441,7 +442,7 @@ class Bench:
         os.makedirs(bindir)
         for attr in ("app_bin", "proxy_bin"):
             src = getattr(self.a, attr)
-            if attr == "proxy_bin" and "proxy" not in self.a.contenders:
+            if attr == "proxy_bin" and not {"proxy", "proxy-h2up"} & set(self.a.contenders):
                 continue
             dst = os.path.join(bindir, attr.replace("_bin", ""))
             shutil.copy2(src, dst)
@@ -501,18 +502,20 @@ class Bench:
         wait_ready("app", self.ports["app"], "/", p, 20)
         return p
 
-    def start_proxy(self, upstream: int, path: str, tag: str) -> subprocess.Popen:
-        d = os.path.join(self.run_dir, f"proxy-{tag}")
+    def start_proxy(self, upstream: int, path: str, tag: str, name: str = "proxy",
+                    extra: dict | None = None) -> subprocess.Popen:
+        d = os.path.join(self.run_dir, f"{name}-{tag}")
         logs = os.path.join(d, "logs")
         os.makedirs(logs, exist_ok=True)
         env = dict(os.environ)
-        env.update({"PROXY_HTTP_LISTEN": f"127.0.0.1:{self.ports['proxy-http']}",
-                    "PROXY_HTTPS_LISTEN": f"127.0.0.1:{self.ports['proxy']}",
+        env.update({"PROXY_HTTP_LISTEN": f"127.0.0.1:{self.ports[name + '-http']}",
+                    "PROXY_HTTPS_LISTEN": f"127.0.0.1:{self.ports[name]}",
                     "PROXY_UPSTREAM": f"127.0.0.1:{upstream}",
                     "PROXY_TLS_CERT": self.cert, "PROXY_TLS_KEY": self.key, "PROXY_TLS_GENERATE": "false",
                     "PROXY_LOG_DIR": logs, "LOG_RETENTION": "false", "PROXY_LOG": "warn"})
-        p = PROCS.start("proxy", [self.a.proxy_bin], env, os.path.join(d, "stdout.log"))
-        wait_ready("proxy", self.ports["proxy"], path, p, 20)
+        env.update(extra or {})
+        p = PROCS.start(name, [self.a.proxy_bin], env, os.path.join(d, "stdout.log"))
+        wait_ready(name, self.ports[name], path, p, 20)
         return p
 
     def start_contenders(self, sc: dict) -> dict[str, subprocess.Popen | None]:
@@ -527,6 +530,11 @@ class Bench:
                                             c == "nginx-tuned", sc["path"])
             elif c == "proxy":
                 procs[c] = self.start_proxy(up, sc["path"], tag)
+            elif c == "proxy-h2up":
+                # The same binary with PROXY_UPSTREAM_HTTP2=true (opt-in; the static nginx
+                # upstream of the 1 MiB scenario speaks HTTP/2 too).
+                procs[c] = self.start_proxy(up, sc["path"], tag, "proxy-h2up",
+                                            {"PROXY_UPSTREAM_HTTP2": "true"})
         return procs
 
     # ---- measuring
@@ -739,7 +747,7 @@ def environment(args: argparse.Namespace) -> dict:
         "openssl": tool_version(["openssl", "version"]),
         "mode": "quick (smoke check)" if args.quick else "full",
         "rounds": args.rounds, "duration": args.duration, "warmup": args.warmup, "threads": args.threads,
-        "contenders": args.contenders, "app_bin": args.app_bin, "proxy_bin": args.proxy_bin if "proxy" in args.contenders else None,
+        "contenders": args.contenders, "app_bin": args.app_bin, "proxy_bin": args.proxy_bin if any(c.startswith("proxy") for c in args.contenders) else None,
     }
 
 
@@ -767,8 +775,8 @@ def main() -> int:
     a.warmup = a.warmup if a.warmup is not None else (0.0 if a.quick else 2.0)
     a.scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     a.contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
-    if a.no_proxy and "proxy" in a.contenders:
-        a.contenders.remove("proxy")
+    if a.no_proxy:
+        a.contenders = [c for c in a.contenders if not c.startswith("proxy")]
     bad = [s for s in a.scenarios if s not in {x["id"] for x in SCENARIOS}] + \
           [c for c in a.contenders if c not in CONTENDERS]
     if bad or not a.contenders or not a.scenarios:
@@ -782,7 +790,7 @@ def main() -> int:
                   file=sys.stderr)
             return 2
     for name, path in (("app", a.app_bin), ("proxy", a.proxy_bin)):
-        if name == "proxy" and "proxy" not in a.contenders:
+        if name == "proxy" and not any(c.startswith("proxy") for c in a.contenders):
             continue
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             print(f"[bench] error: {name} binary not found at {path} "

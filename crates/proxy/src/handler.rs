@@ -246,7 +246,14 @@ async fn proxy(
     let sent = Instant::now();
     let client = match (&shared.client_h2, &upgrade) {
         (Some(h2), None) => {
-            // `Host` stays (the original host, as over HTTP/1.1); `:authority` is the upstream.
+            // HTTP/2 carries the host in `:authority` (the upstream's, which the connection
+            // is for); a differing `Host` beside it is refused by strict servers, so the
+            // original host travels as `X-Forwarded-Host`.
+            if let Some(original) = up_req.headers_mut().remove(header::HOST) {
+                up_req
+                    .headers_mut()
+                    .insert(forward::X_FORWARDED_HOST.clone(), original);
+            }
             *up_req.version_mut() = Version::HTTP_2;
             h2
         }
