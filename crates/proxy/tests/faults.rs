@@ -421,18 +421,7 @@ impl Drop for Gate {
 
 impl Gate {
     async fn start() -> Gate {
-        let ss = common::tls::self_signed(&["localhost"], 1).expect("cert");
-        let provider = common::tls::provider();
-        let ck = ss
-            .keypair
-            .certified(&provider, "t.crt".as_ref(), "t.key".as_ref())
-            .expect("certified");
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)));
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = support::upstream::tls_server_config(&[b"http/1.1"]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -443,7 +432,7 @@ impl Gate {
         let count = arrived.clone();
         tokio::spawn(common::server::serve(
             listener,
-            common::server::Transport::Tls(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
+            common::server::Transport::Tls(tokio_rustls::TlsAcceptor::from(tls)),
             common::server::Limits::default(),
             move |_| {
                 let count = count.clone();

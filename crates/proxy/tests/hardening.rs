@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use support::upstream::TestUpstream;
+use support::upstream::{TestUpstream, tls_server_config};
 use support::{TestProxy, client, client_h1, eventually};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -246,22 +246,6 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         self.stop.cancel();
     }
-}
-
-fn tls_server_config(alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
-    let ss = common::tls::self_signed(&["localhost"], 1).expect("cert");
-    let provider = common::tls::provider();
-    let ck = ss
-        .keypair
-        .certified(&provider, "t.crt".as_ref(), "t.key".as_ref())
-        .expect("certified");
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)));
-    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(tls)
 }
 
 impl Recorder {

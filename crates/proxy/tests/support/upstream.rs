@@ -32,18 +32,7 @@ impl Drop for TestUpstream {
 impl TestUpstream {
     /// Start on 127.0.0.1:0; `id` is what `/id` answers.
     pub async fn start(id: &'static str) -> TestUpstream {
-        let ss = common::tls::self_signed(&["localhost"], 1).expect("cert");
-        let provider = common::tls::provider();
-        let ck = ss
-            .keypair
-            .certified(&provider, "t.crt".as_ref(), "t.key".as_ref())
-            .expect("certified");
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)));
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = tls_server_config(&[b"http/1.1"]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -51,13 +40,30 @@ impl TestUpstream {
         let stop = CancellationToken::new();
         tokio::spawn(server::serve(
             listener,
-            Transport::Tls(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
+            Transport::Tls(tokio_rustls::TlsAcceptor::from(tls)),
             Limits::default(),
             move |conn| hyper::service::service_fn(move |req| handle(id, conn.peer, req)),
             stop.clone().cancelled_owned(),
         ));
         TestUpstream { addr, stop }
     }
+}
+
+/// A TLS server config with a fresh self-signed certificate for `localhost` and these ALPN ids.
+pub fn tls_server_config(alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+    let ss = common::tls::self_signed(&["localhost"], 1).expect("cert");
+    let provider = common::tls::provider();
+    let ck = ss
+        .keypair
+        .certified(&provider, "t.crt".as_ref(), "t.key".as_ref())
+        .expect("certified");
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)));
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(tls)
 }
 
 fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
