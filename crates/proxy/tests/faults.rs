@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use support::binary::spawn_proxy;
 use support::upstream::TestUpstream;
 use support::{TestApp, TestProxy, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -463,60 +464,22 @@ impl Gate {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_and_logs_every_request_and_exits_0() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let _serial = SERIAL.lock().await;
     const H1: usize = 30;
     const H2: usize = 30;
     let gate = Gate::start().await;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (logs, tls) = (tmp.path().join("logs"), tmp.path().join("tls"));
-    std::fs::create_dir(&logs).expect("mkdir");
-    std::fs::create_dir(&tls).expect("mkdir");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
-        .env_clear()
-        .envs([
-            ("PROXY_HTTP_LISTEN", "127.0.0.1:0"),
-            ("PROXY_HTTPS_LISTEN", "127.0.0.1:0"),
-            ("PROXY_UPSTREAM", &gate.addr.to_string()),
-            ("LOG_RETENTION", "false"),
-            ("PROXY_LOG", "info"),
-            ("PROXY_DRAIN_TIMEOUT", "20s"),
-            ("NO_COLOR", "1"),
-        ])
-        .env("PROXY_TLS_CERT", tls.join("localhost.crt"))
-        .env("PROXY_TLS_KEY", tls.join("localhost.key"))
-        .env("PROXY_LOG_DIR", &logs)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the proxy binary");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let https = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = stdout.next_line().await.expect("stdout") {
-            if line.contains("proxy listening") {
-                if let Some((_, rest)) = line.split_once(" https=") {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    return addr.parse::<SocketAddr>().expect("https addr");
-                }
-            }
-        }
-        panic!("the proxy exited before listening");
-    })
-    .await
-    .expect("the proxy starts listening");
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stdout.next_line().await {
-            let _ = tx.send(line);
-        }
-    });
+    let mut proxy = spawn_proxy(&[
+        ("PROXY_UPSTREAM", &gate.addr.to_string()),
+        ("PROXY_DRAIN_TIMEOUT", "20s"),
+    ])
+    .await;
 
     let h1c = fresh_client(false);
     let h2c = support::client();
     let requests: Vec<_> = (0..H1 + H2)
         .map(|i| {
             let c = if i < H1 { h1c.clone() } else { h2c.clone() };
-            let url = format!("https://localhost:{}/work?i={i}", https.port());
+            let url = proxy.url(&format!("/work?i={i}"));
             tokio::spawn(async move {
                 let r = c.get(url).send().await.map_err(|e| e.to_string())?;
                 let status = r.status().as_u16();
@@ -536,29 +499,14 @@ async fn sigterm_under_load_answers_and_logs_every_request_and_exits_0() {
         H1 + H2
     );
 
-    let pid = child.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let mut seen = String::new();
-    let noticed = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.recv().await {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("SIGTERM received") {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
+    proxy.signal(rustix::process::Signal::TERM);
+    let (noticed, seen) = proxy
+        .wait_for_line("SIGTERM received", Duration::from_secs(10))
+        .await;
     assert!(noticed, "no 'SIGTERM received' on stdout:\n{seen}");
     // No new connections once draining (the listener is closed)...
     let refused = eventually(Duration::from_secs(5), || async {
-        TcpStream::connect(https).await.is_err()
+        TcpStream::connect(proxy.https).await.is_err()
     })
     .await;
     assert!(refused, "still accepting connections while draining");
@@ -577,11 +525,8 @@ async fn sigterm_under_load_answers_and_logs_every_request_and_exits_0() {
             other => problems.push(format!("request {i}: {other:?}")),
         }
     }
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("the proxy exits after the drain")
-        .expect("wait");
-    let log = std::fs::read_to_string(logs.join("access.log")).expect("access.log");
+    let status = proxy.exit_status(Duration::from_secs(20)).await;
+    let log = std::fs::read_to_string(proxy.log_dir.join("access.log")).expect("access.log");
     let log_lines: Vec<&str> = log.lines().collect();
     let mut per_request = vec![0usize; H1 + H2];
     for l in &log_lines {

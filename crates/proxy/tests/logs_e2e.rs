@@ -8,6 +8,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
+use support::binary::spawn_proxy;
 use support::{ProxyOptions, TestApp, TestProxy, client, client_h1, closed_port, eventually};
 
 fn read(path: &Path) -> String {
@@ -199,68 +200,17 @@ async fn stopping_the_proxy_leaves_every_line_on_disk() {
     assert_eq!(text.lines().count(), n);
 }
 
-/// Send `sig` to the child process.
-fn signal(child: &tokio::process::Child, sig: rustix::process::Signal) {
-    let raw = i32::try_from(child.id().expect("running")).expect("pid");
-    let pid = rustix::process::Pid::from_raw(raw).expect("pid");
-    rustix::process::kill_process(pid, sig).expect("kill");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_reopens_on_sigusr1_and_flushes_on_sigterm() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (logs, tls) = (tmp.path().join("logs"), tmp.path().join("tls"));
-    std::fs::create_dir(&logs).expect("mkdir");
-    std::fs::create_dir(&tls).expect("mkdir");
     let down = closed_port().await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
-        .env_clear()
-        .envs([
-            ("PROXY_HTTP_LISTEN", "127.0.0.1:0"),
-            ("PROXY_HTTPS_LISTEN", "127.0.0.1:0"),
-            ("PROXY_UPSTREAM", &down.to_string()),
-            ("LOG_RETENTION", "true"),
-            ("PROXY_LOG", "info"),
-            ("NO_COLOR", "1"),
-        ])
-        .env("PROXY_TLS_CERT", tls.join("localhost.crt"))
-        .env("PROXY_TLS_KEY", tls.join("localhost.key"))
-        .env("PROXY_LOG_DIR", &logs)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the proxy binary");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut seen = String::new();
-    let port = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = stdout.next_line().await.expect("stdout") {
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some(rest) = line.split_once(" https=").map(|(_, r)| r) {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                return addr
-                    .parse::<std::net::SocketAddr>()
-                    .expect("https addr")
-                    .port();
-            }
-        }
-        panic!("the proxy exited before listening:\n{seen}");
-    })
-    .await
-    .expect("the proxy starts listening");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    let stdout_task = tokio::spawn(async move {
-        let mut rest = String::new();
-        while let Ok(Some(line)) = stdout.next_line().await {
-            rest.push_str(&line);
-            rest.push('\n');
-        }
-        rest
-    });
+    let mut proxy = spawn_proxy(&[
+        ("PROXY_UPSTREAM", &down.to_string()),
+        ("LOG_RETENTION", "true"),
+    ])
+    .await;
 
     let c = client();
-    let url = format!("https://localhost:{port}/");
+    let url = proxy.url("/");
     let get = |n: usize| {
         let c = c.clone();
         let url = url.clone();
@@ -274,7 +224,7 @@ async fn the_binary_reopens_on_sigusr1_and_flushes_on_sigterm() {
     };
     get(30).await;
 
-    let dir = logs.join("latest");
+    let dir = proxy.log_dir.join("latest");
     let moved = dir.join("access.log.1");
     let ready = eventually(Duration::from_secs(10), || async {
         read(&dir.join("access.log")).lines().count() == 30
@@ -282,7 +232,7 @@ async fn the_binary_reopens_on_sigusr1_and_flushes_on_sigterm() {
     .await;
     assert!(ready, "30 lines before the rotation");
     std::fs::rename(dir.join("access.log"), &moved).expect("mv");
-    signal(&child, rustix::process::Signal::USR1);
+    proxy.signal(rustix::process::Signal::USR1);
     let reopened = eventually(Duration::from_secs(30), || async {
         dir.join("access.log").exists()
     })
@@ -290,13 +240,10 @@ async fn the_binary_reopens_on_sigusr1_and_flushes_on_sigterm() {
     assert!(reopened, "SIGUSR1 reopened access.log");
     get(5).await;
 
-    signal(&child, rustix::process::Signal::TERM);
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the proxy exits after SIGTERM")
-        .expect("wait");
+    proxy.signal(rustix::process::Signal::TERM);
+    let status = proxy.exit_status(Duration::from_secs(30)).await;
     assert!(status.success(), "{status}");
-    let out = seen + &stdout_task.await.expect("stdout task");
+    let out = proxy.startup.clone() + &proxy.rest_of_stdout().await;
 
     assert_eq!(read(&moved).lines().count(), 30);
     let fresh = read(&dir.join("access.log"));
@@ -324,7 +271,7 @@ async fn the_binary_reopens_on_sigusr1_and_flushes_on_sigterm() {
         assert!(out.contains(id), "{id} missing on stdout");
     }
     // One start, one dated folder.
-    let folders = std::fs::read_dir(&logs)
+    let folders = std::fs::read_dir(&proxy.log_dir)
         .expect("ls")
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with("20"))

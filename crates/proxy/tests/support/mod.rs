@@ -1,9 +1,15 @@
 //! Test support: start the real proxy in-process on 127.0.0.1:0 (real TLS, real log folder,
 //! real keypair folder), the real app or a test upstream behind it, and real HTTP clients.
-//! Every server is stopped by dropping its guard.
+//! Every server is stopped by dropping its guard. Beside it: the real binary as a child process
+//! (`binary`), raw HTTP/1.1 and HTTP/2 clients (`raw`, `h2raw`) and test upstreams (`upstream`,
+//! `recorder`).
 
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod h2raw;
+pub mod raw;
+pub mod recorder;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -169,6 +175,11 @@ impl Drop for TestProxy {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// A proxy in front of the upstream at `up` with these extra settings.
+pub async fn proxy_to(up: SocketAddr, env: &[(&str, &str)]) -> TestProxy {
+    TestProxy::start(&up.to_string(), env).await
 }
 
 fn path_str(p: &Path) -> String {
