@@ -98,6 +98,34 @@ pub async fn serve<F, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let permits = connection_permits(&limits);
+    serve_with_permits(listener, transport, limits, permits, make_service, shutdown).await;
+}
+
+/// The connection budget for one listener: `limits.max_connections` permits. Several event
+/// loops serving the same listener share one.
+pub fn connection_permits(limits: &Limits) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(limits.max_connections.max(1)))
+}
+
+/// [`serve`] drawing connection permits from `permits`, shared with other event loops that
+/// accept on the same socket.
+pub async fn serve_with_permits<F, S, B>(
+    listener: TcpListener,
+    transport: Transport,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    make_service: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(ConnInfo) -> S + Send + Sync + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -117,7 +145,6 @@ pub async fn serve<F, S, B>(
         .max_local_error_reset_streams(Some(1024));
     let builder = Arc::new(builder);
     let make_service = Arc::new(make_service);
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let tracker = TaskTracker::new();
     let closing = CancellationToken::new();
     let aborting = CancellationToken::new();

@@ -6,6 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::TrySendError;
 use std::time::Duration;
 
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method};
+
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
@@ -38,21 +41,80 @@ impl std::str::FromStr for Format {
 #[derive(Debug, Clone)]
 pub struct AccessEntry {
     pub remote_addr: IpAddr,
-    pub remote_user: Option<String>,
+    pub remote_user: Option<LogText>,
     pub time: time::OffsetDateTime,
-    pub method: String,
+    pub method: LogText,
     /// The request target as received (path and query).
-    pub target: String,
+    pub target: LogText,
     /// `HTTP/1.1`, `HTTP/2.0`, …
     pub protocol: &'static str,
     pub status: u16,
     pub body_bytes_sent: u64,
-    pub referer: Option<String>,
-    pub user_agent: Option<String>,
-    pub request_id: String,
+    pub referer: Option<LogText>,
+    pub user_agent: Option<LogText>,
+    pub request_id: LogText,
     pub upstream_addr: Option<SocketAddr>,
     pub request_time: Duration,
     pub upstream_time: Option<Duration>,
+}
+
+/// The bytes of one log field. Request parts are shared with the request (a reference count,
+/// no copy): the line is formatted on the writer thread, off the request path.
+#[derive(Debug, Clone)]
+pub struct LogText(Text);
+
+#[derive(Debug, Clone)]
+enum Text {
+    Header(HeaderValue),
+    Path(PathAndQuery),
+    Method(Method),
+    Owned(Box<str>),
+}
+
+impl LogText {
+    /// The raw bytes, as received (not necessarily UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Text::Header(v) => v.as_bytes(),
+            Text::Path(p) => p.as_str().as_bytes(),
+            Text::Method(m) => m.as_str().as_bytes(),
+            Text::Owned(s) => s.as_bytes(),
+        }
+    }
+
+    fn lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.as_bytes())
+    }
+}
+
+impl From<HeaderValue> for LogText {
+    fn from(v: HeaderValue) -> Self {
+        LogText(Text::Header(v))
+    }
+}
+
+impl From<PathAndQuery> for LogText {
+    fn from(p: PathAndQuery) -> Self {
+        LogText(Text::Path(p))
+    }
+}
+
+impl From<Method> for LogText {
+    fn from(m: Method) -> Self {
+        LogText(Text::Method(m))
+    }
+}
+
+impl From<String> for LogText {
+    fn from(s: String) -> Self {
+        LogText(Text::Owned(s.into_boxed_str()))
+    }
+}
+
+impl From<&str> for LogText {
+    fn from(s: &str) -> Self {
+        LogText(Text::Owned(s.into()))
+    }
 }
 
 /// A cheap, cloneable handle; `log` never blocks the request path.
@@ -74,8 +136,13 @@ impl AccessLog {
     /// Queue one entry for writing. When the queue is full the entry is dropped and counted (the
     /// count is reported in error.log); this never waits.
     pub fn log(&self, entry: AccessEntry) {
+        self.log_boxed(Box::new(entry));
+    }
+
+    /// As [`AccessLog::log`], for an entry already on the heap.
+    pub fn log_boxed(&self, entry: Box<AccessEntry>) {
         let Some(sink) = &self.sink else { return };
-        match sink.tx.try_send(Msg::Access(Box::new(entry))) {
+        match sink.tx.try_send(Msg::Access(entry)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => sink.count_drop(),
             // The writer has shut down (after the final flush): nothing more can be written.
@@ -93,45 +160,89 @@ pub fn time_local(t: time::OffsetDateTime) -> String {
     t.format(TIME_LOCAL).unwrap_or_else(|_| "-".to_owned())
 }
 
-/// The `$request` line: `GET /path?q HTTP/1.1`.
-fn request_line(e: &AccessEntry) -> String {
-    format!("{} {} {}", e.method, e.target, e.protocol)
+/// `$time_local` formatted once per second and offset, as nginx caches its time strings; the
+/// writer thread keeps one.
+#[derive(Debug, Default)]
+pub struct TimeCache {
+    key: Option<(i64, time::UtcOffset)>,
+    text: String,
+}
+
+impl TimeCache {
+    /// `$time_local` for `t`.
+    pub fn time_local(&mut self, t: time::OffsetDateTime) -> &str {
+        let key = (t.unix_timestamp(), t.offset());
+        if self.key != Some(key) {
+            self.text = time_local(t);
+            self.key = Some(key);
+        }
+        &self.text
+    }
 }
 
 /// Append `value` as nginx writes a variable into a log: `-` when empty; `"`, `\`, bytes below
 /// 0x20 and bytes from 0x7f up as `\xHH` (upper-case hex).
-fn push_escaped(out: &mut String, value: &str) {
+fn push_escaped(out: &mut String, value: &[u8]) {
     if value.is_empty() {
         out.push('-');
         return;
     }
-    for &b in value.as_bytes() {
-        if !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\' {
-            let _ = write!(out, "\\x{b:02X}");
+    push_escaped_part(out, value);
+}
+
+fn push_escaped_part(out: &mut String, value: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut rest = value;
+    while !rest.is_empty() {
+        let plain = rest
+            .iter()
+            .position(|&b| !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
+        let (ok, tail) = rest.split_at(plain);
+        // Printable ASCII only: valid UTF-8.
+        out.push_str(std::str::from_utf8(ok).unwrap_or_default());
+        if let Some((&b, tail)) = tail.split_first() {
+            out.push_str("\\x");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+            rest = tail;
         } else {
-            out.push(char::from(b));
+            rest = tail;
         }
     }
+}
+
+fn text(v: Option<&LogText>) -> &[u8] {
+    v.map_or(&[], LogText::as_bytes)
 }
 
 /// One nginx `combined` line, without the trailing newline:
 /// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
 /// "$http_referer" "$http_user_agent"`.
 pub fn format_combined(e: &AccessEntry) -> String {
-    let mut out = String::with_capacity(160 + e.target.len());
-    push_escaped(&mut out, &e.remote_addr.to_canonical().to_string());
-    out.push_str(" - ");
-    push_escaped(&mut out, e.remote_user.as_deref().unwrap_or(""));
-    out.push_str(" [");
-    out.push_str(&time_local(e.time));
-    out.push_str("] \"");
-    push_escaped(&mut out, &request_line(e));
-    let _ = write!(out, "\" {} {} \"", e.status, e.body_bytes_sent);
-    push_escaped(&mut out, e.referer.as_deref().unwrap_or(""));
-    out.push_str("\" \"");
-    push_escaped(&mut out, e.user_agent.as_deref().unwrap_or(""));
-    out.push('"');
+    let mut out = String::new();
+    write_combined(&mut out, e, &mut TimeCache::default());
     out
+}
+
+/// [`format_combined`] appended to `out`, with the time string from `times`.
+pub fn write_combined(out: &mut String, e: &AccessEntry, times: &mut TimeCache) {
+    let _ = write!(out, "{}", e.remote_addr.to_canonical());
+    out.push_str(" - ");
+    push_escaped(out, text(e.remote_user.as_ref()));
+    out.push_str(" [");
+    out.push_str(times.time_local(e.time));
+    out.push_str("] \"");
+    push_escaped_part(out, e.method.as_bytes());
+    out.push(' ');
+    push_escaped_part(out, e.target.as_bytes());
+    out.push(' ');
+    out.push_str(e.protocol);
+    let _ = write!(out, "\" {} {} \"", e.status, e.body_bytes_sent);
+    push_escaped(out, text(e.referer.as_ref()));
+    out.push_str("\" \"");
+    push_escaped(out, text(e.user_agent.as_ref()));
+    out.push('"');
 }
 
 /// Seconds with millisecond precision, as nginx prints `$request_time`: `0.012`.
@@ -150,35 +261,42 @@ fn json_str(out: &mut String, value: Option<&str>) {
 /// One JSON object, without the trailing newline. Keys are nginx's variable names; absent
 /// values are `null`; times are numbers of seconds with millisecond precision.
 pub fn format_json(e: &AccessEntry) -> String {
-    let mut out = String::with_capacity(320 + e.target.len());
+    let mut out = String::new();
+    write_json(&mut out, e, &mut TimeCache::default());
+    out
+}
+
+/// [`format_json`] appended to `out`, with the time string from `times`.
+pub fn write_json(out: &mut String, e: &AccessEntry, times: &mut TimeCache) {
     out.push_str("{\"time_local\":");
-    json_str(&mut out, Some(&time_local(e.time)));
+    json_str(out, Some(times.time_local(e.time)));
     let iso = e
         .time
         .to_offset(time::UtcOffset::UTC)
         .format(&time::format_description::well_known::Rfc3339)
         .ok();
     out.push_str(",\"time_iso8601\":");
-    json_str(&mut out, iso.as_deref());
+    json_str(out, iso.as_deref());
     out.push_str(",\"remote_addr\":");
-    json_str(&mut out, Some(&e.remote_addr.to_canonical().to_string()));
+    json_str(out, Some(&e.remote_addr.to_canonical().to_string()));
     out.push_str(",\"remote_user\":");
-    json_str(&mut out, e.remote_user.as_deref());
+    json_str(out, e.remote_user.as_ref().map(LogText::lossy).as_deref());
+    let request = format!("{} {} {}", e.method.lossy(), e.target.lossy(), e.protocol);
     out.push_str(",\"request\":");
-    json_str(&mut out, Some(&request_line(e)));
+    json_str(out, Some(&request));
     let _ = write!(
         out,
         ",\"status\":{},\"body_bytes_sent\":{}",
         e.status, e.body_bytes_sent
     );
     out.push_str(",\"http_referer\":");
-    json_str(&mut out, e.referer.as_deref());
+    json_str(out, e.referer.as_ref().map(LogText::lossy).as_deref());
     out.push_str(",\"http_user_agent\":");
-    json_str(&mut out, e.user_agent.as_deref());
+    json_str(out, e.user_agent.as_ref().map(LogText::lossy).as_deref());
     out.push_str(",\"request_id\":");
-    json_str(&mut out, Some(&e.request_id));
+    json_str(out, Some(&e.request_id.lossy()));
     out.push_str(",\"upstream_addr\":");
-    json_str(&mut out, e.upstream_addr.map(|a| a.to_string()).as_deref());
+    json_str(out, e.upstream_addr.map(|a| a.to_string()).as_deref());
     let _ = write!(out, ",\"request_time\":{}", seconds(e.request_time));
     out.push_str(",\"upstream_response_time\":");
     match e.upstream_time {
@@ -186,14 +304,20 @@ pub fn format_json(e: &AccessEntry) -> String {
         None => out.push_str("null"),
     }
     out.push('}');
-    out
 }
 
 /// The line for `format`, without the trailing newline.
 pub fn format_line(format: Format, e: &AccessEntry) -> String {
+    let mut out = String::new();
+    write_line(&mut out, format, e, &mut TimeCache::default());
+    out
+}
+
+/// [`format_line`] appended to `out`.
+pub fn write_line(out: &mut String, format: Format, e: &AccessEntry, times: &mut TimeCache) {
     match format {
-        Format::Combined => format_combined(e),
-        Format::Json => format_json(e),
+        Format::Combined => write_combined(out, e, times),
+        Format::Json => write_json(out, e, times),
     }
 }
 
@@ -234,7 +358,7 @@ mod tests {
     fn empty_values_are_dashes_and_offsets_kept() {
         let mut e = entry();
         e.referer = None;
-        e.user_agent = Some(String::new());
+        e.user_agent = Some("".into());
         e.remote_addr = "::ffff:10.0.0.1".parse().expect("ip");
         e.time = datetime!(2026-01-05 08:00:00 +05:30);
         e.status = 502;

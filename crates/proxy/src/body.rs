@@ -69,7 +69,7 @@ impl Drop for Logged {
     fn drop(&mut self) {
         if let Some(mut entry) = self.entry.take() {
             entry.request_time = self.started.elapsed();
-            self.log.log(*entry);
+            self.log.log_boxed(entry);
         }
     }
 }

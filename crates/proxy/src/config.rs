@@ -43,6 +43,10 @@ pub mod defaults {
     pub const UPSTREAM_KEEPALIVE: usize = 1024;
     /// `PROXY_UPSTREAM_HTTP2`: multiplex requests to the upstream over HTTP/2.
     pub const UPSTREAM_HTTP2: bool = false;
+    /// `PROXY_WORKERS`: event-loop threads; 0 means one per CPU (nginx `worker_processes auto`).
+    pub const WORKERS: usize = 0;
+    /// Largest accepted `PROXY_WORKERS`.
+    pub const MAX_WORKERS: usize = 256;
     /// `PROXY_HSTS`
     pub const HSTS: &str = "max-age=63072000";
     /// `PROXY_LOG_DIR`
@@ -148,6 +152,8 @@ pub struct Config {
     pub upstream_connect_timeout: Duration,
     pub upstream_keepalive: usize,
     pub upstream_http2: bool,
+    /// `PROXY_WORKERS`, resolved: at least 1.
+    pub workers: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub error_page: Option<PathBuf>,
     pub intercept_errors: bool,
@@ -230,6 +236,7 @@ impl Config {
             upstream_keepalive: env
                 .parsed("PROXY_UPSTREAM_KEEPALIVE", defaults::UPSTREAM_KEEPALIVE)?,
             upstream_http2: env.bool("PROXY_UPSTREAM_HTTP2", defaults::UPSTREAM_HTTP2)?,
+            workers: workers(env.parsed("PROXY_WORKERS", defaults::WORKERS)?)?,
             trusted_proxies: parse_cidrs(
                 "PROXY_TRUSTED_PROXIES",
                 &env.string("PROXY_TRUSTED_PROXIES", "")?,
@@ -260,6 +267,19 @@ impl Config {
                 drain_timeout: env.duration("PROXY_DRAIN_TIMEOUT", defaults::DRAIN_TIMEOUT)?,
             },
         })
+    }
+}
+
+/// `PROXY_WORKERS`: 0 is one per CPU the process may run on.
+fn workers(n: usize) -> Result<usize, EnvError> {
+    match n {
+        0 => Ok(std::thread::available_parallelism().map_or(1, usize::from)),
+        n if n > defaults::MAX_WORKERS => Err(EnvError::invalid(
+            "PROXY_WORKERS",
+            &n.to_string(),
+            format!("at most {}", defaults::MAX_WORKERS),
+        )),
+        n => Ok(n),
     }
 }
 
@@ -305,6 +325,18 @@ mod tests {
         assert!(cfg.trusted_proxies.is_empty());
         assert!(cfg.logs.retention);
         assert_eq!(cfg.limits.max_body_size, 1 << 20);
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(cfg.workers, cpus);
+    }
+
+    #[test]
+    fn workers_are_counted_and_bounded() {
+        let cfg = Config::from_env(&Env::from_pairs([("PROXY_WORKERS", "3")])).expect("3");
+        assert_eq!(cfg.workers, 3);
+        for bad in ["257", "-1", "two"] {
+            let err = Config::from_env(&Env::from_pairs([("PROXY_WORKERS", bad)])).expect_err(bad);
+            assert!(err.to_string().starts_with("PROXY_WORKERS="), "{err}");
+        }
     }
 
     #[test]

@@ -19,6 +19,18 @@ pub const HOP_BY_HOP: [&str; 8] = [
     "proxy-authenticate",
 ];
 
+/// [`HOP_BY_HOP`] as header names (no parsing per request).
+static HOP_BY_HOP_NAMES: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+];
+
 /// The request-id header, sent upstream and returned to the client.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// nginx's `$remote_addr`.
@@ -68,19 +80,21 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
 /// Remove hop-by-hop headers and every header `Connection` names. `TE: trailers` survives (it
 /// is end-to-end in meaning) and so does an upgrade when `upgrade` is `Some`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t).ok())
-        .collect();
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
     let te_trailers = headers
         .get_all(header::TE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP_NAMES {
         headers.remove(name);
     }
     if te_trailers {
@@ -282,6 +296,12 @@ mod tests {
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert!(upgrade_request(&map(&[("upgrade", "websocket")])).is_none());
+    }
+
+    #[test]
+    fn hop_by_hop_names_match_the_list() {
+        let names: Vec<&str> = HOP_BY_HOP_NAMES.iter().map(HeaderName::as_str).collect();
+        assert_eq!(names, HOP_BY_HOP);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::error_page::ErrorPages;
 use crate::forward::{self, X_REQUEST_ID};
 use crate::redirect;
 use crate::upstream::{UpstreamAddr, UpstreamClient};
+use crate::upstream_h2::H2Upstream;
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
 const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
@@ -36,7 +37,7 @@ const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
 pub struct Shared {
     pub client: UpstreamClient,
     /// `PROXY_UPSTREAM_HTTP2`: multiplexed HTTP/2 to the upstream (upgrades still use `client`).
-    pub client_h2: Option<UpstreamClient>,
+    pub h2: Option<H2Upstream>,
     /// `host:port` of the upstream, for request URIs.
     pub upstream_authority: http::uri::Authority,
     pub upstream_timeout: Duration,
@@ -49,28 +50,25 @@ pub struct Shared {
     pub limits: Limits,
 }
 
-/// What the access log needs to know about a request, captured before it is consumed.
+/// What the access log needs to know about a request, captured before it is consumed. Header
+/// values and the target are shared with the request, not copied.
 fn entry_for<B>(req: &Request<B>, conn: &ConnInfo, request_id: &HeaderValue) -> AccessEntry {
-    let text = |name: header::HeaderName| {
-        req.headers()
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    };
+    let header = |name: header::HeaderName| req.headers().get(name).cloned().map(Into::into);
     AccessEntry {
         remote_addr: forward::canonical(conn.peer.ip()),
         remote_user: None,
         time: time::OffsetDateTime::now_utc(),
-        method: req.method().as_str().to_owned(),
+        method: req.method().clone().into(),
         target: req
             .uri()
             .path_and_query()
-            .map_or_else(|| req.uri().to_string(), |pq| pq.as_str().to_owned()),
+            .map_or_else(|| req.uri().to_string().into(), |pq| pq.clone().into()),
         protocol: protocol(req.version()),
         status: 0,
         body_bytes_sent: 0,
-        referer: text(header::REFERER),
-        user_agent: text(header::USER_AGENT),
-        request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+        referer: header(header::REFERER),
+        user_agent: header(header::USER_AGENT),
+        request_id: request_id.clone().into(),
         upstream_addr: None,
         request_time: Duration::ZERO,
         upstream_time: None,
@@ -199,7 +197,7 @@ async fn proxy(
     crate::hygiene::check(&req, &shared.limits)?;
     let host =
         redirect::request_host(req.uri(), req.headers()).map_err(|_| StatusCode::BAD_REQUEST)?;
-    let host = HeaderValue::from_str(host.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
+    let host_value = HeaderValue::from_str(host.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
     let pq = req
         .uri()
         .path_and_query()
@@ -233,7 +231,7 @@ async fn proxy(
         &mut parts.headers,
         conn.peer.ip(),
         trusted,
-        &host,
+        &host_value,
         rid,
         upgrade.as_ref(),
     );
@@ -244,22 +242,22 @@ async fn proxy(
     let mut up_req = Request::from_parts(parts, body);
 
     let sent = Instant::now();
-    let client = match (&shared.client_h2, &upgrade) {
-        (Some(h2), None) => {
-            // HTTP/2 carries the host in `:authority` (the upstream's, which the connection
-            // is for); a differing `Host` beside it is refused by strict servers, so the
-            // original host travels as `X-Forwarded-Host`.
-            if let Some(original) = up_req.headers_mut().remove(header::HOST) {
-                up_req
-                    .headers_mut()
-                    .insert(forward::X_FORWARDED_HOST.clone(), original);
+    let exchange = async {
+        match (&shared.h2, &upgrade) {
+            (Some(h2), None) => {
+                // HTTP/2 carries the host in `:authority`, taken from the URI; a `Host` header
+                // beside it would be redundant (RFC 9113 §8.3.1).
+                let mut uri = std::mem::take(up_req.uri_mut()).into_parts();
+                uri.authority = Some(host);
+                *up_req.uri_mut() = Uri::from_parts(uri).map_err(BoxError::from)?;
+                up_req.headers_mut().remove(header::HOST);
+                *up_req.version_mut() = Version::HTTP_2;
+                h2.request(up_req).await.map_err(BoxError::from)
             }
-            *up_req.version_mut() = Version::HTTP_2;
-            h2
+            _ => shared.client.request(up_req).await.map_err(BoxError::from),
         }
-        _ => &shared.client,
     };
-    let result = tokio::time::timeout(shared.upstream_timeout, client.request(up_req)).await;
+    let result = tokio::time::timeout(shared.upstream_timeout, exchange).await;
     let mut resp = match result {
         Err(_) => {
             tracing::warn!(request_id = %rid.to_str().unwrap_or("-"), timeout = ?shared.upstream_timeout, "upstream timed out (PROXY_UPSTREAM_TIMEOUT)");
@@ -270,7 +268,7 @@ async fn proxy(
                 BodyFault::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 BodyFault::TooSlow => StatusCode::REQUEST_TIMEOUT,
                 BodyFault::None => {
-                    tracing::warn!(request_id = %rid.to_str().unwrap_or("-"), error = %common::error_chain(&e), "upstream request failed");
+                    tracing::warn!(request_id = %rid.to_str().unwrap_or("-"), error = %common::error_chain(e.as_ref()), "upstream request failed");
                     StatusCode::BAD_GATEWAY
                 }
             });

@@ -48,14 +48,15 @@ pub fn header_block_size(headers: &HeaderMap) -> usize {
 
 /// One unambiguous body framing, or 400.
 fn framing(headers: &HeaderMap) -> Result<(), StatusCode> {
-    let lengths: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let (first, second) = (lengths.next(), lengths.next());
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
-    if chunked && !lengths.is_empty() {
+    if chunked && first.is_some() {
         return Err(StatusCode::BAD_REQUEST);
     }
-    match lengths.as_slice() {
-        [] => Ok(()),
-        [one] => {
+    match (first, second) {
+        (None, _) => Ok(()),
+        (Some(one), None) => {
             let text = one.to_str().map_err(|_| StatusCode::BAD_REQUEST)?;
             if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
                 Ok(())

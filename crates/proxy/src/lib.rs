@@ -14,6 +14,7 @@ pub mod log_dir;
 pub mod redirect;
 pub mod tls;
 pub mod upstream;
+pub mod upstream_h2;
 
 use std::sync::Arc;
 
@@ -45,9 +46,12 @@ pub enum ProxyError {
     Logs(#[from] log_dir::LogDirError),
 }
 
-/// A validated, ready-to-serve proxy: keypair loaded, error page compiled, client built.
+/// A validated, ready-to-serve proxy: keypair loaded, error page compiled, one upstream client
+/// per worker built.
 pub struct Proxy {
-    shared: Arc<Shared>,
+    /// One per event loop (`PROXY_WORKERS`): each worker owns its upstream connection pool, so a
+    /// request and the upstream connection that carries it stay on one thread.
+    workers: Vec<Arc<Shared>>,
     tls: Arc<rustls::ServerConfig>,
     certs: Arc<CertStore>,
     limits: server::Limits,
@@ -68,24 +72,9 @@ impl Proxy {
         let pages = ErrorPages::load(config.error_page.as_deref())?;
         let certs = CertStore::open(config.tls.clone(), tls::shared_provider())?;
         let tls = tls::server_config(certs.clone())?;
-        let client = upstream::client(
-            config.upstream_ca.as_deref(),
-            lookup.clone(),
-            config.upstream_connect_timeout,
-            config.upstream_keepalive,
-            false,
-        )?;
-        // Upgrades (WebSocket) always go over HTTP/1.1.
-        let client_h2 = match config.upstream_http2 {
-            true => Some(upstream::client(
-                config.upstream_ca.as_deref(),
-                lookup,
-                config.upstream_connect_timeout,
-                config.upstream_keepalive,
-                true,
-            )?),
-            false => None,
-        };
+        let workers = (0..config.workers.max(1))
+            .map(|_| shared(config, &access, &pages, &lookup))
+            .collect::<Result<Vec<_>, _>>()?;
         let l = &config.limits;
         let limits = server::Limits {
             handshake_timeout: l.handshake_timeout,
@@ -98,19 +87,7 @@ impl Proxy {
             idle_timeout: l.keepalive_timeout,
         };
         Ok(Proxy {
-            shared: Arc::new(Shared {
-                client,
-                client_h2,
-                upstream_authority: upstream::authority(&config.upstream)?,
-                upstream_timeout: config.upstream_timeout,
-                trusted: config.trusted_proxies.clone(),
-                hsts: config.hsts.clone(),
-                pages,
-                intercept: config.intercept_errors,
-                access,
-                https_port: config.https_port,
-                limits: config.limits.clone(),
-            }),
+            workers,
             tls: Arc::new(tls),
             certs,
             limits,
@@ -123,24 +100,113 @@ impl Proxy {
     }
 
     /// Serve both listeners until `shutdown` is cancelled, then drain (bounded) and return.
+    ///
+    /// The first worker runs on the caller's runtime; each further worker (`PROXY_WORKERS`)
+    /// gets a thread with a single-threaded runtime accepting on the same sockets, like nginx's
+    /// worker processes. The connection budget is shared. A worker that cannot start is
+    /// reported and the others serve on.
     pub async fn run(self, http: TcpListener, https: TcpListener, shutdown: CancellationToken) {
         self.certs.spawn_watcher(shutdown.clone());
-        let shared = self.shared.clone();
-        let plain = server::serve(
+        let site = Site {
+            tls: tokio_rustls::TlsAcceptor::from(self.tls),
+            http_permits: server::connection_permits(&self.limits),
+            https_permits: server::connection_permits(&self.limits),
+            limits: self.limits,
+        };
+        let mut workers = self.workers.into_iter();
+        let Some(first) = workers.next() else { return };
+        let mut done = Vec::new();
+        for (n, shared) in workers.enumerate() {
+            match spawn_worker(n + 1, &http, &https, shared, site.clone(), shutdown.clone()) {
+                Ok(rx) => done.push(rx),
+                Err(e) => {
+                    tracing::error!(worker = n + 1, error = %e, "cannot start a worker; serving with fewer")
+                }
+            }
+        }
+        site.serve(first, http, https, shutdown).await;
+        for rx in done {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The per-worker request state: the settings, shared, and a client of its own.
+fn shared(
+    config: &Config,
+    access: &AccessLog,
+    pages: &ErrorPages,
+    lookup: &Arc<dyn Lookup>,
+) -> Result<Arc<Shared>, ProxyError> {
+    let tls = upstream::tls_config(config.upstream_ca.as_deref())?;
+    let h2 = match config.upstream_http2 {
+        true => Some(
+            upstream_h2::H2Upstream::new(
+                tls.clone(),
+                lookup.clone(),
+                &config.upstream,
+                config.upstream_connect_timeout,
+            )
+            .map_err(|_| UpstreamError::ServerName(config.upstream.host.clone()))?,
+        ),
+        false => None,
+    };
+    Ok(Arc::new(Shared {
+        // Upgrades (WebSocket) always go over HTTP/1.1.
+        client: upstream::client(
+            tls,
+            lookup.clone(),
+            config.upstream_connect_timeout,
+            config.upstream_keepalive,
+        ),
+        h2,
+        upstream_authority: upstream::authority(&config.upstream)?,
+        upstream_timeout: config.upstream_timeout,
+        trusted: config.trusted_proxies.clone(),
+        hsts: config.hsts.clone(),
+        pages: pages.clone(),
+        intercept: config.intercept_errors,
+        access: access.clone(),
+        https_port: config.https_port,
+        limits: config.limits.clone(),
+    }))
+}
+
+/// What every worker serves with: TLS, limits, and the connection budgets they share.
+#[derive(Clone)]
+struct Site {
+    tls: tokio_rustls::TlsAcceptor,
+    limits: server::Limits,
+    http_permits: Arc<tokio::sync::Semaphore>,
+    https_permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Site {
+    /// One worker's event loop: both listeners until `shutdown`, then its own drain.
+    async fn serve(
+        self,
+        shared: Arc<Shared>,
+        http: TcpListener,
+        https: TcpListener,
+        shutdown: CancellationToken,
+    ) {
+        let redirect = shared.clone();
+        let plain = server::serve_with_permits(
             http,
             Transport::Plain,
             self.limits.clone(),
+            self.http_permits,
             move |conn| {
-                let shared = shared.clone();
+                let shared = redirect.clone();
                 hyper::service::service_fn(move |req| handler::redirect(shared.clone(), conn, req))
             },
             shutdown.clone().cancelled_owned(),
         );
-        let shared = self.shared.clone();
-        let secure = server::serve(
+        let secure = server::serve_with_permits(
             https,
-            Transport::Tls(tokio_rustls::TlsAcceptor::from(self.tls)),
+            Transport::Tls(self.tls),
             self.limits,
+            self.https_permits,
             move |conn| {
                 let shared = shared.clone();
                 hyper::service::service_fn(move |req| handler::forward(shared.clone(), conn, req))
@@ -149,4 +215,48 @@ impl Proxy {
         );
         tokio::join!(plain, secure);
     }
+}
+
+/// Start worker `n` on its own thread and single-threaded runtime, accepting on duplicates of
+/// the two listening sockets. The receiver resolves when it has drained and stopped.
+fn spawn_worker(
+    n: usize,
+    http: &TcpListener,
+    https: &TcpListener,
+    shared: Arc<Shared>,
+    site: Site,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let http = duplicate(http)?;
+    let https = duplicate(https)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Workers log wherever the thread that started them logs (a scoped test subscriber too).
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    std::thread::Builder::new()
+        .name(format!("proxy-worker-{n}"))
+        .spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                runtime.block_on(async move {
+                    match (TcpListener::from_std(http), TcpListener::from_std(https)) {
+                        (Ok(http), Ok(https)) => site.serve(shared, http, https, shutdown).await,
+                        (Err(e), _) | (_, Err(e)) => {
+                            tracing::error!(worker = n, error = %e, "worker cannot register its listeners");
+                        }
+                    }
+                });
+            });
+            let _ = tx.send(());
+        })?;
+    Ok(rx)
+}
+
+/// Another handle on the same listening socket (non-blocking, as tokio needs it).
+fn duplicate(listener: &TcpListener) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::AsFd;
+    let std = std::net::TcpListener::from(listener.as_fd().try_clone_to_owned()?);
+    std.set_nonblocking(true)?;
+    Ok(std)
 }

@@ -26,6 +26,8 @@ use proxy::log_dir::Logs;
 ///   PROXY_UPSTREAM_KEEPALIVE idle pooled upstream connections kept [1024]
 ///   PROXY_UPSTREAM_HTTP2     multiplex over one HTTP/2 connection to the upstream (faster; no
 ///                            spreading over several addresses) [false]
+///   PROXY_WORKERS            event-loop threads, each with its own upstream pool; 0 = one per
+///                            CPU (nginx `worker_processes auto`) [0]
 ///   PROXY_TRUSTED_PROXIES    CIDRs whose X-Forwarded-For is kept and appended to []
 ///   PROXY_ERROR_PAGE         minijinja HTML template for error answers [built-in]
 ///   PROXY_INTERCEPT_ERRORS   replace upstream error bodies (>= 400) with the page [true]
@@ -112,8 +114,10 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
+/// The main thread's runtime: signals, the certificate watcher and the first worker's event
+/// loop; `Proxy::run` starts the other workers on threads of their own.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -204,21 +204,17 @@ pub enum UpstreamError {
     },
     #[error("PROXY_UPSTREAM={0}: not a valid host:port")]
     Authority(String),
+    #[error("PROXY_UPSTREAM={0}: not a valid TLS server name")]
+    ServerName(String),
     #[error("upstream TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),
 }
 
-/// Build the pooled client. Without `ca` the upstream certificate is not verified (nginx's
-/// `proxy_ssl_verify off`); with it, it must chain to that CA and name the upstream host.
-pub fn client(
-    ca: Option<&std::path::Path>,
-    lookup: Arc<dyn Lookup>,
-    connect_timeout: Duration,
-    keepalive: usize,
-    http2: bool,
-) -> Result<UpstreamClient, UpstreamError> {
+/// The upstream TLS client configuration. Without `ca` the upstream certificate is not verified
+/// (nginx's `proxy_ssl_verify off`); with it, it must chain to that CA and name the upstream host.
+pub fn tls_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, UpstreamError> {
     let provider = common::tls::provider();
-    let tls = match ca {
+    Ok(match ca {
         None => common::client::insecure_client_config(&[])?,
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -238,7 +234,16 @@ pub fn client(
                 .with_root_certificates(roots)
                 .with_no_client_auth()
         }
-    };
+    })
+}
+
+/// Build the pooled HTTP/1.1 client (HTTP/2 to the upstream is [`crate::upstream_h2`]).
+pub fn client(
+    tls: rustls::ClientConfig,
+    lookup: Arc<dyn Lookup>,
+    connect_timeout: Duration,
+    keepalive: usize,
+) -> UpstreamClient {
     let connector = RoundRobin::new(lookup, connect_timeout);
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
@@ -249,13 +254,7 @@ pub fn client(
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(keepalive);
-    if http2 {
-        // One multiplexed connection per upstream address set; h2 only, by ALPN.
-        client.http2_only(true);
-        Ok(client.build(builder.enable_http2().wrap_connector(connector)))
-    } else {
-        Ok(client.build(builder.enable_http1().wrap_connector(connector)))
-    }
+    client.build(builder.enable_http1().wrap_connector(connector))
 }
 
 /// The authority requests are sent to (`host:port`, IPv6 in brackets).

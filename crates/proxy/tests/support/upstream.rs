@@ -30,9 +30,18 @@ impl Drop for TestUpstream {
 }
 
 impl TestUpstream {
-    /// Start on 127.0.0.1:0; `id` is what `/id` answers.
+    /// Start on 127.0.0.1:0 offering HTTP/1.1 only; `id` is what `/id` answers.
     pub async fn start(id: &'static str) -> TestUpstream {
-        let tls = tls_server_config(&[b"http/1.1"]);
+        Self::start_alpn(id, &[b"http/1.1"]).await
+    }
+
+    /// As [`TestUpstream::start`], offering HTTP/2 too.
+    pub async fn start_h2(id: &'static str) -> TestUpstream {
+        Self::start_alpn(id, &[b"h2", b"http/1.1"]).await
+    }
+
+    async fn start_alpn(id: &'static str, alpn: &[&[u8]]) -> TestUpstream {
+        let tls = tls_server_config(alpn);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -100,6 +109,18 @@ async fn handle(
     let resp = match path.as_str() {
         "/id" => full(StatusCode::OK, id),
         "/peer" => full(StatusCode::OK, peer.to_string()),
+        // `version authority Host`, as this upstream received them.
+        "/authority" => full(
+            StatusCode::OK,
+            format!(
+                "{:?} {} {}",
+                req.version(),
+                req.uri().authority().map_or("-", |a| a.as_str()),
+                req.headers()
+                    .get(http::header::HOST)
+                    .map_or("-".into(), |h| String::from_utf8_lossy(h.as_bytes()))
+            ),
+        ),
         "/headers" => {
             let mut text = String::new();
             for (k, v) in req.headers() {

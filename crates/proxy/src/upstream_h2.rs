@@ -1,0 +1,256 @@
+//! The HTTP/2 upstream (`PROXY_UPSTREAM_HTTP2`): per worker, one multiplexed connection per
+//! upstream address, requests spread round-robin over the addresses, the name re-resolved at
+//! most every [`RESOLVE_EVERY`] (so `--scale app=N` replicas that come and go are followed).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::Upstream;
+use crate::upstream::{Lookup, UpstreamAddr, UpstreamBody};
+
+/// How long a resolved address list is used before the name is asked again.
+pub const RESOLVE_EVERY: Duration = Duration::from_secs(1);
+/// A PING every this long on each upstream connection; no answer within [`PING_TIMEOUT`] and
+/// the connection is dropped (an app that vanished without closing its sockets).
+const PING_EVERY: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why a request could not be sent upstream (answered with 502).
+#[derive(Debug, thiserror::Error)]
+pub enum H2Error {
+    #[error("cannot resolve upstream {host}: {source}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("upstream {0} resolves to no address")]
+    NoAddress(String),
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connect to {addr}: timed out after {timeout:?}")]
+    ConnectTimeout { addr: SocketAddr, timeout: Duration },
+    #[error("{addr} does not speak HTTP/2 (no h2 in ALPN); unset PROXY_UPSTREAM_HTTP2")]
+    NotH2 { addr: SocketAddr },
+    #[error("HTTP/2 handshake with {addr}: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("upstream {addr}: {source}")]
+    Request {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+/// One worker's HTTP/2 upstream: cheap to share, all state behind one short-held lock.
+pub struct H2Upstream {
+    lookup: Arc<dyn Lookup>,
+    upstream: Upstream,
+    server_name: ServerName<'static>,
+    tls: TlsConnector,
+    connect_timeout: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    addrs: Vec<SocketAddr>,
+    resolved: Option<Instant>,
+    resolving: bool,
+    next: usize,
+    conns: Vec<(SocketAddr, SendRequest<UpstreamBody>)>,
+}
+
+impl H2Upstream {
+    /// `tls` is the upstream client configuration; ALPN is set to `h2` here.
+    pub fn new(
+        mut tls: rustls::ClientConfig,
+        lookup: Arc<dyn Lookup>,
+        upstream: &Upstream,
+        connect_timeout: Duration,
+    ) -> Result<Self, rustls::pki_types::InvalidDnsNameError> {
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(H2Upstream {
+            lookup,
+            upstream: upstream.clone(),
+            server_name: ServerName::try_from(upstream.host.clone())?,
+            tls: TlsConnector::from(Arc::new(tls)),
+            connect_timeout,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Send `req` (an HTTP/2 request whose URI carries the authority to present) to the next
+    /// address. A connection that cannot be made, or that closed before the request went out,
+    /// is replaced by the next address's, once.
+    pub async fn request(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, H2Error> {
+        let addrs = self.addresses().await?;
+        let start = {
+            let mut st = self.state();
+            st.next = st.next.wrapping_add(1);
+            st.next
+        };
+        let mut req = req;
+        let mut last = None;
+        for i in 0..addrs.len().min(2) {
+            let addr = addrs[(start + i) % addrs.len()];
+            let mut sender = match self.sender(addr).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(upstream = %addr, error = %common::error_chain(&e), "upstream connect failed");
+                    last = Some(e);
+                    continue;
+                }
+            };
+            match sender.try_send_request(req).await {
+                Ok(mut resp) => {
+                    resp.extensions_mut().insert(UpstreamAddr(addr));
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never reached the connection (it was closing): safe to send elsewhere.
+                    Some(unsent) => {
+                        self.forget(addr);
+                        req = unsent;
+                        last = Some(H2Error::Request {
+                            addr,
+                            source: e.into_error(),
+                        });
+                    }
+                    None => {
+                        return Err(H2Error::Request {
+                            addr,
+                            source: e.into_error(),
+                        });
+                    }
+                },
+            }
+        }
+        Err(last.unwrap_or_else(|| H2Error::NoAddress(self.upstream.host.clone())))
+    }
+
+    /// The current addresses, asking the resolver again when the list is older than
+    /// [`RESOLVE_EVERY`]. While one request resolves, the others use the previous list; when
+    /// resolving fails, the previous list stays in use.
+    async fn addresses(&self) -> Result<Vec<SocketAddr>, H2Error> {
+        let stale = {
+            let mut st = self.state();
+            let fresh = st.resolved.is_some_and(|t| t.elapsed() < RESOLVE_EVERY);
+            if fresh || (st.resolving && !st.addrs.is_empty()) {
+                return Ok(st.addrs.clone());
+            }
+            st.resolving = true;
+            st.addrs.clone()
+        };
+        let found = self
+            .lookup
+            .lookup(&self.upstream.host, self.upstream.port)
+            .await;
+        let mut st = self.state();
+        st.resolving = false;
+        match found {
+            Ok(addrs) if !addrs.is_empty() => {
+                st.conns.retain(|(a, _)| addrs.contains(a));
+                st.addrs = addrs;
+                st.resolved = Some(Instant::now());
+                Ok(st.addrs.clone())
+            }
+            Ok(_) if stale.is_empty() => Err(H2Error::NoAddress(self.upstream.host.clone())),
+            Err(source) if stale.is_empty() => Err(H2Error::Resolve {
+                host: self.upstream.host.clone(),
+                source,
+            }),
+            other => {
+                let why = other.map_or_else(|e| e.to_string(), |_| "no address".to_owned());
+                tracing::warn!(upstream = %self.upstream, error = %why, "cannot re-resolve the upstream; keeping its previous addresses");
+                st.resolved = Some(Instant::now());
+                Ok(stale)
+            }
+        }
+    }
+
+    /// The open connection to `addr`, or a new one.
+    async fn sender(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {
+        {
+            let mut st = self.state();
+            st.conns.retain(|(_, s)| !s.is_closed());
+            if let Some((_, s)) = st.conns.iter().find(|(a, _)| *a == addr) {
+                return Ok(s.clone());
+            }
+        }
+        let sender = self.connect(addr).await?;
+        self.state().conns.push((addr, sender.clone()));
+        Ok(sender)
+    }
+
+    /// Drop `addr`'s connection once it has closed.
+    fn forget(&self, addr: SocketAddr) {
+        self.state()
+            .conns
+            .retain(|(a, s)| *a != addr || !s.is_closed());
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {
+        let timeout = self.connect_timeout;
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| H2Error::ConnectTimeout { addr, timeout })?
+            .map_err(|source| H2Error::Connect { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio::time::timeout(timeout, self.tls.connect(self.server_name.clone(), tcp))
+            .await
+            .map_err(|_| H2Error::ConnectTimeout { addr, timeout })?
+            .map_err(|source| {
+                let refused_h2 = source
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<rustls::Error>())
+                    .is_some_and(|e| {
+                        *e == rustls::Error::AlertReceived(
+                            rustls::AlertDescription::NoApplicationProtocol,
+                        )
+                    });
+                match refused_h2 {
+                    true => H2Error::NotH2 { addr },
+                    false => H2Error::Connect { addr, source },
+                }
+            })?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(H2Error::NotH2 { addr });
+        }
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(PING_EVERY)
+            .keep_alive_timeout(PING_TIMEOUT)
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|source| H2Error::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(upstream = %addr, error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}

@@ -1,0 +1,139 @@
+//! `PROXY_UPSTREAM_HTTP2`: requests spread over every upstream address, the original host in
+//! `:authority`, re-resolution followed, a vanished address skipped, an HTTP/1-only upstream
+//! refused with a clear reason.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use support::upstream::TestUpstream;
+use support::{ProxyOptions, SwapLookup, TestProxy, client, client_h1, eventually};
+use tracing_subscriber::layer::SubscriberExt;
+
+async fn h2_proxy(lookup: std::sync::Arc<SwapLookup>, workers: &str) -> TestProxy {
+    let mut opts = ProxyOptions::new(&[
+        ("PROXY_UPSTREAM", "upstream.test:8443"),
+        ("PROXY_UPSTREAM_HTTP2", "true"),
+        ("PROXY_UPSTREAM_CONNECT_TIMEOUT", "2s"),
+        ("PROXY_WORKERS", workers),
+    ]);
+    opts.lookup = Some(lookup);
+    TestProxy::start_with(opts).await
+}
+
+async fn ids(proxy: &TestProxy, n: usize) -> HashMap<String, usize> {
+    let c = client();
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let resp = c.get(proxy.url("/id")).send().await.expect("request");
+        assert_eq!(resp.status(), 200);
+        *seen.entry(resp.text().await.expect("body")).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn requests_are_spread_over_every_address() {
+    let (a, b) = (
+        TestUpstream::start_h2("a").await,
+        TestUpstream::start_h2("b").await,
+    );
+    let lookup = SwapLookup::new(vec![a.addr, b.addr]);
+    let proxy = h2_proxy(lookup, "1").await;
+    let seen = ids(&proxy, 20).await;
+    // One worker, round-robin per request: strictly alternating.
+    assert_eq!(seen.get("a"), Some(&10), "{seen:?}");
+    assert_eq!(seen.get("b"), Some(&10), "{seen:?}");
+    // Two connections in all (one per address), each carrying ten multiplexed requests.
+    let peers: std::collections::HashSet<String> = {
+        let c = client();
+        let mut p = std::collections::HashSet::new();
+        for _ in 0..10 {
+            let r = c.get(proxy.url("/peer")).send().await.expect("peer");
+            p.insert(r.text().await.expect("body"));
+        }
+        p
+    };
+    assert_eq!(peers.len(), 2, "{peers:?}");
+}
+
+#[tokio::test]
+async fn the_original_host_travels_as_the_authority() {
+    let up = TestUpstream::start_h2("a").await;
+    let proxy = h2_proxy(SwapLookup::new(vec![up.addr]), "1").await;
+    let authority = |c: reqwest::Client, host: Option<&'static str>| {
+        let mut req = c.get(proxy.url("/authority"));
+        if let Some(h) = host {
+            req = req.header("Host", h);
+        }
+        async move {
+            req.send()
+                .await
+                .expect("request")
+                .text()
+                .await
+                .expect("body")
+        }
+    };
+    // HTTP/1.1 client: its Host; HTTP/2 client: its :authority. Never a Host header beside.
+    assert_eq!(
+        authority(client_h1(), Some("shop.example:8443")).await,
+        "HTTP/2.0 shop.example:8443 -"
+    );
+    assert_eq!(
+        authority(client(), None).await,
+        format!("HTTP/2.0 localhost:{} -", proxy.https.port())
+    );
+}
+
+#[tokio::test]
+async fn re_resolution_is_followed_and_dead_addresses_skipped() {
+    let (a, b) = (
+        TestUpstream::start_h2("a").await,
+        TestUpstream::start_h2("b").await,
+    );
+    let lookup = SwapLookup::new(vec![a.addr, b.addr]);
+    let proxy = h2_proxy(lookup.clone(), "2").await;
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(proxy.logs.error_layer()),
+    );
+    assert_eq!(ids(&proxy, 8).await.len(), 2);
+
+    // The name now resolves to `b` only: within about a second nothing goes to `a`.
+    lookup.set(vec![b.addr]);
+    let moved = eventually(Duration::from_secs(5), || async {
+        ids(&proxy, 6).await.keys().all(|id| id == "b")
+    })
+    .await;
+    assert!(moved, "requests still reach the address that left DNS");
+
+    // `a` is listed again but has gone away: every request is answered by `b`, none fails.
+    lookup.set(vec![a.addr, b.addr]);
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let seen = ids(&proxy, 10).await;
+    assert_eq!(seen.get("b"), Some(&10), "{seen:?}");
+    assert!(
+        proxy.error_log().contains("upstream connect failed"),
+        "{}",
+        proxy.error_log()
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_without_http2_is_a_502_with_the_reason() {
+    let up = TestUpstream::start("h1").await;
+    let proxy = h2_proxy(SwapLookup::new(vec![up.addr]), "1").await;
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(proxy.logs.error_layer()),
+    );
+    let resp = client()
+        .get(proxy.url("/id"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 502);
+    let log = proxy.error_log();
+    assert!(log.contains("does not speak HTTP/2"), "{log}");
+}
