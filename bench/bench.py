@@ -33,7 +33,7 @@ WORK = os.path.join(BENCH, "work")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 
-CONTENDERS = ["direct", "nginx", "nginx-tuned", "proxy", "proxy-h2up"]
+CONTENDERS = ["direct", "nginx", "nginx-tuned", "proxy", "proxy-h1up"]
 LABEL = {
     "direct": "direct (no proxy)",
     "nginx": "nginx (as original)",
@@ -418,7 +418,7 @@ class Bench:
         b = args.port_base
         self.ports = {"app": b, "static": b + 1, "nginx": b + 443, "nginx-tuned": b + 444,
                       "proxy": b + 445, "proxy-http": b + 80,
-                      "proxy-h2up": b + 446, "proxy-h2up-http": b + 81}
+                      "proxy-h1up": b + 446, "proxy-h1up-http": b + 81}
         self.notes: list[str] = []
 
     # ---- setup
@@ -442,7 +442,7 @@ class Bench:
         os.makedirs(bindir)
         for attr in ("app_bin", "proxy_bin"):
             src = getattr(self.a, attr)
-            if attr == "proxy_bin" and not {"proxy", "proxy-h2up"} & set(self.a.contenders):
+            if attr == "proxy_bin" and not {"proxy", "proxy-h1up"} & set(self.a.contenders):
                 continue
             dst = os.path.join(bindir, attr.replace("_bin", ""))
             shutil.copy2(src, dst)
@@ -530,11 +530,11 @@ class Bench:
                                             c == "nginx-tuned", sc["path"])
             elif c == "proxy":
                 procs[c] = self.start_proxy(up, sc["path"], tag)
-            elif c == "proxy-h2up":
-                # The same binary with PROXY_UPSTREAM_HTTP2=true (opt-in; the static nginx
-                # upstream of the 1 MiB scenario speaks HTTP/2 too).
-                procs[c] = self.start_proxy(up, sc["path"], tag, "proxy-h2up",
-                                            {"PROXY_UPSTREAM_HTTP2": "true"})
+            elif c == "proxy-h1up":
+                # The same binary with PROXY_UPSTREAM_HTTP2=false: HTTP/1.1 to the upstream over
+                # the keep-alive pool, as nginx does (the default, auto, uses HTTP/2).
+                procs[c] = self.start_proxy(up, sc["path"], tag, "proxy-h1up",
+                                            {"PROXY_UPSTREAM_HTTP2": "false"})
         return procs
 
     # ---- measuring

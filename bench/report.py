@@ -17,9 +17,9 @@ LABEL = {
     "nginx": "nginx (as original)",
     "nginx-tuned": "nginx (tuned)",
     "proxy": "proxy (ours)",
-    "proxy-h2up": "proxy, HTTP/2 upstream",
+    "proxy-h1up": "proxy, HTTP/1.1 upstream",
 }
-COLOR = {"direct": "#9e9e9e", "nginx": "#f4b183", "nginx-tuned": "#d9622b", "proxy": "#2f6fd0", "proxy-h2up": "#7aa6e8"}
+COLOR = {"direct": "#9e9e9e", "nginx": "#f4b183", "nginx-tuned": "#d9622b", "proxy": "#2f6fd0", "proxy-h1up": "#7aa6e8"}
 
 # The targets from issue 7, all against tuned nginx (nginx at its best).
 # (id, text, scenario, kind, threshold)

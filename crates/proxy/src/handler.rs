@@ -244,15 +244,19 @@ async fn proxy(
     let sent = Instant::now();
     let exchange = async {
         match (&shared.h2, &upgrade) {
-            (Some(h2), None) => {
-                // HTTP/2 carries the host in `:authority`, taken from the URI; a `Host` header
-                // beside it would be redundant (RFC 9113 §8.3.1).
-                let mut uri = std::mem::take(up_req.uri_mut()).into_parts();
-                uri.authority = Some(host);
-                *up_req.uri_mut() = Uri::from_parts(uri).map_err(BoxError::from)?;
-                up_req.headers_mut().remove(header::HOST);
-                *up_req.version_mut() = Version::HTTP_2;
-                h2.request(up_req).await.map_err(BoxError::from)
+            (Some(h2), None) if h2.in_use() => {
+                let h1_authority = up_req.uri().authority().cloned();
+                as_http2(&mut up_req, host)?;
+                match h2.request(up_req).await {
+                    Ok(resp) => Ok(resp),
+                    // `auto` and the upstream does not speak HTTP/2: this one goes by HTTP/1.1.
+                    Err(failure) if !h2.in_use() && failure.unsent.is_some() => {
+                        let mut req = failure.unsent.ok_or("request lost")?;
+                        as_http1(&mut req, h1_authority, host_value)?;
+                        shared.client.request(req).await.map_err(BoxError::from)
+                    }
+                    Err(failure) => Err(BoxError::from(failure.error)),
+                }
             }
             _ => shared.client.request(up_req).await.map_err(BoxError::from),
         }
@@ -319,3 +323,28 @@ async fn proxy(
 }
 
 type BoxError = crate::upstream::BoxError;
+
+/// HTTP/2 carries the host in `:authority`, taken from the URI; a `Host` header beside it would
+/// be redundant (RFC 9113 §8.3.1).
+fn as_http2<B>(req: &mut Request<B>, host: http::uri::Authority) -> Result<(), BoxError> {
+    let mut uri = std::mem::take(req.uri_mut()).into_parts();
+    uri.authority = Some(host);
+    *req.uri_mut() = Uri::from_parts(uri)?;
+    req.headers_mut().remove(header::HOST);
+    *req.version_mut() = Version::HTTP_2;
+    Ok(())
+}
+
+/// Undo [`as_http2`]: the upstream's authority in the URI, the original host in `Host`.
+fn as_http1<B>(
+    req: &mut Request<B>,
+    authority: Option<http::uri::Authority>,
+    host: HeaderValue,
+) -> Result<(), BoxError> {
+    let mut uri = std::mem::take(req.uri_mut()).into_parts();
+    uri.authority = authority;
+    *req.uri_mut() = Uri::from_parts(uri)?;
+    req.headers_mut().insert(header::HOST, host);
+    *req.version_mut() = Version::HTTP_11;
+    Ok(())
+}

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access_log::AccessLog;
 use crate::certs::{CertError, CertStore};
 pub use crate::config::Config;
+use crate::config::UpstreamHttp2;
 use crate::error_page::{ErrorPageError, ErrorPages};
 use crate::handler::Shared;
 use crate::upstream::{Lookup, SystemLookup, UpstreamError};
@@ -140,16 +141,17 @@ fn shared(
 ) -> Result<Arc<Shared>, ProxyError> {
     let tls = upstream::tls_config(config.upstream_ca.as_deref())?;
     let h2 = match config.upstream_http2 {
-        true => Some(
+        UpstreamHttp2::Never => None,
+        mode => Some(
             upstream_h2::H2Upstream::new(
                 tls.clone(),
                 lookup.clone(),
                 &config.upstream,
                 config.upstream_connect_timeout,
+                mode == UpstreamHttp2::Auto,
             )
             .map_err(|_| UpstreamError::ServerName(config.upstream.host.clone()))?,
         ),
-        false => None,
     };
     Ok(Arc::new(Shared {
         // Upgrades (WebSocket) always go over HTTP/1.1.

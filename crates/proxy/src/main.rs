@@ -24,8 +24,8 @@ use proxy::log_dir::Logs;
 ///   PROXY_UPSTREAM_TIMEOUT   wait for the upstream's answer, then 504 [60s]
 ///   PROXY_UPSTREAM_CONNECT_TIMEOUT  connect to the upstream, then 502 [60s]
 ///   PROXY_UPSTREAM_KEEPALIVE idle pooled upstream connections kept [1024]
-///   PROXY_UPSTREAM_HTTP2     multiplex over one HTTP/2 connection to the upstream (faster; no
-///                            spreading over several addresses) [false]
+///   PROXY_UPSTREAM_HTTP2     auto: HTTP/2 to the upstream when it offers it, else HTTP/1.1;
+///                            true: HTTP/2 only; false: HTTP/1.1 only [auto]
 ///   PROXY_WORKERS            event-loop threads, each with its own upstream pool; 0 = one per
 ///                            CPU (nginx `worker_processes auto`) [0]
 ///   PROXY_TRUSTED_PROXIES    CIDRs whose X-Forwarded-For is kept and appended to []

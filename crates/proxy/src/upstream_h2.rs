@@ -1,6 +1,7 @@
 //! The HTTP/2 upstream (`PROXY_UPSTREAM_HTTP2`): per worker, one multiplexed connection per
 //! upstream address, requests spread round-robin over the addresses, the name re-resolved at
 //! most every [`RESOLVE_EVERY`] (so `--scale app=N` replicas that come and go are followed).
+//! In `auto` mode an upstream that does not offer HTTP/2 hands its requests back for HTTP/1.1.
 
 use std::io;
 use std::net::SocketAddr;
@@ -60,8 +61,21 @@ pub enum H2Error {
     },
 }
 
+/// How long `auto` mode keeps to HTTP/1.1 after the upstream declined HTTP/2, before it offers
+/// HTTP/2 again (a redeployed upstream may speak it).
+pub const FALLBACK_FOR: Duration = Duration::from_secs(30);
+
+/// A request that could not be sent over HTTP/2. `unsent` is the request when it never left
+/// (connection refused, not HTTP/2, connection closing), so it can still go another way.
+pub struct H2Failure {
+    pub error: H2Error,
+    pub unsent: Option<Request<UpstreamBody>>,
+}
+
 /// One worker's HTTP/2 upstream: cheap to share, all state behind one short-held lock.
 pub struct H2Upstream {
+    /// `auto`: an upstream without HTTP/2 is used over HTTP/1.1 instead of failing.
+    fallback: bool,
     lookup: Arc<dyn Lookup>,
     upstream: Upstream,
     server_name: ServerName<'static>,
@@ -77,18 +91,24 @@ struct State {
     resolving: bool,
     next: usize,
     conns: Vec<(SocketAddr, SendRequest<UpstreamBody>)>,
+    /// `auto` mode after the upstream declined HTTP/2: HTTP/1.1 until then.
+    h1_until: Option<Instant>,
 }
 
 impl H2Upstream {
-    /// `tls` is the upstream client configuration; ALPN is set to `h2` here.
+    /// `tls` is the upstream client configuration; ALPN is set to `h2` here. With `fallback`
+    /// (`auto`), an upstream that declines HTTP/2 is reported as such and left alone for
+    /// [`FALLBACK_FOR`] (see [`H2Upstream::in_use`]).
     pub fn new(
         mut tls: rustls::ClientConfig,
         lookup: Arc<dyn Lookup>,
         upstream: &Upstream,
         connect_timeout: Duration,
+        fallback: bool,
     ) -> Result<Self, rustls::pki_types::InvalidDnsNameError> {
         tls.alpn_protocols = vec![b"h2".to_vec()];
         Ok(H2Upstream {
+            fallback,
             lookup,
             upstream: upstream.clone(),
             server_name: ServerName::try_from(upstream.host.clone())?,
@@ -102,11 +122,27 @@ impl H2Upstream {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// False while `auto` mode uses HTTP/1.1 because the upstream declined HTTP/2.
+    pub fn in_use(&self) -> bool {
+        self.state().h1_until.is_none_or(|t| Instant::now() >= t)
+    }
+
     /// Send `req` (an HTTP/2 request whose URI carries the authority to present) to the next
     /// address. A connection that cannot be made, or that closed before the request went out,
     /// is replaced by the next address's, once.
-    pub async fn request(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, H2Error> {
-        let addrs = self.addresses().await?;
+    pub async fn request(
+        &self,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, H2Failure> {
+        let addrs = match self.addresses().await {
+            Ok(a) => a,
+            Err(error) => {
+                return Err(H2Failure {
+                    error,
+                    unsent: Some(req),
+                });
+            }
+        };
         let start = {
             let mut st = self.state();
             st.next = st.next.wrapping_add(1);
@@ -118,6 +154,14 @@ impl H2Upstream {
             let addr = addrs[(start + i) % addrs.len()];
             let mut sender = match self.sender(addr).await {
                 Ok(s) => s,
+                Err(e @ H2Error::NotH2 { .. }) if self.fallback => {
+                    self.state().h1_until = Some(Instant::now() + FALLBACK_FOR);
+                    tracing::info!(upstream = %addr, "the upstream does not offer HTTP/2; using HTTP/1.1 (PROXY_UPSTREAM_HTTP2=auto)");
+                    return Err(H2Failure {
+                        error: e,
+                        unsent: Some(req),
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(upstream = %addr, error = %common::error_chain(&e), "upstream connect failed");
                     last = Some(e);
@@ -140,15 +184,21 @@ impl H2Upstream {
                         });
                     }
                     None => {
-                        return Err(H2Error::Request {
-                            addr,
-                            source: e.into_error(),
+                        return Err(H2Failure {
+                            error: H2Error::Request {
+                                addr,
+                                source: e.into_error(),
+                            },
+                            unsent: None,
                         });
                     }
                 },
             }
         }
-        Err(last.unwrap_or_else(|| H2Error::NoAddress(self.upstream.host.clone())))
+        Err(H2Failure {
+            error: last.unwrap_or_else(|| H2Error::NoAddress(self.upstream.host.clone())),
+            unsent: Some(req),
+        })
     }
 
     /// The current addresses, asking the resolver again when the list is older than

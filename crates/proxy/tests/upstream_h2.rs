@@ -1,6 +1,6 @@
 //! `PROXY_UPSTREAM_HTTP2`: requests spread over every upstream address, the original host in
-//! `:authority`, re-resolution followed, a vanished address skipped, an HTTP/1-only upstream
-//! refused with a clear reason.
+//! `:authority`, re-resolution followed, a vanished address skipped; an HTTP/1-only upstream
+//! served over HTTP/1.1 in `auto` mode and refused with a clear reason in `true` mode.
 
 mod support;
 
@@ -12,9 +12,13 @@ use support::{ProxyOptions, SwapLookup, TestProxy, client, client_h1, eventually
 use tracing_subscriber::layer::SubscriberExt;
 
 async fn h2_proxy(lookup: std::sync::Arc<SwapLookup>, workers: &str) -> TestProxy {
+    proxy_with(lookup, workers, "true").await
+}
+
+async fn proxy_with(lookup: std::sync::Arc<SwapLookup>, workers: &str, mode: &str) -> TestProxy {
     let mut opts = ProxyOptions::new(&[
         ("PROXY_UPSTREAM", "upstream.test:8443"),
-        ("PROXY_UPSTREAM_HTTP2", "true"),
+        ("PROXY_UPSTREAM_HTTP2", mode),
         ("PROXY_UPSTREAM_CONNECT_TIMEOUT", "2s"),
         ("PROXY_WORKERS", workers),
     ]);
@@ -136,4 +140,37 @@ async fn an_upstream_without_http2_is_a_502_with_the_reason() {
     assert_eq!(resp.status(), 502);
     let log = proxy.error_log();
     assert!(log.contains("does not speak HTTP/2"), "{log}");
+}
+
+#[tokio::test]
+async fn auto_mode_serves_an_http1_upstream_over_http1() {
+    let up = TestUpstream::start("h1").await;
+    let proxy = proxy_with(SwapLookup::new(vec![up.addr]), "1", "auto").await;
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(proxy.logs.error_layer()),
+    );
+    for _ in 0..3 {
+        let text = client()
+            .get(proxy.url("/authority"))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body");
+        // HTTP/1.1 to the upstream, the original host in `Host`, as nginx sends it.
+        assert_eq!(text, format!("HTTP/1.1 - localhost:{}", proxy.https.port()));
+    }
+    // The same setting with an HTTP/2 upstream: HTTP/2.
+    let h2 = TestUpstream::start_h2("h2").await;
+    let proxy = proxy_with(SwapLookup::new(vec![h2.addr]), "1", "auto").await;
+    let text = client()
+        .get(proxy.url("/authority"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(text, format!("HTTP/2.0 localhost:{} -", proxy.https.port()));
 }
