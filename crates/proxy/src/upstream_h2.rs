@@ -84,6 +84,13 @@ pub struct H2Upstream {
     state: Mutex<State>,
 }
 
+/// The per-address dialing gate, and how the last attempt failed (so the requests that waited
+/// for that attempt fail over at once instead of each trying again).
+#[derive(Default)]
+struct Dial {
+    gate: tokio::sync::Mutex<Option<(Instant, String)>>,
+}
+
 #[derive(Default)]
 struct State {
     addrs: Vec<SocketAddr>,
@@ -91,6 +98,9 @@ struct State {
     resolving: bool,
     next: usize,
     conns: Vec<(SocketAddr, SendRequest<UpstreamBody>)>,
+    /// One dialer per address: a burst of requests that finds no connection waits for one
+    /// connection instead of opening one each.
+    dialing: Vec<(SocketAddr, Arc<Dial>)>,
     /// `auto` mode after the upstream declined HTTP/2: HTTP/1.1 until then.
     h1_until: Option<Instant>,
 }
@@ -223,6 +233,7 @@ impl H2Upstream {
         match found {
             Ok(addrs) if !addrs.is_empty() => {
                 st.conns.retain(|(a, _)| addrs.contains(a));
+                st.dialing.retain(|(a, _)| addrs.contains(a));
                 st.addrs = addrs;
                 st.resolved = Some(Instant::now());
                 Ok(st.addrs.clone())
@@ -241,18 +252,58 @@ impl H2Upstream {
         }
     }
 
-    /// The open connection to `addr`, or a new one.
+    /// The open connection to `addr`, if any.
+    fn open(&self, addr: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
+        let mut st = self.state();
+        st.conns.retain(|(_, s)| !s.is_closed());
+        st.conns
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The open connection to `addr`, or a new one (one dial at a time per address).
     async fn sender(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {
-        {
+        if let Some(s) = self.open(addr) {
+            return Ok(s);
+        }
+        let dial = {
             let mut st = self.state();
-            st.conns.retain(|(_, s)| !s.is_closed());
-            if let Some((_, s)) = st.conns.iter().find(|(a, _)| *a == addr) {
-                return Ok(s.clone());
+            match st.dialing.iter().find(|(a, _)| *a == addr) {
+                Some((_, d)) => d.clone(),
+                None => {
+                    let d = Arc::new(Dial::default());
+                    st.dialing.push((addr, d.clone()));
+                    d
+                }
+            }
+        };
+        let waited_from = Instant::now();
+        let mut last_failure = dial.gate.lock().await;
+        if let Some(s) = self.open(addr) {
+            return Ok(s);
+        }
+        if let Some((at, why)) = last_failure.as_ref() {
+            if *at >= waited_from {
+                return Err(H2Error::Connect {
+                    addr,
+                    source: io::Error::other(format!("the attempt this request waited for: {why}")),
+                });
             }
         }
-        let sender = self.connect(addr).await?;
-        self.state().conns.push((addr, sender.clone()));
-        Ok(sender)
+        match self.connect(addr).await {
+            Ok(sender) => {
+                *last_failure = None;
+                let mut st = self.state();
+                st.conns.retain(|(a, _)| *a != addr);
+                st.conns.push((addr, sender.clone()));
+                Ok(sender)
+            }
+            Err(e) => {
+                *last_failure = Some((Instant::now(), common::error_chain(&e)));
+                Err(e)
+            }
+        }
     }
 
     /// Drop `addr`'s connection once it has closed.

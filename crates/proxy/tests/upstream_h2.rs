@@ -174,3 +174,34 @@ async fn auto_mode_serves_an_http1_upstream_over_http1() {
         .expect("body");
     assert_eq!(text, format!("HTTP/2.0 localhost:{} -", proxy.https.port()));
 }
+
+#[tokio::test]
+async fn a_burst_waits_for_one_new_connection() {
+    let up = TestUpstream::start_h2("a").await;
+    let proxy = h2_proxy(SwapLookup::new(vec![up.addr]), "1").await;
+    // 40 requests at once on 40 client connections, before any upstream connection exists.
+    let c = client_h1();
+    let burst: Vec<_> = (0..40)
+        .map(|_| {
+            let (c, url) = (c.clone(), proxy.url("/peer"));
+            tokio::spawn(async move {
+                c.get(url)
+                    .send()
+                    .await
+                    .expect("request")
+                    .text()
+                    .await
+                    .expect("body")
+            })
+        })
+        .collect();
+    let mut peers = std::collections::HashSet::new();
+    for task in burst {
+        peers.insert(task.await.expect("join"));
+    }
+    assert_eq!(
+        peers.len(),
+        1,
+        "one upstream connection expected: {peers:?}"
+    );
+}
