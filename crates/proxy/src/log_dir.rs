@@ -290,14 +290,14 @@ impl Logs {
         crate::error_log::layer(self.inner.error.clone())
     }
 
-    /// Install the global subscriber: compact lines on stdout filtered by `filter` (an
-    /// `EnvFilter` directive read from the setting `var`), plus error.log for WARN and above.
+    /// Install the global subscriber: compact lines on stdout filtered by `filter` (a
+    /// directive read from the setting `var`, see `common::logging::filter`), plus error.log
+    /// for WARN and above.
     pub fn init_tracing(&self, var: &str, filter: &str) -> Result<(), String> {
+        use tracing_subscriber::Layer;
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
-        use tracing_subscriber::{EnvFilter, Layer};
-        let env_filter =
-            EnvFilter::try_new(filter).map_err(|e| format!("{var}={filter:?}: {e}"))?;
+        let env_filter = common::logging::filter(var, filter)?;
         tracing_subscriber::registry()
             .with(
                 tracing_subscriber::fmt::layer()

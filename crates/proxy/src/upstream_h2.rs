@@ -212,44 +212,49 @@ impl H2Upstream {
     }
 
     /// The current addresses, asking the resolver again when the list is older than
-    /// [`RESOLVE_EVERY`]. While one request resolves, the others use the previous list; when
-    /// resolving fails, the previous list stays in use.
+    /// [`RESOLVE_EVERY`]. While one request resolves, the others use the previous list. When
+    /// the name no longer resolves, only addresses with a connection still open are used (a
+    /// stopped container's address would only time out); with none, the request fails (502).
     async fn addresses(&self) -> Result<Vec<SocketAddr>, H2Error> {
-        let stale = {
+        {
             let mut st = self.state();
             let fresh = st.resolved.is_some_and(|t| t.elapsed() < RESOLVE_EVERY);
             if fresh || (st.resolving && !st.addrs.is_empty()) {
                 return Ok(st.addrs.clone());
             }
             st.resolving = true;
-            st.addrs.clone()
-        };
+        }
         let found = self
             .lookup
             .lookup(&self.upstream.host, self.upstream.port)
             .await;
         let mut st = self.state();
         st.resolving = false;
-        match found {
+        let error = match found {
             Ok(addrs) if !addrs.is_empty() => {
                 st.conns.retain(|(a, _)| addrs.contains(a));
                 st.dialing.retain(|(a, _)| addrs.contains(a));
                 st.addrs = addrs;
                 st.resolved = Some(Instant::now());
-                Ok(st.addrs.clone())
+                return Ok(st.addrs.clone());
             }
-            Ok(_) if stale.is_empty() => Err(H2Error::NoAddress(self.upstream.host.clone())),
-            Err(source) if stale.is_empty() => Err(H2Error::Resolve {
+            Ok(_) => H2Error::NoAddress(self.upstream.host.clone()),
+            Err(source) => H2Error::Resolve {
                 host: self.upstream.host.clone(),
                 source,
-            }),
-            other => {
-                let why = other.map_or_else(|e| e.to_string(), |_| "no address".to_owned());
-                tracing::warn!(upstream = %self.upstream, error = %why, "cannot re-resolve the upstream; keeping its previous addresses");
-                st.resolved = Some(Instant::now());
-                Ok(stale)
-            }
+            },
+        };
+        st.conns.retain(|(_, s)| !s.is_closed());
+        let live: Vec<SocketAddr> = st.conns.iter().map(|(a, _)| *a).collect();
+        if live.is_empty() {
+            st.addrs.clear();
+            st.resolved = None;
+            return Err(error);
         }
+        tracing::warn!(upstream = %self.upstream, error = %common::error_chain(&error), "cannot re-resolve the upstream; using its open connections");
+        st.addrs = live;
+        st.resolved = Some(Instant::now());
+        Ok(st.addrs.clone())
     }
 
     /// The open connection to `addr`, if any.

@@ -205,3 +205,33 @@ async fn a_burst_waits_for_one_new_connection() {
         "one upstream connection expected: {peers:?}"
     );
 }
+
+#[tokio::test]
+async fn a_name_that_stops_resolving_is_a_502_not_a_wait_on_the_old_address() {
+    let up = TestUpstream::start_h2("a").await;
+    let old = up.addr;
+    let lookup = SwapLookup::new(vec![old]);
+    let proxy = h2_proxy(lookup.clone(), "1").await;
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(proxy.logs.error_layer()),
+    );
+    assert_eq!(ids(&proxy, 1).await.get("a"), Some(&1));
+    // The container stops: its connection closes, its name leaves DNS, and its address now
+    // belongs to something that accepts but never answers (as a vanished IP never answers).
+    drop(up);
+    lookup.set(vec![]);
+    let _silent = tokio::net::TcpListener::bind(old).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resp = client()
+        .get(proxy.url("/id"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 502);
+    let log = proxy.error_log();
+    assert!(log.contains("resolves to no address"), "{log}");
+    assert!(
+        !log.contains("timed out"),
+        "the old address was tried: {log}"
+    );
+}
