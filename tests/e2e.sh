@@ -397,6 +397,37 @@ else
     fail "the proxy was recreated or restarted"
 fi
 
+# ---- 9b. --scale app=2: the proxy finds the new replica and spreads requests over both ------
+step "scale app=2: requests reach both replicas without restarting the proxy"
+app_replicas() { compose ps -q app 2>/dev/null; }
+replicas_healthy() {
+    local ids n=0 id
+    ids=$(app_replicas)
+    for id in $ids; do
+        [ "$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id" 2>/dev/null)" = healthy ] && n=$((n + 1))
+    done
+    [ "$n" -eq 2 ]
+}
+if compose up -d --no-recreate --scale app=2 app 2>&1 | sed 's/^/     /' && wait_for 60 replicas_healthy; then
+    sleep 2   # the proxy re-resolves `app` at most every second
+    since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    sleep 1
+    for _ in $(seq 20); do ck -o /dev/null "$HTTPS_URL/"; done
+    served=""
+    for id in $(app_replicas); do
+        served="$served $(printf '%.12s' "$id")=$(docker logs --since "$since" "$id" 2>&1 | grep -c ' request ' || true)"
+    done
+    if [ "$(printf '%s\n' $served | grep -cv '=0$')" -eq 2 ]; then
+        pass "20 requests spread over both app replicas (requests per container:$served)"
+    else
+        fail "20 requests did not reach both app replicas (requests per container:$served)"
+    fi
+else
+    fail "compose up --scale app=2: two healthy app replicas within 60 s ($(app_replicas | wc -l) running)"
+fi
+compose up -d --no-recreate --scale app=1 app 2>&1 | sed 's/^/     /'
+APP_CID=$(cid app)
+
 # ---- 10. logs -------------------------------------------------------------------------------
 step "logs"
 ls -la "$WORK/logs" | sed 's/^/     /'
