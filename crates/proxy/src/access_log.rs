@@ -226,7 +226,7 @@ pub fn format_combined(e: &AccessEntry) -> String {
 }
 
 /// [`format_combined`] appended to `out`, with the time string from `times`.
-pub fn write_combined(out: &mut String, e: &AccessEntry, times: &mut TimeCache) {
+fn write_combined(out: &mut String, e: &AccessEntry, times: &mut TimeCache) {
     let _ = write!(out, "{}", e.remote_addr.to_canonical());
     out.push_str(" - ");
     push_escaped(out, text(e.remote_user.as_ref()));
@@ -267,7 +267,7 @@ pub fn format_json(e: &AccessEntry) -> String {
 }
 
 /// [`format_json`] appended to `out`, with the time string from `times`.
-pub fn write_json(out: &mut String, e: &AccessEntry, times: &mut TimeCache) {
+fn write_json(out: &mut String, e: &AccessEntry, times: &mut TimeCache) {
     out.push_str("{\"time_local\":");
     json_str(out, Some(times.time_local(e.time)));
     let iso = e
@@ -306,14 +306,7 @@ pub fn write_json(out: &mut String, e: &AccessEntry, times: &mut TimeCache) {
     out.push('}');
 }
 
-/// The line for `format`, without the trailing newline.
-pub fn format_line(format: Format, e: &AccessEntry) -> String {
-    let mut out = String::new();
-    write_line(&mut out, format, e, &mut TimeCache::default());
-    out
-}
-
-/// [`format_line`] appended to `out`.
+/// The line for `format`, without the trailing newline, appended to `out`.
 pub fn write_line(out: &mut String, format: Format, e: &AccessEntry, times: &mut TimeCache) {
     match format {
         Format::Combined => write_combined(out, e, times),

@@ -105,6 +105,13 @@ struct State {
     h1_until: Option<Instant>,
 }
 
+impl State {
+    /// Forget connections that have ended (GOAWAY, error, peer gone).
+    fn drop_closed(&mut self) {
+        self.conns.retain(|(_, s)| !s.is_closed());
+    }
+}
+
 impl H2Upstream {
     /// `tls` is the upstream client configuration; ALPN is set to `h2` here. With `fallback`
     /// (`auto`), an upstream that declines HTTP/2 is reported as such and left alone for
@@ -185,8 +192,8 @@ impl H2Upstream {
                 }
                 Err(mut e) => match e.take_message() {
                     // Never reached the connection (it was closing): safe to send elsewhere.
+                    // (`open` drops the closed connection before the next lookup.)
                     Some(unsent) => {
-                        self.forget(addr);
                         req = unsent;
                         last = Some(H2Error::Request {
                             addr,
@@ -244,7 +251,7 @@ impl H2Upstream {
                 source,
             },
         };
-        st.conns.retain(|(_, s)| !s.is_closed());
+        st.drop_closed();
         let live: Vec<SocketAddr> = st.conns.iter().map(|(a, _)| *a).collect();
         if live.is_empty() {
             st.addrs.clear();
@@ -260,7 +267,7 @@ impl H2Upstream {
     /// The open connection to `addr`, if any.
     fn open(&self, addr: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
         let mut st = self.state();
-        st.conns.retain(|(_, s)| !s.is_closed());
+        st.drop_closed();
         st.conns
             .iter()
             .find(|(a, _)| *a == addr)
@@ -309,13 +316,6 @@ impl H2Upstream {
                 Err(e)
             }
         }
-    }
-
-    /// Drop `addr`'s connection once it has closed.
-    fn forget(&self, addr: SocketAddr) {
-        self.state()
-            .conns
-            .retain(|(a, s)| *a != addr || !s.is_closed());
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {

@@ -26,6 +26,25 @@ async fn proxy_with(lookup: std::sync::Arc<SwapLookup>, workers: &str, mode: &st
     TestProxy::start_with(opts).await
 }
 
+/// The body of `GET url`, with this `Host` header if given.
+async fn body(c: reqwest::Client, url: String, host: Option<&str>) -> String {
+    let mut req = c.get(url);
+    if let Some(h) = host {
+        req = req.header("Host", h);
+    }
+    req.send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// WARN and above from this thread (and the workers it starts) go to the proxy's error.log.
+fn log_errors(proxy: &TestProxy) -> tracing::subscriber::DefaultGuard {
+    tracing::subscriber::set_default(tracing_subscriber::registry().with(proxy.logs.error_layer()))
+}
+
 async fn ids(proxy: &TestProxy, n: usize) -> HashMap<String, usize> {
     let c = client();
     let mut seen = HashMap::new();
@@ -50,15 +69,11 @@ async fn requests_are_spread_over_every_address() {
     assert_eq!(seen.get("a"), Some(&10), "{seen:?}");
     assert_eq!(seen.get("b"), Some(&10), "{seen:?}");
     // Two connections in all (one per address), each carrying ten multiplexed requests.
-    let peers: std::collections::HashSet<String> = {
-        let c = client();
-        let mut p = std::collections::HashSet::new();
-        for _ in 0..10 {
-            let r = c.get(proxy.url("/peer")).send().await.expect("peer");
-            p.insert(r.text().await.expect("body"));
-        }
-        p
-    };
+    let c = client();
+    let mut peers = std::collections::HashSet::new();
+    for _ in 0..10 {
+        peers.insert(body(c.clone(), proxy.url("/peer"), None).await);
+    }
     assert_eq!(peers.len(), 2, "{peers:?}");
 }
 
@@ -66,20 +81,7 @@ async fn requests_are_spread_over_every_address() {
 async fn the_original_host_travels_as_the_authority() {
     let up = TestUpstream::start_h2("a").await;
     let proxy = h2_proxy(SwapLookup::new(vec![up.addr]), "1").await;
-    let authority = |c: reqwest::Client, host: Option<&'static str>| {
-        let mut req = c.get(proxy.url("/authority"));
-        if let Some(h) = host {
-            req = req.header("Host", h);
-        }
-        async move {
-            req.send()
-                .await
-                .expect("request")
-                .text()
-                .await
-                .expect("body")
-        }
-    };
+    let authority = |c, host| body(c, proxy.url("/authority"), host);
     // HTTP/1.1 client: its Host; HTTP/2 client: its :authority. Never a Host header beside.
     assert_eq!(
         authority(client_h1(), Some("shop.example:8443")).await,
@@ -99,9 +101,7 @@ async fn re_resolution_is_followed_and_dead_addresses_skipped() {
     );
     let lookup = SwapLookup::new(vec![a.addr, b.addr]);
     let proxy = h2_proxy(lookup.clone(), "2").await;
-    let _subscriber = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(proxy.logs.error_layer()),
-    );
+    let _subscriber = log_errors(&proxy);
     assert_eq!(ids(&proxy, 8).await.len(), 2);
 
     // The name now resolves to `b` only: within about a second nothing goes to `a`.
@@ -129,9 +129,7 @@ async fn re_resolution_is_followed_and_dead_addresses_skipped() {
 async fn an_upstream_without_http2_is_a_502_with_the_reason() {
     let up = TestUpstream::start("h1").await;
     let proxy = h2_proxy(SwapLookup::new(vec![up.addr]), "1").await;
-    let _subscriber = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(proxy.logs.error_layer()),
-    );
+    let _subscriber = log_errors(&proxy);
     let resp = client()
         .get(proxy.url("/id"))
         .send()
@@ -146,32 +144,16 @@ async fn an_upstream_without_http2_is_a_502_with_the_reason() {
 async fn auto_mode_serves_an_http1_upstream_over_http1() {
     let up = TestUpstream::start("h1").await;
     let proxy = proxy_with(SwapLookup::new(vec![up.addr]), "1", "auto").await;
-    let _subscriber = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(proxy.logs.error_layer()),
-    );
+    let _subscriber = log_errors(&proxy);
     for _ in 0..3 {
-        let text = client()
-            .get(proxy.url("/authority"))
-            .send()
-            .await
-            .expect("request")
-            .text()
-            .await
-            .expect("body");
+        let text = body(client(), proxy.url("/authority"), None).await;
         // HTTP/1.1 to the upstream, the original host in `Host`, as nginx sends it.
         assert_eq!(text, format!("HTTP/1.1 - localhost:{}", proxy.https.port()));
     }
     // The same setting with an HTTP/2 upstream: HTTP/2.
     let h2 = TestUpstream::start_h2("h2").await;
     let proxy = proxy_with(SwapLookup::new(vec![h2.addr]), "1", "auto").await;
-    let text = client()
-        .get(proxy.url("/authority"))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("body");
+    let text = body(client(), proxy.url("/authority"), None).await;
     assert_eq!(text, format!("HTTP/2.0 localhost:{} -", proxy.https.port()));
 }
 
@@ -182,18 +164,7 @@ async fn a_burst_waits_for_one_new_connection() {
     // 40 requests at once on 40 client connections, before any upstream connection exists.
     let c = client_h1();
     let burst: Vec<_> = (0..40)
-        .map(|_| {
-            let (c, url) = (c.clone(), proxy.url("/peer"));
-            tokio::spawn(async move {
-                c.get(url)
-                    .send()
-                    .await
-                    .expect("request")
-                    .text()
-                    .await
-                    .expect("body")
-            })
-        })
+        .map(|_| tokio::spawn(body(c.clone(), proxy.url("/peer"), None)))
         .collect();
     let mut peers = std::collections::HashSet::new();
     for task in burst {
@@ -212,9 +183,7 @@ async fn a_name_that_stops_resolving_is_a_502_not_a_wait_on_the_old_address() {
     let old = up.addr;
     let lookup = SwapLookup::new(vec![old]);
     let proxy = h2_proxy(lookup.clone(), "1").await;
-    let _subscriber = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(proxy.logs.error_layer()),
-    );
+    let _subscriber = log_errors(&proxy);
     assert_eq!(ids(&proxy, 1).await.get("a"), Some(&1));
     // The container stops: its connection closes, its name leaves DNS, and its address now
     // belongs to something that accepts but never answers (as a vanished IP never answers).
