@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// containerize's app: an HTTPS service answering a quote and the X-Forwarded-* headers it got.
@@ -30,22 +29,13 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("app: {}", common::error_chain(e.as_ref()));
-            std::process::ExitCode::FAILURE
-        }
-    }
+    common::cli::exit_code("app", run())
 }
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = app::Config::from_env(&common::env::Env::process())?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = common::cli::multi_thread()?;
     match cli.command {
         Some(Command::Healthcheck) => rt.block_on(healthcheck(config.listen.port())),
         None => rt.block_on(serve(config)),

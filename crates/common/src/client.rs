@@ -111,6 +111,19 @@ pub enum ProbeError {
 /// Complete a TLS handshake with `addr` (any certificate) and return the SHA-256 fingerprint
 /// of the certificate shown. Sends no request, so nothing is forwarded or logged.
 pub async fn handshake(addr: SocketAddr, timeout: Duration) -> Result<String, ProbeError> {
+    let chain = peer_chain(addr, timeout).await?;
+    Ok(chain
+        .first()
+        .map(crate::tls::fingerprint)
+        .unwrap_or_default())
+}
+
+/// Complete a TLS handshake with `addr` (any certificate) and return the chain it was shown,
+/// leaf first.
+pub async fn peer_chain(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Vec<CertificateDer<'static>>, ProbeError> {
     tokio::time::timeout(timeout, async {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
@@ -121,8 +134,12 @@ pub async fn handshake(addr: SocketAddr, timeout: Duration) -> Result<String, Pr
             .connect(ServerName::IpAddress(addr.ip().into()), tcp)
             .await
             .map_err(|source| ProbeError::Tls { addr, source })?;
-        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-        Ok(leaf.map(crate::tls::fingerprint).unwrap_or_default())
+        Ok(tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .to_vec())
     })
     .await
     .map_err(|_| ProbeError::Timeout { addr, timeout })?

@@ -1,6 +1,7 @@
 //! Code both services share: environment/secret loading, TLS material, the connection loop,
 //! shutdown signals and logging set-up.
 
+pub mod cli;
 pub mod client;
 pub mod env;
 pub mod logging;

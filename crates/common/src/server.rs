@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -81,22 +81,45 @@ Connection: close\r\n\
 \r\n\
 This port speaks HTTPS only; use https:// in the URL.\n";
 
+/// Errors a service or a body may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A per-connection hyper service the loop can drive: what hyper-util's server needs of it and
+/// of its body, said once (every service `service_fn` makes from an async handler is one).
+pub trait HttpService:
+    Service<
+        Request<Incoming>,
+        Response = Response<Self::Body>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Send
+    + 'static
+{
+    /// The response body.
+    type Body: hyper::body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> HttpService for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+{
+    type Body = B;
+}
+
 /// Serve `listener` until `shutdown` resolves, then drain in-flight requests for at most
 /// `limits.drain_timeout`. `make_service` is called once per connection.
-pub async fn serve<F, S, B>(
+pub async fn serve<F, S>(
     listener: TcpListener,
     transport: Transport,
     limits: Limits,
     make_service: F,
     shutdown: impl Future<Output = ()>,
 ) where
-    F: Fn(ConnInfo) -> S + Send + Sync + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: Fn(ConnInfo) -> S,
+    S: HttpService,
 {
     let permits = connection_permits(&limits);
     serve_with_permits(listener, transport, limits, permits, make_service, shutdown).await;
@@ -110,7 +133,7 @@ pub fn connection_permits(limits: &Limits) -> Arc<Semaphore> {
 
 /// [`serve`] drawing connection permits from `permits`, shared with other event loops that
 /// accept on the same socket.
-pub async fn serve_with_permits<F, S, B>(
+pub async fn serve_with_permits<F, S>(
     listener: TcpListener,
     transport: Transport,
     limits: Limits,
@@ -118,39 +141,12 @@ pub async fn serve_with_permits<F, S, B>(
     make_service: F,
     shutdown: impl Future<Output = ()>,
 ) where
-    F: Fn(ConnInfo) -> S + Send + Sync + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: Fn(ConnInfo) -> S,
+    S: HttpService,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // Headroom above the limit so the service can answer 431 with a proper page; hyper
-        // itself answers a bare 431 beyond it.
-        .max_buf_size(limits.max_header_bytes.saturating_mul(2).max(16 * 1024) + 8192)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(limits.h2_max_header_list_size)
-        // Rapid-reset (CVE-2023-44487) and error-reset floods: bounded.
-        .max_pending_accept_reset_streams(Some(20))
-        .max_local_error_reset_streams(Some(1024));
-    let builder = Arc::new(builder);
-    let make_service = Arc::new(make_service);
-    let tracker = TaskTracker::new();
-    let closing = CancellationToken::new();
-    let aborting = CancellationToken::new();
+    let connections = Connections::new(transport, limits);
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
-
     loop {
         let permit = tokio::select! {
             _ = &mut shutdown => break,
@@ -175,25 +171,70 @@ pub async fn serve_with_permits<F, S, B>(
         let info = ConnInfo {
             peer,
             local: stream.local_addr().ok().or(local).unwrap_or(peer),
-            tls: matches!(transport, Transport::Tls(_)),
+            tls: matches!(connections.transport, Transport::Tls(_)),
         };
-        let service = make_service(info);
-        let builder = builder.clone();
-        let transport = transport.clone();
-        let limits = limits.clone();
-        let closing = closing.clone();
-        let aborting = aborting.clone();
-        tracker.spawn(async move {
+        connections.spawn(stream, make_service(info), permit, peer);
+    }
+    drop(listener);
+    connections.drain().await;
+}
+
+/// The connections one listener has accepted: how they are served, and their drain.
+struct Connections {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    transport: Transport,
+    limits: Limits,
+    tracker: TaskTracker,
+    /// Cancelled on shutdown: connections finish their requests and close.
+    closing: CancellationToken,
+    /// Cancelled once the drain timeout is over: whatever is left is closed.
+    aborting: CancellationToken,
+}
+
+impl Connections {
+    fn new(transport: Transport, limits: Limits) -> Self {
+        Connections {
+            builder: Arc::new(http_builder(&limits)),
+            transport,
+            limits,
+            tracker: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            aborting: CancellationToken::new(),
+        }
+    }
+
+    /// Serve one accepted connection (TLS first, when the listener has it) on its own task,
+    /// holding `permit` until it ends.
+    fn spawn<S: HttpService>(
+        &self,
+        stream: TcpStream,
+        service: S,
+        permit: OwnedSemaphorePermit,
+        peer: SocketAddr,
+    ) {
+        let conn = Conn {
+            builder: self.builder.clone(),
+            limits: self.limits.clone(),
+            closing: self.closing.clone(),
+            aborting: self.aborting.clone(),
+            peer,
+        };
+        let transport = self.transport.clone();
+        self.tracker.spawn(async move {
             let _permit = permit;
             match transport {
-                Transport::Plain => drive(&builder, stream, service, &limits, &closing, &aborting, peer).await,
+                Transport::Plain => conn.drive(stream, service).await,
                 Transport::Tls(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        conn.limits.handshake_timeout,
+                        handshake(acceptor, stream, peer),
+                    );
                     let tls = tokio::select! {
-                        _ = closing.cancelled() => return,
-                        r = tokio::time::timeout(limits.handshake_timeout, handshake(acceptor, stream, peer)) => r,
+                        _ = conn.closing.cancelled() => return,
+                        r = handshake => r,
                     };
                     match tls {
-                        Ok(Some(s)) => drive(&builder, s, service, &limits, &closing, &aborting, peer).await,
+                        Ok(Some(s)) => conn.drive(s, service).await,
                         Ok(None) => {}
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -201,17 +242,43 @@ pub async fn serve_with_permits<F, S, B>(
             }
         });
     }
-    drop(listener);
-    closing.cancel();
-    tracker.close();
-    tokio::select! {
-        _ = tracker.wait() => tracing::debug!("all connections drained"),
-        _ = tokio::time::sleep(limits.drain_timeout) => {
-            tracing::warn!(timeout = ?limits.drain_timeout, open = tracker.len(), "drain timeout reached; closing remaining connections");
-            aborting.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
+
+    /// Ask every connection to close after its requests, wait for them (at most the drain
+    /// timeout), then close what is left.
+    async fn drain(self) {
+        self.closing.cancel();
+        self.tracker.close();
+        tokio::select! {
+            _ = self.tracker.wait() => tracing::debug!("all connections drained"),
+            _ = tokio::time::sleep(self.limits.drain_timeout) => {
+                tracing::warn!(timeout = ?self.limits.drain_timeout, open = self.tracker.len(), "drain timeout reached; closing remaining connections");
+                self.aborting.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.tracker.wait()).await;
+            }
         }
     }
+}
+
+/// hyper-util's HTTP/1.1 + HTTP/2 server with the limits applied.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // Headroom above the limit so the service can answer 431 with a proper page; hyper
+        // itself answers a bare 431 beyond it.
+        .max_buf_size(limits.max_header_bytes.saturating_mul(2).max(16 * 1024) + 8192)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.h2_max_header_list_size)
+        // Rapid-reset (CVE-2023-44487) and error-reset floods: bounded.
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(1024));
+    builder
 }
 
 /// Answer plain HTTP on a TLS port with a clear 400, else complete the handshake.
@@ -235,95 +302,135 @@ async fn handshake(
     }
 }
 
-/// Serve one connection until it ends; on shutdown or after `idle_timeout` without traffic,
-/// shut it down gracefully (in-flight requests complete, then it closes).
-async fn drive<IO, S, B>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: IO,
-    service: S,
-    limits: &Limits,
-    closing: &CancellationToken,
-    aborting: &CancellationToken,
+/// One accepted connection and what it is served with.
+struct Conn {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Limits,
+    closing: CancellationToken,
+    aborting: CancellationToken,
     peer: SocketAddr,
-) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let activity = Activity::default();
-    let io = Tracked {
-        inner: io,
-        activity: activity.clone(),
-    };
-    let pending = Arc::new(AtomicUsize::new(0));
-    let started = Arc::new(AtomicUsize::new(0));
-    let service = Counted {
-        inner: service,
-        pending: pending.clone(),
-        started: started.clone(),
-    };
-    let opened = Instant::now();
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let tick = (limits.idle_timeout.min(limits.header_read_timeout) / 4)
+}
+
+/// What the periodic check decided about a connection.
+enum Verdict {
+    Fine,
+    /// Close gracefully: in-flight requests complete first.
+    Close,
+    /// Drop it now.
+    Drop,
+}
+
+impl Conn {
+    /// Serve the connection until it ends; on shutdown or after `idle_timeout` without traffic,
+    /// shut it down gracefully (in-flight requests complete, then it closes).
+    async fn drive<IO, S>(self, io: IO, service: S)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: HttpService,
+    {
+        let peer = self.peer;
+        let activity = Activity::default();
+        let io = Tracked {
+            inner: io,
+            activity: activity.clone(),
+        };
+        let counts = Counts::default();
+        let service = Counted {
+            inner: service,
+            counts: counts.clone(),
+        };
+        let opened = Instant::now();
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let tick = (self
+            .limits
+            .idle_timeout
+            .min(self.limits.header_read_timeout)
+            / 4)
         .clamp(Duration::from_millis(10), Duration::from_secs(5));
-    let mut check = tokio::time::interval(tick);
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            // Past the drain timeout: close whatever is left.
-            _ = aborting.cancelled() => return,
-            _ = closing.cancelled(), if !stopping => {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = check.tick() => {
-                let idle = activity.idle_for();
-                if started.load(Ordering::Acquire) == 0
-                    && opened.elapsed() >= limits.header_read_timeout
-                {
-                    // No complete request head since the connection opened: silent after the
-                    // handshake, or trickling an HTTP/2 HEADERS frame (hyper's own header timer
-                    // covers HTTP/1 only, and only once it knows the version).
-                    tracing::debug!(%peer, "no request within the header timeout; closing");
+        let mut check = tokio::time::interval(tick);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
                     return;
                 }
-                if !stopping && idle >= limits.idle_timeout {
-                    tracing::debug!(%peer, "idle timeout; closing the connection");
+                // Past the drain timeout: close whatever is left.
+                _ = self.aborting.cancelled() => return,
+                _ = self.closing.cancelled(), if !stopping => {
                     stopping = true;
                     conn.as_mut().graceful_shutdown();
-                } else if stopping
-                    && idle >= limits.idle_timeout + 2 * tick
-                    && pending.load(Ordering::Acquire) == 0
-                {
-                    // Asked to close, yet nothing moves and no request waits for its answer:
-                    // a client that stopped reading, or an HTTP/2 peer that never acks the
-                    // GOAWAY ping (nginx `send_timeout`). Drop it.
-                    tracing::debug!(%peer, "no progress after graceful close; dropping the connection");
-                    return;
                 }
+                _ = check.tick() => match self.verdict(&activity, &counts, opened, stopping, tick) {
+                    Verdict::Fine => {}
+                    Verdict::Close => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Verdict::Drop => return,
+                },
             }
         }
     }
+
+    /// The periodic check: header timeout before the first request, idle timeout, and a
+    /// connection that makes no progress after it was asked to close.
+    fn verdict(
+        &self,
+        activity: &Activity,
+        counts: &Counts,
+        opened: Instant,
+        stopping: bool,
+        tick: Duration,
+    ) -> Verdict {
+        let peer = self.peer;
+        let idle = activity.idle_for();
+        if counts.started.load(Ordering::Acquire) == 0
+            && opened.elapsed() >= self.limits.header_read_timeout
+        {
+            // No complete request head since the connection opened: silent after the
+            // handshake, or trickling an HTTP/2 HEADERS frame (hyper's own header timer covers
+            // HTTP/1 only, and only once it knows the version).
+            tracing::debug!(%peer, "no request within the header timeout; closing");
+            return Verdict::Drop;
+        }
+        if !stopping && idle >= self.limits.idle_timeout {
+            tracing::debug!(%peer, "idle timeout; closing the connection");
+            return Verdict::Close;
+        }
+        if stopping
+            && idle >= self.limits.idle_timeout + 2 * tick
+            && counts.pending.load(Ordering::Acquire) == 0
+        {
+            // Asked to close, yet nothing moves and no request waits for its answer: a client
+            // that stopped reading, or an HTTP/2 peer that never acks the GOAWAY ping (nginx
+            // `send_timeout`). Drop it.
+            tracing::debug!(%peer, "no progress after graceful close; dropping the connection");
+            return Verdict::Drop;
+        }
+        Verdict::Fine
+    }
 }
 
-/// Counts requests whose answer head is not ready yet, so a stalled connection is only cut
-/// while no request is legitimately waiting (e.g. for a slow upstream).
-struct Counted<S> {
-    inner: S,
+/// Requests of one connection: whose answer head is not ready yet, and how many ever started.
+#[derive(Clone, Default)]
+struct Counts {
+    /// Answer heads not ready yet: a stalled connection is only cut while none is legitimately
+    /// waiting (e.g. for a slow upstream).
     pending: Arc<AtomicUsize>,
     /// Requests whose head arrived, ever.
     started: Arc<AtomicUsize>,
+}
+
+/// A service that keeps [`Counts`].
+struct Counted<S> {
+    inner: S,
+    counts: Counts,
 }
 
 struct PendingGuard(Arc<AtomicUsize>);
@@ -344,9 +451,9 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn call(&self, req: R) -> Self::Future {
-        self.pending.fetch_add(1, Ordering::AcqRel);
-        self.started.fetch_add(1, Ordering::AcqRel);
-        let guard = PendingGuard(self.pending.clone());
+        self.counts.pending.fetch_add(1, Ordering::AcqRel);
+        self.counts.started.fetch_add(1, Ordering::AcqRel);
+        let guard = PendingGuard(self.counts.pending.clone());
         let fut = self.inner.call(req);
         Box::pin(async move {
             let out = fut.await;

@@ -1,264 +1,47 @@
 //! containerize's reverse proxy: nginx's job (TLS termination, 80→443 redirect, forwarding with
-//! X-Forwarded-* headers, a custom error page, dated logs) as a library the binary and tests drive.
+//! X-Forwarded-* headers, a custom error page, dated logs) as a library the binary and the tests
+//! drive.
+//!
+//! # Layout
+//!
+//! ```text
+//! main.rs       CLI dispatch only
+//! commands.rs   what each subcommand does: serve, healthcheck, cert, cert generate
+//! server.rs     Proxy: the workers, the site they serve, the two listeners
+//! signals.rs    TERM/INT → shutdown, HUP → keypair reload, USR1 → log reopen (the only handlers)
+//! error.rs      ProxyError: why the proxy could not start
+//! config/       every setting: one typed Config, one FromStr per setting, the defaults (a leaf)
+//! http/         a request's trip: the two services, hygiene, header rewriting, body guards,
+//!               upgrades, the one failure type and the error pages it becomes
+//! upstream/     the way to the app: dial (resolve, rotate, connect), the HTTP/1.1 pool, the
+//!               HTTP/2 multiplexer, and the choice between them
+//! tls/          the keypair store, the server configuration, the folder watch, `proxy cert`
+//! logs/         the log folder, the queue, the writer thread, access lines, the error.log layer
+//! ```
+//!
+//! Imports point one way: `commands` → `server` → `http` → `upstream`; everything may use
+//! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
+//! Modules are private: what `main.rs` and the tests need is re-exported below.
 
-pub mod access_log;
-pub mod body;
-pub mod certs;
-pub mod config;
-pub mod error_log;
-pub mod error_page;
-pub mod forward;
-pub mod handler;
-pub mod hygiene;
-pub mod log_dir;
-pub mod redirect;
-pub mod tls;
-pub mod upstream;
-pub mod upstream_h2;
+mod commands;
+mod config;
+mod error;
+mod http;
+mod logs;
+mod server;
+mod signals;
+mod tls;
+mod upstream;
 
-use std::sync::Arc;
-
-use common::server::{self, Transport};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-use crate::access_log::AccessLog;
-use crate::certs::{CertError, CertStore};
-pub use crate::config::Config;
-use crate::config::UpstreamHttp2;
-use crate::error_page::{ErrorPageError, ErrorPages};
-use crate::handler::Shared;
-use crate::upstream::{Lookup, SystemLookup, UpstreamError};
-
-/// Why the proxy could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    #[error(transparent)]
-    Config(#[from] common::env::EnvError),
-    #[error(transparent)]
-    Cert(#[from] CertError),
-    #[error(transparent)]
-    ErrorPage(#[from] ErrorPageError),
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    #[error("TLS set-up failed: {0}")]
-    Tls(#[from] rustls::Error),
-    #[error(transparent)]
-    Logs(#[from] log_dir::LogDirError),
-}
-
-/// A validated, ready-to-serve proxy: keypair loaded, error page compiled, one upstream client
-/// per worker built.
-pub struct Proxy {
-    /// One per event loop (`PROXY_WORKERS`): each worker owns its upstream connection pool, so a
-    /// request and the upstream connection that carries it stay on one thread.
-    workers: Vec<Arc<Shared>>,
-    tls: Arc<rustls::ServerConfig>,
-    certs: Arc<CertStore>,
-    limits: server::Limits,
-}
-
-impl Proxy {
-    /// Validate everything now; nothing half-configured ever serves.
-    pub fn new(config: &Config, access: AccessLog) -> Result<Self, ProxyError> {
-        Self::with_lookup(config, access, Arc::new(SystemLookup))
-    }
-
-    /// As [`Proxy::new`] with a custom upstream resolver (tests swap addresses with it).
-    pub fn with_lookup(
-        config: &Config,
-        access: AccessLog,
-        lookup: Arc<dyn Lookup>,
-    ) -> Result<Self, ProxyError> {
-        let pages = ErrorPages::load(config.error_page.as_deref())?;
-        let certs = CertStore::open(config.tls.clone(), tls::shared_provider())?;
-        let tls = tls::server_config(certs.clone())?;
-        let workers = (0..config.workers.max(1))
-            .map(|_| shared(config, &access, &pages, &lookup))
-            .collect::<Result<Vec<_>, _>>()?;
-        let l = &config.limits;
-        let limits = server::Limits {
-            handshake_timeout: l.handshake_timeout,
-            header_read_timeout: l.header_timeout,
-            max_header_bytes: l.max_header_size,
-            h2_max_concurrent_streams: l.h2_max_streams,
-            h2_max_header_list_size: u32::try_from(l.max_header_size).unwrap_or(u32::MAX),
-            max_connections: l.max_connections,
-            drain_timeout: l.drain_timeout,
-            idle_timeout: l.keepalive_timeout,
-        };
-        Ok(Proxy {
-            workers,
-            tls: Arc::new(tls),
-            certs,
-            limits,
-        })
-    }
-
-    /// The keypair store (fingerprint, reload).
-    pub fn certs(&self) -> &Arc<CertStore> {
-        &self.certs
-    }
-
-    /// Serve both listeners until `shutdown` is cancelled, then drain (bounded) and return.
-    ///
-    /// The first worker runs on the caller's runtime; each further worker (`PROXY_WORKERS`)
-    /// gets a thread with a single-threaded runtime accepting on the same sockets, like nginx's
-    /// worker processes. The connection budget is shared. A worker that cannot start is
-    /// reported and the others serve on.
-    pub async fn run(self, http: TcpListener, https: TcpListener, shutdown: CancellationToken) {
-        self.certs.spawn_watcher(shutdown.clone());
-        let site = Site {
-            tls: tokio_rustls::TlsAcceptor::from(self.tls),
-            http_permits: server::connection_permits(&self.limits),
-            https_permits: server::connection_permits(&self.limits),
-            limits: self.limits,
-        };
-        let mut workers = self.workers.into_iter();
-        let Some(first) = workers.next() else { return };
-        let mut done = Vec::new();
-        for (n, shared) in workers.enumerate() {
-            match spawn_worker(n + 1, &http, &https, shared, site.clone(), shutdown.clone()) {
-                Ok(rx) => done.push(rx),
-                Err(e) => {
-                    tracing::error!(worker = n + 1, error = %e, "cannot start a worker; serving with fewer")
-                }
-            }
-        }
-        site.serve(first, http, https, shutdown).await;
-        for rx in done {
-            let _ = rx.await;
-        }
-    }
-}
-
-/// The per-worker request state: the settings, shared, and a client of its own.
-fn shared(
-    config: &Config,
-    access: &AccessLog,
-    pages: &ErrorPages,
-    lookup: &Arc<dyn Lookup>,
-) -> Result<Arc<Shared>, ProxyError> {
-    let tls = upstream::tls_config(config.upstream_ca.as_deref())?;
-    let h2 = match config.upstream_http2 {
-        UpstreamHttp2::Never => None,
-        mode => Some(
-            upstream_h2::H2Upstream::new(
-                tls.clone(),
-                lookup.clone(),
-                &config.upstream,
-                config.upstream_connect_timeout,
-                mode == UpstreamHttp2::Auto,
-            )
-            .map_err(|_| UpstreamError::ServerName(config.upstream.host.clone()))?,
-        ),
-    };
-    Ok(Arc::new(Shared {
-        // Upgrades (WebSocket) always go over HTTP/1.1.
-        client: upstream::client(
-            tls,
-            lookup.clone(),
-            config.upstream_connect_timeout,
-            config.upstream_keepalive,
-        ),
-        h2,
-        upstream_authority: upstream::authority(&config.upstream)?,
-        upstream_timeout: config.upstream_timeout,
-        trusted: config.trusted_proxies.clone(),
-        hsts: config.hsts.clone(),
-        pages: pages.clone(),
-        intercept: config.intercept_errors,
-        access: access.clone(),
-        https_port: config.https_port,
-        limits: config.limits.clone(),
-    }))
-}
-
-/// What every worker serves with: TLS, limits, and the connection budgets they share.
-#[derive(Clone)]
-struct Site {
-    tls: tokio_rustls::TlsAcceptor,
-    limits: server::Limits,
-    http_permits: Arc<tokio::sync::Semaphore>,
-    https_permits: Arc<tokio::sync::Semaphore>,
-}
-
-impl Site {
-    /// One worker's event loop: both listeners until `shutdown`, then its own drain.
-    async fn serve(
-        self,
-        shared: Arc<Shared>,
-        http: TcpListener,
-        https: TcpListener,
-        shutdown: CancellationToken,
-    ) {
-        let redirect = shared.clone();
-        let plain = server::serve_with_permits(
-            http,
-            Transport::Plain,
-            self.limits.clone(),
-            self.http_permits,
-            move |conn| {
-                let shared = redirect.clone();
-                hyper::service::service_fn(move |req| handler::redirect(shared.clone(), conn, req))
-            },
-            shutdown.clone().cancelled_owned(),
-        );
-        let secure = server::serve_with_permits(
-            https,
-            Transport::Tls(self.tls),
-            self.limits,
-            self.https_permits,
-            move |conn| {
-                let shared = shared.clone();
-                hyper::service::service_fn(move |req| handler::forward(shared.clone(), conn, req))
-            },
-            shutdown.cancelled_owned(),
-        );
-        tokio::join!(plain, secure);
-    }
-}
-
-/// Start worker `n` on its own thread and single-threaded runtime, accepting on duplicates of
-/// the two listening sockets. The receiver resolves when it has drained and stopped.
-fn spawn_worker(
-    n: usize,
-    http: &TcpListener,
-    https: &TcpListener,
-    shared: Arc<Shared>,
-    site: Site,
-    shutdown: CancellationToken,
-) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
-    let http = duplicate(http)?;
-    let https = duplicate(https)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // Workers log wherever the thread that started them logs (a scoped test subscriber too).
-    let dispatch = tracing::dispatcher::get_default(Clone::clone);
-    std::thread::Builder::new()
-        .name(format!("proxy-worker-{n}"))
-        .spawn(move || {
-            tracing::dispatcher::with_default(&dispatch, || {
-                runtime.block_on(async move {
-                    match (TcpListener::from_std(http), TcpListener::from_std(https)) {
-                        (Ok(http), Ok(https)) => site.serve(shared, http, https, shutdown).await,
-                        (Err(e), _) | (_, Err(e)) => {
-                            tracing::error!(worker = n, error = %e, "worker cannot register its listeners");
-                        }
-                    }
-                });
-            });
-            let _ = tx.send(());
-        })?;
-    Ok(rx)
-}
-
-/// Another handle on the same listening socket (non-blocking, as tokio needs it).
-fn duplicate(listener: &TcpListener) -> std::io::Result<std::net::TcpListener> {
-    use std::os::fd::AsFd;
-    let std = std::net::TcpListener::from(listener.as_fd().try_clone_to_owned()?);
-    std.set_nonblocking(true)?;
-    Ok(std)
-}
+pub use commands::{cert, cert_generate, healthcheck, serve};
+pub use config::{
+    Config, Limits, LogConfig, LogFormat, TlsFiles, Upstream, UpstreamHttp2, defaults,
+};
+pub use error::ProxyError;
+pub use http::headers;
+pub use http::{DEFAULT_TEMPLATE, ErrorPageError, ErrorPages, explanation};
+pub use logs::{AccessEntry, AccessLog, LogDirError, Logs, format_combined, format_json};
+pub use server::Proxy;
+pub use signals::Signals;
+pub use tls::{CertError, CertStore, describe, generate_into, generate_into_with};
+pub use upstream::{Lookup, SystemLookup};

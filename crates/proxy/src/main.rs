@@ -1,12 +1,9 @@
-//! `proxy`: parse the configuration, open the logs, set up tracing, bind, serve until SIGTERM,
-//! flush the logs.
+//! `proxy`: the command line. Parses the arguments and the settings, then dispatches to the
+//! subcommand in `proxy::commands` on a runtime from `common::cli`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use proxy::log_dir::Logs;
 
 /// containerize's reverse proxy: TLS termination, HTTP→HTTPS redirect, forwarding to the app.
 ///
@@ -80,95 +77,26 @@ enum CertAction {
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("proxy: {}", common::error_chain(e.as_ref()));
-            std::process::ExitCode::FAILURE
-        }
-    }
+    common::cli::exit_code("proxy", run())
 }
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = proxy::Config::from_env(&common::env::Env::process())?;
     match cli.command {
-        Some(Command::Cert { action: None }) => {
-            print!("{}", proxy::certs::describe(&config.tls)?);
-            Ok(())
-        }
+        Some(Command::Cert { action: None }) => print!("{}", proxy::cert(&config)?),
         Some(Command::Cert {
             action: Some(CertAction::Generate { out, force }),
-        }) => {
-            let (cert, key, info) = proxy::certs::generate_into_with(&out, force)?;
+        }) => print!("{}", proxy::cert_generate(&out, force)?),
+        Some(Command::Healthcheck) => {
             println!(
-                "wrote {} and {}\nSHA-256 fingerprint: {}",
-                cert.display(),
-                key.display(),
-                info.fingerprint
-            );
-            Ok(())
+                "{}",
+                common::cli::current_thread()?.block_on(proxy::healthcheck(&config))?
+            )
         }
-        Some(Command::Healthcheck) => runtime()?.block_on(healthcheck(config.https_listen.port())),
-        None => runtime()?.block_on(serve(config)),
+        // The main thread's runtime runs the signals, the certificate watcher and the first
+        // worker's event loop; the proxy starts the other workers on threads of their own.
+        None => common::cli::current_thread()?.block_on(proxy::serve(config))?,
     }
-}
-
-/// The main thread's runtime: signals, the certificate watcher and the first worker's event
-/// loop; `Proxy::run` starts the other workers on threads of their own.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-async fn healthcheck(port: u16) -> anyhow::Result<()> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    // A completed TLS handshake means the listener is up; no request is sent, so the check
-    // neither reaches the app nor fills the access log.
-    let fingerprint = common::client::handshake(addr, Duration::from_secs(3)).await?;
-    println!("{addr} completed a TLS handshake (certificate SHA-256 {fingerprint})");
-    Ok(())
-}
-
-async fn serve(config: proxy::Config) -> anyhow::Result<()> {
-    let logs = Logs::open(&config.logs)?;
-    logs.init_tracing("PROXY_LOG", &config.log)
-        .map_err(anyhow::Error::msg)?;
-    let result = serve_with_logs(&config, &logs).await;
-    if let Err(e) = &result {
-        tracing::error!("{e:#}");
-    }
-    logs.flush().context("flushing the logs")?;
-    result
-}
-
-async fn serve_with_logs(config: &proxy::Config, logs: &Logs) -> anyhow::Result<()> {
-    let access = if config.access_log {
-        logs.access()
-    } else {
-        proxy::access_log::AccessLog::disabled()
-    };
-    let proxy = proxy::Proxy::new(config, access)?;
-    let http = common::server::bind("PROXY_HTTP_LISTEN", config.http_listen).await?;
-    let https = common::server::bind("PROXY_HTTPS_LISTEN", config.https_listen).await?;
-    tracing::info!(
-        http = %http.local_addr()?,
-        https = %https.local_addr()?,
-        upstream = %config.upstream,
-        logs = %logs.dir().display(),
-        fingerprint = %proxy.certs().fingerprint(),
-        "proxy listening"
-    );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    logs.spawn_signal_handler(shutdown.clone());
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        common::shutdown::terminate().await;
-        stop.cancel();
-    });
-    proxy.run(http, https, shutdown).await;
-    tracing::info!("stopped");
     Ok(())
 }

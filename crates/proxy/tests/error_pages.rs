@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use proxy::error_page::{ErrorPageError, ErrorPages, explanation};
+use proxy::{ErrorPageError, ErrorPages, explanation};
 
 /// Every status the proxy answers by itself.
 const PROXY_STATUSES: [u16; 14] = [
@@ -218,7 +218,7 @@ fn the_built_in_page_is_the_shipped_file() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conf/proxy/error.html"),
     )
     .expect("conf/proxy/error.html");
-    assert_eq!(proxy::error_page::DEFAULT_TEMPLATE, shipped);
+    assert_eq!(proxy::DEFAULT_TEMPLATE, shipped);
 }
 
 // ---- End to end, through the real proxy ----

@@ -15,37 +15,11 @@ use std::time::{Duration, Instant};
 
 use common::env::Env;
 use common::tls::rcgen;
-use rustls_pki_types::CertificateDer;
 use support::{ProxyOptions, TestApp, TestProxy, eventually, served_fingerprint};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// A keypair in PEM, with its leaf's fingerprint.
-struct Pair {
-    cert: String,
-    key: String,
-    fingerprint: String,
-}
-
-fn pair(name: &str) -> Pair {
-    pair_between(name, -1, 60)
-}
-
-/// A self-signed pair for `name` (and `localhost`) valid from `from` to `until` days from now.
-fn pair_between(name: &str, from: i64, until: i64) -> Pair {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut params = rcgen::CertificateParams::new(vec![name.to_owned(), "localhost".to_owned()])
-        .expect("params");
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now + time::Duration::days(from);
-    params.not_after = now + time::Duration::days(until);
-    let cert = params.self_signed(&key).expect("sign");
-    Pair {
-        fingerprint: common::tls::fingerprint(cert.der()),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
-}
+use testkit::Pair;
 
 fn crt(dir: &Path) -> PathBuf {
     dir.join("localhost.crt")
@@ -56,8 +30,7 @@ fn key(dir: &Path) -> PathBuf {
 }
 
 fn write_in_place(dir: &Path, p: &Pair) {
-    std::fs::write(crt(dir), &p.cert).expect("write cert");
-    std::fs::write(key(dir), &p.key).expect("write key");
+    p.write_into(dir);
 }
 
 fn write_renaming(dir: &Path, p: &Pair) {
@@ -92,23 +65,7 @@ async fn proxy_on(tls_dir: &Path) -> (TestProxy, TestApp) {
     (proxy, app)
 }
 
-/// The chain a fresh TLS connection to `addr` is shown.
-async fn served_chain(addr: SocketAddr) -> Vec<CertificateDer<'static>> {
-    let cfg = common::client::insecure_client_config(&[b"http/1.1"]).expect("client config");
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").expect("name"),
-            tcp,
-        )
-        .await
-        .expect("handshake");
-    tls.get_ref()
-        .1
-        .peer_certificates()
-        .expect("peer certificates")
-        .to_vec()
-}
+use testkit::served_chain;
 
 #[tokio::test]
 async fn fresh_folder_generates_the_served_pair() {
@@ -124,7 +81,7 @@ async fn fresh_folder_generates_the_served_pair() {
     let info = on_disk.leaf_info(&crt(dir.path())).expect("info");
     assert_eq!(info.sans, ["localhost", "127.0.0.1", "::1"]);
     assert_eq!(served_fingerprint(proxy.https).await, info.fingerprint);
-    let described = proxy::certs::describe(proxy.certs.files()).expect("describe");
+    let described = proxy::describe(proxy.certs.files()).expect("describe");
     assert!(described.contains(&info.fingerprint), "{described}");
 }
 
@@ -134,7 +91,7 @@ async fn a_restarted_proxy_serves_the_replaced_pair() {
     let (mut first, _app) = proxy_on(dir.path()).await;
     let generated = first.certs.fingerprint();
     first.stop().await;
-    let new = pair("restart.test");
+    let new = Pair::new("restart.test");
     write_renaming(dir.path(), &new);
     let (second, _app2) = proxy_on(dir.path()).await;
     assert_ne!(new.fingerprint, generated);
@@ -145,7 +102,7 @@ async fn a_restarted_proxy_serves_the_replaced_pair() {
 async fn hot_reload_by_in_place_write_and_rename_over() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (proxy, _app) = proxy_on(dir.path()).await;
-    let (b, c) = (pair("b.test"), pair("c.test"));
+    let (b, c) = (Pair::new("b.test"), Pair::new("c.test"));
     write_in_place(dir.path(), &b);
     await_served(proxy.https, &b.fingerprint).await;
     write_renaming(dir.path(), &c);
@@ -163,7 +120,7 @@ async fn hot_reload_by_kubernetes_symlink_swap() {
         std::os::unix::fs::symlink(version, root.join("..data_tmp")).expect("symlink");
         std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap");
     };
-    let (a, b) = (pair("a.test"), pair("b.test"));
+    let (a, b) = (Pair::new("a.test"), Pair::new("b.test"));
     publish("..2026_01", &a);
     for name in ["localhost.crt", "localhost.key"] {
         std::os::unix::fs::symlink(format!("..data/{name}"), root.join(name)).expect("link");
@@ -221,7 +178,7 @@ async fn sighup_reloads_the_pair() {
     let (tls, elsewhere) = (dir.path().join("tls"), dir.path().join("elsewhere"));
     std::fs::create_dir(&tls).expect("mkdir");
     std::fs::create_dir(&elsewhere).expect("mkdir");
-    let (a, b) = (pair("a.test"), pair("b.test"));
+    let (a, b) = (Pair::new("a.test"), Pair::new("b.test"));
     write_in_place(&elsewhere, &a);
     std::fs::hard_link(crt(&elsewhere), crt(&tls)).expect("link cert");
     std::fs::hard_link(key(&elsewhere), key(&tls)).expect("link key");
@@ -257,8 +214,8 @@ async fn broken_pair_keeps_the_old_one_and_logs_why() {
     let error_layer = tracing_subscriber::registry().with(proxy.logs.error_layer());
     let _guard = tracing::subscriber::set_default(error_layer);
     let old = proxy.certs.fingerprint();
-    let (b, c) = (pair("b.test"), pair("c.test"));
-    let expired = pair_between("expired.test", -30, -1);
+    let (b, c) = (Pair::new("b.test"), Pair::new("c.test"));
+    let expired = Pair::between("expired.test", -30, -1);
     let half_written = Pair {
         cert: b.cert[..b.cert.len() / 2].to_owned(),
         key: b.key.clone(),
@@ -364,7 +321,7 @@ fn start_up_error(tls_dir: &Path, extra: &[(&str, &str)]) -> String {
     ];
     pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = proxy::Config::from_env(&Env::from_pairs(pairs)).expect("config");
-    let logs = proxy::log_dir::Logs::open(&config.logs).expect("logs");
+    let logs = proxy::Logs::open(&config.logs).expect("logs");
     match proxy::Proxy::new(&config, logs.access()) {
         Ok(_) => panic!(
             "the proxy started on a bad keypair in {}",
@@ -376,7 +333,7 @@ fn start_up_error(tls_dir: &Path, extra: &[(&str, &str)]) -> String {
 
 #[test]
 fn bad_pairs_stop_start_up_with_clear_errors() {
-    let (a, b) = (pair("a.test"), pair("b.test"));
+    let (a, b) = (Pair::new("a.test"), Pair::new("b.test"));
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
 
@@ -391,7 +348,7 @@ fn bad_pairs_stop_start_up_with_clear_errors() {
     let want = format!("PROXY_TLS_KEY={k}: the private key does not match");
     assert!(err.starts_with(&want), "{err}");
 
-    let expired = pair_between("expired.test", -30, -3);
+    let expired = Pair::between("expired.test", -30, -3);
     write_in_place(d, &expired);
     let err = start_up_error(d, &[]);
     let want = format!("PROXY_TLS_CERT={c}: the certificate expired on");
@@ -447,7 +404,7 @@ async fn ten_rotations_under_load_fail_no_request() {
         }));
     }
     for i in 0..10 {
-        let next = pair(&format!("rotation{i}.test"));
+        let next = Pair::new(&format!("rotation{i}.test"));
         let before = ok.load(Ordering::Relaxed);
         if i % 2 == 0 {
             write_renaming(dir.path(), &next);
@@ -487,7 +444,7 @@ async fn reload_latency_median_of_20() {
     let (proxy, _app) = proxy_on(dir.path()).await;
     let mut samples = Vec::new();
     for i in 0..20 {
-        let next = pair(&format!("latency{i}.test"));
+        let next = Pair::new(&format!("latency{i}.test"));
         let start = Instant::now();
         write_renaming(dir.path(), &next);
         let seen = eventually(DEADLINE, || async {

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use proxy::access_log::{AccessEntry, Format};
-use proxy::log_dir::{LogConfig, LogDirError, Logs};
+use proxy::{AccessEntry, LogFormat as Format};
+use proxy::{LogConfig, LogDirError, Logs};
 use time::macros::datetime;
 
 fn cfg(dir: &Path, retention: bool, format: Format) -> LogConfig {
@@ -192,7 +192,10 @@ async fn sigusr1_reopens_the_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let logs = Logs::open(&cfg(tmp.path(), false, Format::Combined)).expect("open");
     let stop = tokio_util::sync::CancellationToken::new();
-    logs.spawn_signal_handler(stop.clone());
+    proxy::Signals::new(stop.clone())
+        .reopen_logs(logs.clone())
+        .spawn()
+        .expect("signal handlers");
     logs.access().log(entry("/before"));
     logs.flush().expect("flush");
     std::fs::rename(logs.access_path(), tmp.path().join("access.log.1")).expect("mv");

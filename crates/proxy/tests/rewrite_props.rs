@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
-use proxy::forward::{self, HOP_BY_HOP};
+use proxy::headers::{self as forward, HOP_BY_HOP};
 
 /// Names worth colliding on: hop-by-hop ones, forwarding ones, ordinary ones, in any case.
 const POOL: &[&str] = &[

@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::env::Env;
-use proxy::log_dir::Logs;
-use proxy::upstream::Lookup;
+use proxy::{Logs, Lookup};
+#[allow(unused_imports)]
+pub use testkit::{client, client_h1, eventually, served_fingerprint};
 use tokio_util::sync::CancellationToken;
 
 /// A running proxy. Dropping it cancels the shutdown token (graceful drain).
@@ -27,7 +28,7 @@ pub struct TestProxy {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub logs: Logs,
-    pub certs: Arc<proxy::certs::CertStore>,
+    pub certs: Arc<proxy::CertStore>,
     /// The keypair folder (`localhost.crt`/`localhost.key`, generated on start unless given).
     pub tls_dir: PathBuf,
     /// The log folder given as `PROXY_LOG_DIR`.
@@ -124,6 +125,12 @@ impl TestProxy {
             https.local_addr().expect("addr"),
         );
         let shutdown = CancellationToken::new();
+        // As the binary does: SIGHUP reloads the keypair, SIGUSR1 reopens the logs.
+        proxy::Signals::new(shutdown.clone())
+            .reload_certs(certs.clone())
+            .reopen_logs(logs.clone())
+            .spawn()
+            .expect("signal handlers");
         let done = tokio::spawn(proxy.run(http, https, shutdown.clone()));
         TestProxy {
             http: http_addr,
@@ -255,65 +262,6 @@ impl Lookup for SwapLookup {
         let addrs = self.0.lock().expect("lock").clone();
         Box::pin(async move { Ok(addrs) })
     }
-}
-
-/// An HTTPS client that accepts the proxy's self-signed certificate and never follows redirects.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
-
-/// As [`client`], HTTP/1.1 only.
-pub fn client_h1() -> reqwest::Client {
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .http1_only()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
-
-/// Poll `check` until it returns true or `deadline` passes; returns whether it did.
-pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The SHA-256 fingerprint of the certificate a fresh TLS connection to `addr` is shown.
-pub async fn served_fingerprint(addr: SocketAddr) -> String {
-    use std::sync::Arc;
-    let cfg = common::client::insecure_client_config(&[b"http/1.1"]).expect("client config");
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").expect("name"),
-            tcp,
-        )
-        .await
-        .expect("handshake");
-    let (_, conn) = tls.get_ref();
-    let leaf = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .expect("peer certificate");
-    common::tls::fingerprint(leaf)
 }
 
 /// A closed port on 127.0.0.1 (bound, then released).

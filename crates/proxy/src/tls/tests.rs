@@ -1,36 +1,12 @@
-//! Unit tests for `certs.rs`: generation, start-up refusals, reload refusals, chains, `describe`.
+//! Unit tests for the keypair store: generation, start-up refusals, reload refusals, chains, `describe`.
 
 use std::os::unix::fs::PermissionsExt;
 
 use common::tls::rcgen;
-use time::Duration;
 
 use super::*;
 
-struct Pem {
-    cert: String,
-    key: String,
-    fingerprint: String,
-}
-
-/// A self-signed pair for `name` valid between `from` and `until` days from now.
-fn pem_between(name: &str, from: i64, until: i64) -> Pem {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now + Duration::days(from);
-    params.not_after = now + Duration::days(until);
-    let cert = params.self_signed(&key).expect("sign");
-    Pem {
-        fingerprint: common::tls::fingerprint(cert.der()),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
-}
-
-fn pem(name: &str) -> Pem {
-    pem_between(name, -1, 60)
-}
+use testkit::Pair as Pem;
 
 fn put(dir: &Path, cert: Option<&str>, key: Option<&str>) -> TlsFiles {
     if let Some(c) = cert {
@@ -101,7 +77,7 @@ fn generation_off_and_no_files_is_an_error() {
 
 #[test]
 fn half_pairs_are_refused_naming_the_missing_file() {
-    let a = pem("a.test");
+    let a = Pem::new("a.test");
     let dir = tempfile::tempdir().expect("tempdir");
     let err = open_err(put(dir.path(), Some(&a.cert), None));
     let key = dir.path().join(KEY_NAME);
@@ -122,7 +98,7 @@ fn half_pairs_are_refused_naming_the_missing_file() {
 
 #[test]
 fn mismatched_unparsable_and_expired_pairs_fail_start_up() {
-    let (a, b) = (pem("a.test"), pem("b.test"));
+    let (a, b) = (Pem::new("a.test"), Pem::new("b.test"));
     let dir = tempfile::tempdir().expect("tempdir");
     let err = open_err(put(dir.path(), Some(&a.cert), Some(&b.key)));
     assert!(err.starts_with("PROXY_TLS_KEY="), "{err}");
@@ -140,7 +116,7 @@ fn mismatched_unparsable_and_expired_pairs_fail_start_up() {
     assert!(err.starts_with("PROXY_TLS_KEY="), "{err}");
     assert!(err.contains("no usable private key"), "{err}");
 
-    let old = pem_between("old.test", -30, -2);
+    let old = Pem::between("old.test", -30, -2);
     let err = open_err(put(dir.path(), Some(&old.cert), Some(&old.key)));
     assert!(err.starts_with("PROXY_TLS_CERT="), "{err}");
     assert!(
@@ -151,7 +127,7 @@ fn mismatched_unparsable_and_expired_pairs_fail_start_up() {
 
 #[test]
 fn expiring_soon_is_served_with_a_warning() {
-    let soon = pem_between("soon.test", -80, 5);
+    let soon = Pem::between("soon.test", -80, 5);
     let dir = tempfile::tempdir().expect("tempdir");
     let files = put(dir.path(), Some(&soon.cert), Some(&soon.key));
     let (_, warnings) =
@@ -163,11 +139,11 @@ fn expiring_soon_is_served_with_a_warning() {
 
 #[test]
 fn broken_reloads_keep_the_old_pair_and_a_good_one_replaces_it() {
-    let (a, b, c) = (pem("a.test"), pem("b.test"), pem("c.test"));
+    let (a, b, c) = (Pem::new("a.test"), Pem::new("b.test"), Pem::new("c.test"));
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(put(dir.path(), Some(&a.cert), Some(&a.key))).expect("open");
     assert_eq!(store.fingerprint(), a.fingerprint);
-    let old = pem_between("old.test", -30, -1);
+    let old = Pem::between("old.test", -30, -1);
     let half = &b.key[..b.key.len() / 2];
     let broken: [(&str, &str, &str); 5] = [
         (&b.cert, &c.key, "does not match"),
@@ -273,7 +249,7 @@ fn describe_reports_what_would_be_served() {
         "{text}"
     );
 
-    fs::write(&files.key, pem("other.test").key).expect("write");
+    fs::write(&files.key, Pem::new("other.test").key).expect("write");
     let err = describe(&files).expect_err("mismatch").to_string();
     assert!(err.contains("does not match"), "{err}");
 }

@@ -1,14 +1,15 @@
 //! Request hygiene: refuse, before anything is forwarded, what is oversized or could be read
 //! two ways (request smuggling): both Content-Length and Transfer-Encoding, repeated or invalid
-//! Content-Length, a target naming another host than `Host`, CONNECT.
+//! Content-Length, a target naming another host than `Host`, CONNECT. Also the one parser of
+//! the host a request names.
 
+use http::uri::{Authority, Uri};
 use http::{HeaderMap, Method, Request, StatusCode, header};
 
 use crate::config::Limits;
-use crate::redirect;
 
-/// `Ok` or the status to answer with (rendered as the error page).
-pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), StatusCode> {
+/// The host the request names, or the status to answer with (rendered as the error page).
+pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<Authority, StatusCode> {
     if req.method() == Method::CONNECT {
         return Err(StatusCode::BAD_REQUEST);
     }
@@ -19,7 +20,7 @@ pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), StatusCode> {
     if target_len > limits.max_uri_length {
         return Err(StatusCode::URI_TOO_LONG);
     }
-    if header_block_size(req.headers()) > limits.max_header_size {
+    if header_block_size(req.headers()) > limits.connection.max_header_bytes {
         return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
     framing(req.headers())?;
@@ -27,15 +28,53 @@ pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), StatusCode> {
     if req.version() == http::Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
         return Err(StatusCode::BAD_REQUEST);
     }
-    let host =
-        redirect::request_host(req.uri(), req.headers()).map_err(|_| StatusCode::BAD_REQUEST)?;
+    let host = request_host(req.uri(), req.headers()).map_err(|_| StatusCode::BAD_REQUEST)?;
     // Absolute-form targets (and HTTP/2 :authority) must name the same host as `Host`.
     if let (Some(authority), Some(_)) = (req.uri().authority(), req.headers().get(header::HOST)) {
         if !authority.host().eq_ignore_ascii_case(host.host()) {
             return Err(StatusCode::BAD_REQUEST);
         }
     }
-    Ok(())
+    Ok(host)
+}
+
+/// Why a request names no usable host (answered with 400).
+#[derive(Debug, PartialEq, Eq)]
+pub enum BadHost {
+    Missing,
+    Malformed,
+}
+
+/// The host a request names: the `Host` header, or the URI authority (HTTP/2, absolute form).
+pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Result<Authority, BadHost> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let raw = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(BadHost::Malformed),
+        (Some(h), None) => h.to_str().map_err(|_| BadHost::Malformed)?.to_owned(),
+        (None, _) => uri.authority().ok_or(BadHost::Missing)?.as_str().to_owned(),
+    };
+    let auth: Authority = raw.parse().map_err(|_| BadHost::Malformed)?;
+    let port = &auth.as_str()[auth.host().len()..];
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0)
+        });
+    if raw.contains('@') || !valid_host(auth.host()) || !port_ok {
+        return Err(BadHost::Malformed);
+    }
+    Ok(auth)
+}
+
+/// A DNS name or IPv4 literal (letters, digits, `-`, `.`, `_`), or a bracketed IPv6 literal.
+fn valid_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
 }
 
 /// Bytes of the header block as sent on the wire (`name: value\r\n` per field).
@@ -73,18 +112,20 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// [`super::check`], for the outcome only.
+    fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), StatusCode> {
+        super::check(req, limits).map(|_| ())
+    }
+
     fn limits() -> Limits {
         Limits {
-            handshake_timeout: Duration::from_secs(1),
-            header_timeout: Duration::from_secs(1),
-            keepalive_timeout: Duration::from_secs(1),
+            connection: common::server::Limits {
+                max_header_bytes: 1024,
+                ..common::server::Limits::default()
+            },
             body_timeout: Duration::from_secs(1),
-            max_header_size: 1024,
             max_uri_length: 64,
             max_body_size: 0,
-            max_connections: 1,
-            h2_max_streams: 1,
-            drain_timeout: Duration::from_secs(1),
         }
     }
 

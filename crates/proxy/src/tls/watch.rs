@@ -1,6 +1,6 @@
-//! Reload triggers for [`CertStore`]: a debounced watch on the keypair's folder(s), SIGHUP, and a
-//! daily expiry check. Each reload re-reads through the configured paths; a refused pair is logged
-//! and the previous one keeps serving.
+//! Reload triggers for [`CertStore`] besides SIGHUP (which `signals` owns): a debounced watch on
+//! the keypair's folder(s) and a daily expiry check. Each reload re-reads through the configured
+//! paths; a refused pair is logged and the previous one keeps serving.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -12,7 +12,6 @@ use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use time::OffsetDateTime;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -27,55 +26,36 @@ const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 const MAX_LINKS: usize = 8;
 
 impl CertStore {
-    /// Reload on changes in the keypair's folder(s) and on SIGHUP, and warn daily about an
-    /// upcoming expiry, until `shutdown` is cancelled. Call from within a Tokio runtime; the
-    /// SIGHUP handler is installed process-wide before this returns.
+    /// Reload on changes in the keypair's folder(s), and warn daily about an upcoming expiry,
+    /// until `shutdown` is cancelled. Call from within a Tokio runtime.
     pub fn spawn_watcher(self: &Arc<Self>, shutdown: CancellationToken) {
-        self.spawn_triggers(shutdown, true);
-    }
-
-    /// [`CertStore::spawn_watcher`], optionally without the folder watch (SIGHUP and the daily
-    /// check only).
-    pub(crate) fn spawn_triggers(self: &Arc<Self>, shutdown: CancellationToken, folder: bool) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             tracing::error!(
-                "TLS keypair watcher not started (no Tokio runtime); a new pair needs a restart"
+                "TLS keypair watcher not started (no Tokio runtime); a new pair needs SIGHUP or a restart"
             );
             return;
         };
         let _entered = rt.enter();
-        let hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
+        let (tx, rx) = mpsc::unbounded_channel();
+        let watch = match FolderWatch::new(tx) {
+            Ok(mut w) => {
+                w.sync(&self.files);
+                Some(w)
+            }
             Err(e) => {
-                tracing::warn!("cannot install the SIGHUP handler ({e}); SIGHUP won't reload");
+                tracing::warn!(
+                    "cannot watch the TLS keypair folder ({e}); reload with SIGHUP or restart"
+                );
                 None
             }
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let watch = if folder {
-            match FolderWatch::new(tx) {
-                Ok(mut w) => {
-                    w.sync(&self.files);
-                    Some(w)
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot watch the TLS keypair folder ({e}); reload with SIGHUP or restart"
-                    );
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        rt.spawn(Arc::clone(self).watch_loop(watch, rx, hangup, shutdown));
+        rt.spawn(Arc::clone(self).watch_loop(watch, rx, shutdown));
     }
 
     async fn watch_loop(
         self: Arc<Self>,
         mut watch: Option<FolderWatch>,
         mut rx: mpsc::UnboundedReceiver<DebounceEventResult>,
-        mut hangup: Option<Signal>,
         shutdown: CancellationToken,
     ) {
         let mut daily = tokio::time::interval_at(tokio::time::Instant::now() + DAY, DAY);
@@ -103,15 +83,14 @@ impl CertStore {
                         }
                     }
                 }
-                () = next_hangup(&mut hangup) => self.reload_logged("SIGHUP"),
                 _ = daily.tick() => self.check_expiry(),
             }
         }
         tracing::debug!("TLS keypair watcher stopped");
     }
 
-    /// Reload and log the outcome; `trigger` says what caused it.
-    pub(crate) fn reload_logged(&self, trigger: &str) {
+    /// Reload and log the outcome; `trigger` says what caused it (`SIGHUP`, `folder change`).
+    pub fn reload_logged(&self, trigger: &str) {
         let was_refused = self.last_reload_error().is_some();
         match self.reload() {
             Ok(Reloaded::Changed {
@@ -178,15 +157,6 @@ fn expiry_notice(info: &CertInfo, files: &TlsFiles, now: OffsetDateTime) -> Opti
     } else {
         None
     }
-}
-
-async fn next_hangup(hangup: &mut Option<Signal>) {
-    if let Some(s) = hangup.as_mut()
-        && s.recv().await.is_some()
-    {
-        return;
-    }
-    std::future::pending::<()>().await;
 }
 
 /// Whether an event can mean new content: anything but opening, reading or closing unwritten
@@ -271,24 +241,10 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::certs::TlsFiles;
 
     const DEADLINE: Duration = Duration::from_secs(10);
 
-    struct Pair {
-        cert: String,
-        key: String,
-        fingerprint: String,
-    }
-
-    fn pair(name: &str) -> Pair {
-        let ss = common::tls::self_signed(&[name], 30).expect("generate");
-        Pair {
-            fingerprint: common::tls::fingerprint(&ss.keypair.chain[0]),
-            cert: ss.cert_pem,
-            key: ss.key_pem,
-        }
-    }
+    use testkit::Pair;
 
     fn open(files: TlsFiles) -> Arc<CertStore> {
         CertStore::open(files, common::tls::provider()).expect("open")
@@ -319,7 +275,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn in_place_write_is_picked_up() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (a, b) = (pair("a.test"), pair("b.test"));
+        let (a, b) = (Pair::new("a.test"), Pair::new("b.test"));
         let (store, stop) = watched(dir.path(), &a);
         fs::write(dir.path().join("localhost.crt"), &b.cert).expect("write");
         fs::write(dir.path().join("localhost.key"), &b.key).expect("write");
@@ -330,7 +286,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rename_over_is_picked_up() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (a, b) = (pair("a.test"), pair("b.test"));
+        let (a, b) = (Pair::new("a.test"), Pair::new("b.test"));
         let (store, stop) = watched(dir.path(), &a);
         for (name, text) in [("localhost.key", &b.key), ("localhost.crt", &b.cert)] {
             let tmp = dir.path().join(format!("{name}.new"));
@@ -355,7 +311,11 @@ mod tests {
             std::os::unix::fs::symlink(version, root.join("..data_tmp")).expect("symlink");
             fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap");
         };
-        let (a, b, c) = (pair("a.test"), pair("b.test"), pair("c.test"));
+        let (a, b, c) = (
+            Pair::new("a.test"),
+            Pair::new("b.test"),
+            Pair::new("c.test"),
+        );
         publish("..v1", &a);
         for name in ["localhost.crt", "localhost.key"] {
             std::os::unix::fs::symlink(format!("..data/{name}"), root.join(name)).expect("link");
@@ -376,7 +336,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn broken_pair_is_refused_then_a_good_one_is_taken() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (a, b, c) = (pair("a.test"), pair("b.test"), pair("c.test"));
+        let (a, b, c) = (
+            Pair::new("a.test"),
+            Pair::new("b.test"),
+            Pair::new("c.test"),
+        );
         let (store, stop) = watched(dir.path(), &a);
         // Mismatched: b's certificate with c's key.
         fs::write(dir.path().join("localhost.crt"), &b.cert).expect("write");
@@ -391,24 +355,6 @@ mod tests {
         fs::write(dir.path().join("localhost.crt"), &c.cert).expect("write");
         wait_fingerprint(&store, &c.fingerprint).await;
         assert_eq!(store.last_reload_error(), None);
-        stop.cancel();
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sighup_reloads_without_a_folder_watch() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (a, b) = (pair("a.test"), pair("b.test"));
-        fs::write(dir.path().join("localhost.crt"), &a.cert).expect("write");
-        fs::write(dir.path().join("localhost.key"), &a.key).expect("write");
-        let store = open(TlsFiles::in_dir(dir.path()));
-        let stop = CancellationToken::new();
-        // The handler is installed before this returns, so signalling ourselves is safe.
-        store.spawn_triggers(stop.clone(), false);
-        fs::write(dir.path().join("localhost.crt"), &b.cert).expect("write");
-        fs::write(dir.path().join("localhost.key"), &b.key).expect("write");
-        let me = rustix::process::getpid();
-        rustix::process::kill_process(me, rustix::process::Signal::HUP).expect("SIGHUP");
-        wait_fingerprint(&store, &b.fingerprint).await;
         stop.cancel();
     }
 

@@ -1,7 +1,7 @@
-//! The proxy's TLS keypair: loaded (or generated on a fresh checkout), validated, served to new
-//! handshakes, and swapped atomically on reload, keeping the last good pair when a new one is broken.
-//! The folder watcher, SIGHUP and the daily expiry check live in `cert_watch.rs`; `proxy cert`
-//! helpers and generation in `cert_tools.rs` (both child modules, declared here with `#[path]`).
+//! The proxy's TLS: the keypair store (loaded, or generated on a fresh checkout; validated; served
+//! to new handshakes; swapped atomically on reload, keeping the last good pair when a new one is
+//! broken). Inside: `server_config` (protocols, suites, ALPN, resumption), `watch` (folder watch
+//! and daily expiry check), `tools` (`proxy cert`: describe, generate, atomic writes).
 
 use std::fmt;
 use std::fs;
@@ -17,12 +17,15 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use time::OffsetDateTime;
 
-#[path = "cert_tools.rs"]
+mod server_config;
 mod tools;
-#[path = "cert_watch.rs"]
 mod watch;
 
+pub use server_config::{server_config, shared_provider};
 pub use tools::{describe, generate_into, generate_into_with};
+
+pub use crate::config::TlsFiles;
+use crate::config::defaults::{CERT_NAME, KEY_NAME};
 
 /// Setting naming the certificate chain file (PEM, leaf first, then intermediates).
 pub const CERT_SETTING: &str = "PROXY_TLS_CERT";
@@ -30,35 +33,12 @@ pub const CERT_SETTING: &str = "PROXY_TLS_CERT";
 pub const KEY_SETTING: &str = "PROXY_TLS_KEY";
 /// Setting allowing a self-signed pair to be generated when both files are absent.
 pub const GENERATE_SETTING: &str = "PROXY_TLS_GENERATE";
-/// File name of the certificate in the keypair folder.
-pub const CERT_NAME: &str = "localhost.crt";
-/// File name of the private key in the keypair folder.
-pub const KEY_NAME: &str = "localhost.key";
 /// Names a generated self-signed certificate is valid for.
 pub const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// Lifetime of a generated self-signed certificate.
 pub const SELF_SIGNED_DAYS: i64 = 90;
 /// A certificate expiring within this many days is warned about at start, on reload and daily.
 pub const EXPIRY_WARNING_DAYS: i64 = 14;
-
-/// Where the keypair lives and whether a missing pair may be generated.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub generate: bool,
-}
-
-impl TlsFiles {
-    /// `localhost.crt` and `localhost.key` in `dir`, generation allowed.
-    pub fn in_dir(dir: &Path) -> Self {
-        TlsFiles {
-            cert: dir.join(CERT_NAME),
-            key: dir.join(KEY_NAME),
-            generate: true,
-        }
-    }
-}
 
 /// A file an error is about: the setting that names it (when it came from one) and its path.
 #[derive(Debug, Clone)]
@@ -355,7 +335,6 @@ fn validate(
         .certified(provider, &files.cert, &files.key)
         .map_err(classify)?;
     let leaf = &infos[0];
-    let cert = files.cert.display();
     if leaf.expired_at(now) {
         return Err(CertError::Expired {
             path: files.cert.clone(),
@@ -363,7 +342,26 @@ fn validate(
             days_ago: (now - leaf.not_after).whole_days(),
         });
     }
+    let warnings = warnings(&infos, &files.cert, now);
+    // `Keypair` guarantees a non-empty chain, so `infos[0]` (the leaf) exists.
+    let info = infos.swap_remove(0);
+    Ok((
+        Served {
+            certified: Arc::new(certified),
+            info,
+        },
+        warnings,
+    ))
+}
+
+/// What is served but worth a warning: a leaf expiring within [`EXPIRY_WARNING_DAYS`] or not
+/// valid yet, a chain out of order, an expired intermediate. `infos` is leaf first.
+fn warnings(infos: &[CertInfo], path: &Path, now: OffsetDateTime) -> Vec<String> {
+    let cert = path.display();
     let mut warnings = Vec::new();
+    let Some(leaf) = infos.first() else {
+        return warnings;
+    };
     let days_left = (leaf.not_after - now).whole_days();
     if days_left < EXPIRY_WARNING_DAYS {
         warnings.push(format!(
@@ -401,15 +399,7 @@ fn validate(
             ));
         }
     }
-    // `Keypair` guarantees a non-empty chain, so `infos[0]` (the leaf) exists.
-    let info = infos.swap_remove(0);
-    Ok((
-        Served {
-            certified: Arc::new(certified),
-            info,
-        },
-        warnings,
-    ))
+    warnings
 }
 
 /// `2026-11-29T14:18:30Z`.
@@ -419,5 +409,4 @@ fn fmt_time(t: OffsetDateTime) -> String {
 }
 
 #[cfg(test)]
-#[path = "certs_tests.rs"]
 mod tests;

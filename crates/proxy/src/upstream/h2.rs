@@ -13,11 +13,11 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::dial::{DialError, Dialer};
+use super::{UpstreamAddr, UpstreamBody};
 use crate::config::Upstream;
-use crate::upstream::{Lookup, UpstreamAddr, UpstreamBody};
 
 /// How long a resolved address list is used before the name is asked again.
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(1);
@@ -29,22 +29,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Why a request could not be sent upstream (answered with 502).
 #[derive(Debug, thiserror::Error)]
 pub enum H2Error {
-    #[error("cannot resolve upstream {host}: {source}")]
-    Resolve {
-        host: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("upstream {0} resolves to no address")]
-    NoAddress(String),
-    #[error("connect to {addr}: {source}")]
-    Connect {
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
-    #[error("connect to {addr}: timed out after {timeout:?}")]
-    ConnectTimeout { addr: SocketAddr, timeout: Duration },
+    #[error(transparent)]
+    Dial(#[from] DialError),
     #[error("{addr} does not speak HTTP/2 (no h2 in ALPN); unset PROXY_UPSTREAM_HTTP2")]
     NotH2 { addr: SocketAddr },
     #[error("HTTP/2 handshake with {addr}: {source}")]
@@ -76,11 +62,10 @@ pub struct H2Failure {
 pub struct H2Upstream {
     /// `auto`: an upstream without HTTP/2 is used over HTTP/1.1 instead of failing.
     fallback: bool,
-    lookup: Arc<dyn Lookup>,
+    dialer: Dialer,
     upstream: Upstream,
     server_name: ServerName<'static>,
     tls: TlsConnector,
-    connect_timeout: Duration,
     state: Mutex<State>,
 }
 
@@ -96,7 +81,6 @@ struct State {
     addrs: Vec<SocketAddr>,
     resolved: Option<Instant>,
     resolving: bool,
-    next: usize,
     conns: Vec<(SocketAddr, SendRequest<UpstreamBody>)>,
     /// One dialer per address: a burst of requests that finds no connection waits for one
     /// connection instead of opening one each.
@@ -118,19 +102,17 @@ impl H2Upstream {
     /// [`FALLBACK_FOR`] (see [`H2Upstream::in_use`]).
     pub fn new(
         mut tls: rustls::ClientConfig,
-        lookup: Arc<dyn Lookup>,
+        dialer: Dialer,
         upstream: &Upstream,
-        connect_timeout: Duration,
         fallback: bool,
     ) -> Result<Self, rustls::pki_types::InvalidDnsNameError> {
         tls.alpn_protocols = vec![b"h2".to_vec()];
         Ok(H2Upstream {
             fallback,
-            lookup,
+            dialer,
             upstream: upstream.clone(),
             server_name: ServerName::try_from(upstream.host.clone())?,
             tls: TlsConnector::from(Arc::new(tls)),
-            connect_timeout,
             state: Mutex::new(State::default()),
         })
     }
@@ -160,15 +142,9 @@ impl H2Upstream {
                 });
             }
         };
-        let start = {
-            let mut st = self.state();
-            st.next = st.next.wrapping_add(1);
-            st.next
-        };
         let mut req = req;
         let mut last = None;
-        for i in 0..addrs.len().min(2) {
-            let addr = addrs[(start + i) % addrs.len()];
+        for addr in self.dialer.candidates(&addrs) {
             let mut sender = match self.sender(addr).await {
                 Ok(s) => s,
                 Err(e @ H2Error::NotH2 { .. }) if self.fallback => {
@@ -213,7 +189,7 @@ impl H2Upstream {
             }
         }
         Err(H2Failure {
-            error: last.unwrap_or_else(|| H2Error::NoAddress(self.upstream.host.clone())),
+            error: last.unwrap_or_else(|| DialError::NoAddress(self.upstream.host.clone()).into()),
             unsent: Some(req),
         })
     }
@@ -232,24 +208,20 @@ impl H2Upstream {
             st.resolving = true;
         }
         let found = self
-            .lookup
-            .lookup(&self.upstream.host, self.upstream.port)
+            .dialer
+            .resolve(&self.upstream.host, self.upstream.port)
             .await;
         let mut st = self.state();
         st.resolving = false;
         let error = match found {
-            Ok(addrs) if !addrs.is_empty() => {
+            Ok(addrs) => {
                 st.conns.retain(|(a, _)| addrs.contains(a));
                 st.dialing.retain(|(a, _)| addrs.contains(a));
                 st.addrs = addrs;
                 st.resolved = Some(Instant::now());
                 return Ok(st.addrs.clone());
             }
-            Ok(_) => H2Error::NoAddress(self.upstream.host.clone()),
-            Err(source) => H2Error::Resolve {
-                host: self.upstream.host.clone(),
-                source,
-            },
+            Err(e) => H2Error::from(e),
         };
         st.drop_closed();
         let live: Vec<SocketAddr> = st.conns.iter().map(|(a, _)| *a).collect();
@@ -297,10 +269,11 @@ impl H2Upstream {
         }
         if let Some((at, why)) = last_failure.as_ref() {
             if *at >= waited_from {
-                return Err(H2Error::Connect {
+                return Err(DialError::Connect {
                     addr,
                     source: io::Error::other(format!("the attempt this request waited for: {why}")),
-                });
+                }
+                .into());
             }
         }
         match self.connect(addr).await {
@@ -319,28 +292,14 @@ impl H2Upstream {
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {
-        let timeout = self.connect_timeout;
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| H2Error::ConnectTimeout { addr, timeout })?
-            .map_err(|source| H2Error::Connect { addr, source })?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = self.dialer.tcp(addr).await?;
+        let timeout = self.dialer.connect_timeout();
         let tls = tokio::time::timeout(timeout, self.tls.connect(self.server_name.clone(), tcp))
             .await
-            .map_err(|_| H2Error::ConnectTimeout { addr, timeout })?
-            .map_err(|source| {
-                let refused_h2 = source
-                    .get_ref()
-                    .and_then(|e| e.downcast_ref::<rustls::Error>())
-                    .is_some_and(|e| {
-                        *e == rustls::Error::AlertReceived(
-                            rustls::AlertDescription::NoApplicationProtocol,
-                        )
-                    });
-                match refused_h2 {
-                    true => H2Error::NotH2 { addr },
-                    false => H2Error::Connect { addr, source },
-                }
+            .map_err(|_| DialError::Timeout { addr, timeout })?
+            .map_err(|source| match refused_h2(&source) {
+                true => H2Error::NotH2 { addr },
+                false => DialError::Connect { addr, source }.into(),
             })?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(H2Error::NotH2 { addr });
@@ -359,4 +318,13 @@ impl H2Upstream {
         });
         Ok(sender)
     }
+}
+
+/// Whether a failed TLS handshake was the upstream refusing ALPN `h2`.
+fn refused_h2(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            *e == rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+        })
 }

@@ -1,63 +1,66 @@
-//! The HTTP listener's answer: `301` to the same host and path over HTTPS.
+//! The HTTP listener's answer: `301` to the same host and path over HTTPS (a missing or
+//! malformed `Host` is a 400 page).
 
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use common::server::ConnInfo;
+use http::header::{self, HeaderValue};
 use http::uri::{Authority, Uri};
-use http::{HeaderMap, header};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 
-/// Why a redirect could not be built (answered with 400).
-#[derive(Debug, PartialEq, Eq)]
-pub enum BadHost {
-    Missing,
-    Malformed,
-}
+use super::body::ProxyBody;
+use super::context::{Shared, Started};
+use super::hygiene;
 
-/// The host a request names: the `Host` header, or the URI authority (HTTP/2, absolute form).
-pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Result<Authority, BadHost> {
-    let mut hosts = headers.get_all(header::HOST).iter();
-    let raw = match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => return Err(BadHost::Malformed),
-        (Some(h), None) => h.to_str().map_err(|_| BadHost::Malformed)?.to_owned(),
-        (None, _) => uri.authority().ok_or(BadHost::Missing)?.as_str().to_owned(),
+/// The HTTP listener's service: 301 to HTTPS, or the error page.
+pub async fn redirect(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Started::new(&req, &conn);
+    let head = req.method() == Method::HEAD;
+    let checked = hygiene::check(&req, &shared.config.limits).and_then(|host| {
+        let target = location(&host, req.uri(), shared.config.https_port);
+        HeaderValue::from_str(&target).map_err(|_| StatusCode::BAD_REQUEST)
+    });
+    let resp = match checked {
+        Ok(location) => {
+            let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+            *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            r.headers_mut().insert(header::LOCATION, location);
+            r
+        }
+        Err(status) => shared.page(status, &started.request_id, req.headers(), head),
     };
-    let auth: Authority = raw.parse().map_err(|_| BadHost::Malformed)?;
-    let port = &auth.as_str()[auth.host().len()..];
-    let port_ok = port.is_empty()
-        || port.strip_prefix(':').is_some_and(|p| {
-            p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0)
-        });
-    if raw.contains('@') || !valid_host(auth.host()) || !port_ok {
-        return Err(BadHost::Malformed);
-    }
-    Ok(auth)
-}
-
-/// A DNS name or IPv4 literal (letters, digits, `-`, `.`, `_`), or a bracketed IPv6 literal.
-fn valid_host(host: &str) -> bool {
-    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return inner.parse::<std::net::Ipv6Addr>().is_ok();
-    }
-    !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    Ok(shared.finish(resp, started, false))
 }
 
 /// `https://<host>[:port]<path-and-query>`; the port only when it isn't 443.
-pub fn location(uri: &Uri, headers: &HeaderMap, https_port: u16) -> Result<String, BadHost> {
-    let auth = request_host(uri, headers)?;
+pub fn location(host: &Authority, uri: &Uri, https_port: u16) -> String {
     let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let path = if path.starts_with('/') { path } else { "/" };
-    Ok(if https_port == 443 {
-        format!("https://{}{path}", auth.host())
+    if https_port == 443 {
+        format!("https://{}{path}", host.host())
     } else {
-        format!("https://{}:{https_port}{path}", auth.host())
-    })
+        format!("https://{}:{https_port}{path}", host.host())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use crate::http::hygiene::{BadHost, request_host};
+    use http::HeaderMap;
+
+    /// The redirect target for a request with these headers, or why there is none.
+    fn location(uri: &Uri, headers: &HeaderMap, https_port: u16) -> Result<String, BadHost> {
+        let host = request_host(uri, headers)?;
+        Ok(super::location(&host, uri, https_port))
+    }
 
     fn with_host(h: &str) -> HeaderMap {
         let mut m = HeaderMap::new();

@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use tokio::time::Sleep;
 
-use crate::access_log::{AccessEntry, AccessLog};
+use crate::logs::{AccessEntry, AccessLog};
 use crate::upstream::BoxError;
 
 /// The body type the proxy answers with.

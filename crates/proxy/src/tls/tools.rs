@@ -1,10 +1,19 @@
 //! `proxy cert` helpers and keypair generation: describe the pair that would be served, and
 //! write a new self-signed pair atomically (key mode 0600).
 
-use std::io::Write;
+use std::fs;
+use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-use super::*;
+use common::tls::CertInfo;
+use time::OffsetDateTime;
+
+use super::{
+    CERT_SETTING, CertError, FileRef, KEY_SETTING, SELF_SIGNED_DAYS, SELF_SIGNED_NAMES, TlsFiles,
+    file_ref, fmt_time, half_pair, presence, validate,
+};
+use crate::config::defaults::{CERT_NAME, KEY_NAME};
 
 /// Human-readable facts about the pair the proxy would serve (for `proxy cert`): subject, SANs,
 /// validity, days left, SHA-256 fingerprint, chain length, and any warnings. A pair the proxy

@@ -11,7 +11,7 @@ use http_body_util::Full;
 use minijinja::{Environment, UndefinedBehavior};
 
 /// The page compiled into the binary (the same file as `conf/proxy/error.html`).
-pub const DEFAULT_TEMPLATE: &str = include_str!("../../../conf/proxy/error.html");
+pub const DEFAULT_TEMPLATE: &str = include_str!("../../../../conf/proxy/error.html");
 
 const BUILTIN_NAME: &str = "error.html";
 /// How errors name the built-in page.

@@ -1,10 +1,18 @@
 //! The log folder: `access.log` and `error.log` directly in `PROXY_LOG_DIR` (truncated at start)
 //! or, with `LOG_RETENTION`, in a new dated folder per start behind a `latest` symlink; one writer
-//! thread with a bounded queue, SIGUSR1 reopen and a flush that loses no line at shutdown.
+//! thread with a bounded queue, reopen on demand and a flush that loses no line at shutdown.
+//!
+//! Inside: `entry` (the access record) and `queue` (the sender) are the leaves; `access`
+//! formats lines, `error_layer` turns tracing events into error.log lines, `writer` is the
+//! thread that writes both files.
 
+mod access;
+mod entry;
+mod error_layer;
+mod queue;
 mod writer;
 
-use std::io::{self, BufWriter};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,24 +21,16 @@ use std::thread::JoinHandle;
 use tracing::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::access_log::{self, AccessLog};
-pub(crate) use writer::{Msg, Sink};
-use writer::{Writer, open_file};
+pub use access::{AccessLog, format_combined, format_json};
+pub use entry::AccessEntry;
+use queue::{Msg, Sink};
+use writer::{LogFile, Writer, open_file};
+
+use crate::config::LogConfig;
 
 /// Entries (access lines and error lines together) that may wait for the writer; beyond this
 /// they are dropped and counted rather than blocking a request.
 pub const QUEUE_CAPACITY: usize = 4096;
-
-/// Where and how the proxy logs.
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    /// `PROXY_LOG_DIR` (default `/var/log/proxy`).
-    pub dir: PathBuf,
-    /// `LOG_RETENTION`: a dated folder per start (true) or truncated files in `dir` (false).
-    pub retention: bool,
-    /// `PROXY_ACCESS_LOG_FORMAT`.
-    pub format: access_log::Format,
-}
 
 /// The log folder cannot be used; the proxy does not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,15 +88,23 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        stop(&self.access.tx, &self.thread);
+        self.stop();
     }
 }
 
-fn stop(tx: &SyncSender<Msg>, thread: &Mutex<Option<JoinHandle<()>>>) {
-    let handle = thread.lock().unwrap_or_else(PoisonError::into_inner).take();
-    if let Some(handle) = handle {
-        let _ = tx.send(Msg::Stop);
-        let _ = handle.join();
+impl Inner {
+    /// Stop the writer (it flushes first) and wait for it.
+    fn stop(&self) {
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            // Sent only while the writer runs; joining a finished thread returns at once.
+            let _ = self.access.stop();
+            let _ = handle.join();
+        }
     }
 }
 
@@ -227,26 +235,20 @@ impl Logs {
         if cfg.retention {
             point_latest(&cfg.dir, &dir)?;
         }
-        let access = Sink {
-            tx: tx.clone(),
-            dropped: Arc::default(),
-        };
-        let error = Sink {
-            tx,
-            dropped: Arc::default(),
-        };
-        let writer = Writer {
-            format: cfg.format,
-            access_path,
-            error_path,
-            access: BufWriter::with_capacity(64 * 1024, access_file),
-            error: BufWriter::new(error_file),
-            access_dropped: access.dropped.clone(),
-            error_dropped: error.dropped.clone(),
-            failing: false,
-            times: access_log::TimeCache::default(),
-            line: String::with_capacity(512),
-        };
+        let access = Sink::new(tx.clone());
+        let error = Sink::new(tx);
+        let writer = Writer::new(
+            cfg.format,
+            LogFile {
+                path: access_path,
+                file: access_file,
+            },
+            LogFile {
+                path: error_path,
+                file: error_file,
+            },
+            (&access, &error),
+        );
         let inner = Inner {
             dir,
             access,
@@ -287,7 +289,7 @@ impl Logs {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        crate::error_log::layer(self.inner.error.clone())
+        error_layer::layer(self.inner.error.clone())
     }
 
     /// Install the global subscriber: compact lines on stdout filtered by `filter` (a
@@ -310,26 +312,15 @@ impl Logs {
             .map_err(|e| format!("cannot install the logger: {e}"))
     }
 
-    fn request(&self, make: fn(mpsc::Sender<io::Result<()>>) -> Msg) -> io::Result<()> {
-        let (ack_tx, ack_rx) = mpsc::channel();
-        let gone = || io::Error::other("the log writer has stopped");
-        self.inner
-            .access
-            .tx
-            .send(make(ack_tx))
-            .map_err(|_| gone())?;
-        ack_rx.recv().map_err(|_| gone())?
-    }
-
     /// Reopen both files by path (logrotate's `postrotate kill -USR1`). Blocks until done; on
     /// failure the old files stay in use.
     pub fn reopen(&self) -> io::Result<()> {
-        self.request(Msg::Reopen)
+        self.inner.access.request(Msg::Reopen)
     }
 
     /// Write every line queued so far to disk (flushed and synced). Blocks until done.
     pub fn flush(&self) -> io::Result<()> {
-        self.request(Msg::Flush)
+        self.inner.access.request(Msg::Flush)
     }
 
     /// Flush everything and stop the writer; lines logged afterwards go to stdout only. Call it
@@ -338,50 +329,18 @@ impl Logs {
         let logs = self.clone();
         tokio::task::spawn_blocking(move || {
             let res = logs.flush();
-            stop(&logs.inner.access.tx, &logs.inner.thread);
+            logs.inner.stop();
             res
         })
         .await
         .map_err(io::Error::other)?
-    }
-
-    /// On SIGUSR1 reopen the files, until `shutdown` is cancelled. The signal is hooked before
-    /// this returns. Must be called inside a tokio runtime.
-    pub fn spawn_signal_handler(&self, shutdown: tokio_util::sync::CancellationToken) {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut usr1 = match signal(SignalKind::user_defined1()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGUSR1; log files cannot be reopened");
-                return;
-            }
-        };
-        let logs = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    got = usr1.recv() => if got.is_none() { break },
-                }
-                let l = logs.clone();
-                match tokio::task::spawn_blocking(move || l.reopen()).await {
-                    Ok(Ok(())) => {
-                        tracing::info!(dir = %logs.dir().display(), "SIGUSR1: log files reopened")
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(dir = %logs.dir().display(), error = %e, "SIGUSR1: cannot reopen the log files; still writing the old ones")
-                    }
-                    Err(e) => tracing::error!(error = %e, "SIGUSR1: log reopen task failed"),
-                }
-            }
-        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access_log::AccessEntry;
+    use crate::config::LogFormat;
     use time::macros::datetime;
 
     fn entry(n: u32) -> AccessEntry {
@@ -409,7 +368,7 @@ mod tests {
         let cfg = LogConfig {
             dir: tmp.path().to_path_buf(),
             retention: false,
-            format: access_log::Format::Combined,
+            format: LogFormat::Combined,
         };
         // No writer yet: the queue (capacity 2) fills deterministically.
         let (tx, rx) = mpsc::sync_channel(2);

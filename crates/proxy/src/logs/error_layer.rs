@@ -2,7 +2,6 @@
 //! (`2026/11/29 13:47:02 [error] 7#0: message, key: value`), to the log writer thread.
 
 use std::fmt::{self, Write as _};
-use std::sync::mpsc::TrySendError;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -12,7 +11,7 @@ use tracing_subscriber::filter::{FilterFn, Filtered, filter_fn};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::log_dir::{Msg, Sink};
+use super::queue::{Msg, Sink};
 
 const TIMESTAMP: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[year]/[month]/[day] [hour]:[minute]:[second]");
@@ -35,7 +34,7 @@ pub fn format_line(now: time::OffsetDateTime, level: &str, text: &str) -> String
     line
 }
 
-/// The layer behind [`crate::log_dir::Logs::error_layer`].
+/// The layer behind `Logs::error_layer`.
 #[derive(Debug)]
 pub struct ErrorLayer {
     sink: Sink,
@@ -149,11 +148,7 @@ where
         }
         message.push_str(&rest);
         let line = format_line(time::OffsetDateTime::now_utc(), level, &message);
-        match self.sink.tx.try_send(Msg::Error(line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.sink.count_drop(),
-            Err(TrySendError::Disconnected(_)) => {}
-        }
+        self.sink.offer(Msg::Error(line));
     }
 }
 

@@ -7,9 +7,12 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::Receiver;
 
-use crate::access_log::{self, AccessEntry};
+use super::access::{self, TimeCache};
+use super::error_layer;
+use super::queue::{Msg, Sink};
+use crate::config::LogFormat;
 
 /// Messages the writer handles before it flushes its buffers even under constant load.
 const BATCH: usize = 4096;
@@ -20,32 +23,6 @@ const BATCH: usize = 4096;
 /// buffer= flush=` does the same. Flush, reopen and stop requests skip it.
 pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// What the writer thread receives.
-pub(crate) enum Msg {
-    Access(Box<AccessEntry>),
-    /// A complete error.log line without its newline.
-    Error(String),
-    /// Write out everything queued before this message, then answer.
-    Flush(mpsc::Sender<io::Result<()>>),
-    /// Reopen both files by path (after logrotate moved them), then answer.
-    Reopen(mpsc::Sender<io::Result<()>>),
-    /// Flush and end the thread.
-    Stop,
-}
-
-/// A sender into the writer's queue with its own drop counter.
-#[derive(Debug, Clone)]
-pub(crate) struct Sink {
-    pub(crate) tx: SyncSender<Msg>,
-    pub(super) dropped: Arc<AtomicU64>,
-}
-
-impl Sink {
-    pub(crate) fn count_drop(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// Open a log file for appending (truncated first when `truncate`).
 pub(super) fn open_file(path: &Path, truncate: bool) -> io::Result<File> {
     let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -55,24 +32,51 @@ pub(super) fn open_file(path: &Path, truncate: bool) -> io::Result<File> {
     Ok(file)
 }
 
+/// One open log file and the path it is reopened by.
+pub(super) struct LogFile {
+    pub(super) path: PathBuf,
+    pub(super) file: File,
+}
+
 /// The writer thread's state.
 pub(super) struct Writer {
-    pub(super) format: access_log::Format,
-    pub(super) access_path: PathBuf,
-    pub(super) error_path: PathBuf,
-    pub(super) access: BufWriter<File>,
-    pub(super) error: BufWriter<File>,
-    pub(super) access_dropped: Arc<AtomicU64>,
-    pub(super) error_dropped: Arc<AtomicU64>,
+    format: LogFormat,
+    access_path: PathBuf,
+    error_path: PathBuf,
+    access: BufWriter<File>,
+    error: BufWriter<File>,
+    access_dropped: Arc<AtomicU64>,
+    error_dropped: Arc<AtomicU64>,
     /// A write failed and was reported on stderr; report again only after a success.
-    pub(super) failing: bool,
+    failing: bool,
     /// `$time_local`, formatted once per second.
-    pub(super) times: access_log::TimeCache,
+    times: TimeCache,
     /// The line being formatted, reused.
-    pub(super) line: String,
+    line: String,
 }
 
 impl Writer {
+    /// A writer for `access` and `error`, reporting the drops counted by the two sinks.
+    pub(super) fn new(
+        format: LogFormat,
+        access: LogFile,
+        error: LogFile,
+        sinks: (&Sink, &Sink),
+    ) -> Self {
+        Writer {
+            format,
+            access_path: access.path,
+            error_path: error.path,
+            access: BufWriter::with_capacity(64 * 1024, access.file),
+            error: BufWriter::new(error.file),
+            access_dropped: sinks.0.dropped(),
+            error_dropped: sinks.1.dropped(),
+            failing: false,
+            times: TimeCache::default(),
+            line: String::with_capacity(512),
+        }
+    }
+
     pub(super) fn run(mut self, rx: Receiver<Msg>) {
         while let Ok(first) = rx.recv() {
             let lines = matches!(first, Msg::Access(_) | Msg::Error(_));
@@ -102,7 +106,7 @@ impl Writer {
         match msg {
             Msg::Access(entry) => {
                 self.line.clear();
-                access_log::write_line(&mut self.line, self.format, &entry, &mut self.times);
+                access::write_line(&mut self.line, self.format, &entry, &mut self.times);
                 self.line.push('\n');
                 let res = self.access.write_all(self.line.as_bytes());
                 self.check(res);
@@ -160,7 +164,7 @@ impl Writer {
         if access == 0 && error == 0 {
             return;
         }
-        let line = crate::error_log::format_line(
+        let line = error_layer::format_line(
             time::OffsetDateTime::now_utc(),
             "warn",
             &format!(

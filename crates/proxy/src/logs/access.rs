@@ -2,120 +2,14 @@
 //! the log writer thread so that logging never blocks or slows the request path.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::TrySendError;
 use std::time::Duration;
-
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Method};
 
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
-use crate::log_dir::{Msg, Sink};
-
-/// `PROXY_ACCESS_LOG_FORMAT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    /// nginx `combined`, byte for byte.
-    #[default]
-    Combined,
-    /// One JSON object per line.
-    Json,
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-
-    /// `combined` or `json` (any case), for `PROXY_ACCESS_LOG_FORMAT`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "combined" => Ok(Format::Combined),
-            "json" => Ok(Format::Json),
-            _ => Err("expected combined or json".to_owned()),
-        }
-    }
-}
-
-/// One finished request.
-#[derive(Debug, Clone)]
-pub struct AccessEntry {
-    pub remote_addr: IpAddr,
-    pub remote_user: Option<LogText>,
-    pub time: time::OffsetDateTime,
-    pub method: LogText,
-    /// The request target as received (path and query).
-    pub target: LogText,
-    /// `HTTP/1.1`, `HTTP/2.0`, …
-    pub protocol: &'static str,
-    pub status: u16,
-    pub body_bytes_sent: u64,
-    pub referer: Option<LogText>,
-    pub user_agent: Option<LogText>,
-    pub request_id: LogText,
-    pub upstream_addr: Option<SocketAddr>,
-    pub request_time: Duration,
-    pub upstream_time: Option<Duration>,
-}
-
-/// The bytes of one log field. Request parts are shared with the request (a reference count,
-/// no copy): the line is formatted on the writer thread, off the request path.
-#[derive(Debug, Clone)]
-pub struct LogText(Text);
-
-#[derive(Debug, Clone)]
-enum Text {
-    Header(HeaderValue),
-    Path(PathAndQuery),
-    Method(Method),
-    Owned(Box<str>),
-}
-
-impl LogText {
-    /// The raw bytes, as received (not necessarily UTF-8).
-    pub fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            Text::Header(v) => v.as_bytes(),
-            Text::Path(p) => p.as_str().as_bytes(),
-            Text::Method(m) => m.as_str().as_bytes(),
-            Text::Owned(s) => s.as_bytes(),
-        }
-    }
-
-    fn lossy(&self) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(self.as_bytes())
-    }
-}
-
-impl From<HeaderValue> for LogText {
-    fn from(v: HeaderValue) -> Self {
-        LogText(Text::Header(v))
-    }
-}
-
-impl From<PathAndQuery> for LogText {
-    fn from(p: PathAndQuery) -> Self {
-        LogText(Text::Path(p))
-    }
-}
-
-impl From<Method> for LogText {
-    fn from(m: Method) -> Self {
-        LogText(Text::Method(m))
-    }
-}
-
-impl From<String> for LogText {
-    fn from(s: String) -> Self {
-        LogText(Text::Owned(s.into_boxed_str()))
-    }
-}
-
-impl From<&str> for LogText {
-    fn from(s: &str) -> Self {
-        LogText(Text::Owned(s.into()))
-    }
-}
+use super::entry::{AccessEntry, LogText};
+use super::queue::{Msg, Sink};
+use crate::config::LogFormat;
 
 /// A cheap, cloneable handle; `log` never blocks the request path.
 #[derive(Debug, Clone, Default)]
@@ -141,12 +35,8 @@ impl AccessLog {
 
     /// As [`AccessLog::log`], for an entry already on the heap.
     pub fn log_boxed(&self, entry: Box<AccessEntry>) {
-        let Some(sink) = &self.sink else { return };
-        match sink.tx.try_send(Msg::Access(entry)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => sink.count_drop(),
-            // The writer has shut down (after the final flush): nothing more can be written.
-            Err(TrySendError::Disconnected(_)) => {}
+        if let Some(sink) = &self.sink {
+            sink.offer(Msg::Access(entry));
         }
     }
 }
@@ -307,10 +197,10 @@ fn write_json(out: &mut String, e: &AccessEntry, times: &mut TimeCache) {
 }
 
 /// The line for `format`, without the trailing newline, appended to `out`.
-pub fn write_line(out: &mut String, format: Format, e: &AccessEntry, times: &mut TimeCache) {
+pub fn write_line(out: &mut String, format: LogFormat, e: &AccessEntry, times: &mut TimeCache) {
     match format {
-        Format::Combined => write_combined(out, e, times),
-        Format::Json => write_json(out, e, times),
+        LogFormat::Combined => write_combined(out, e, times),
+        LogFormat::Json => write_json(out, e, times),
     }
 }
 
@@ -412,12 +302,5 @@ mod tests {
         assert_eq!(seconds(Duration::from_secs(1)), "1.000");
         assert_eq!(seconds(Duration::from_micros(1_999)), "0.001");
         assert_eq!(seconds(Duration::ZERO), "0.000");
-    }
-
-    #[test]
-    fn format_parses_from_settings() {
-        assert_eq!("JSON".parse::<Format>(), Ok(Format::Json));
-        assert_eq!("combined".parse::<Format>(), Ok(Format::Combined));
-        assert!("xml".parse::<Format>().is_err());
     }
 }

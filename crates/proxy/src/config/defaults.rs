@@ -1,0 +1,75 @@
+//! Every default of every proxy setting, in one place; README's settings tables mirror them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+const ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// `PROXY_HTTP_LISTEN`
+pub const HTTP_LISTEN: SocketAddr = SocketAddr::new(ANY, 80);
+/// `PROXY_HTTPS_LISTEN`
+pub const HTTPS_LISTEN: SocketAddr = SocketAddr::new(ANY, 443);
+/// `PROXY_HTTPS_PORT`: the port redirects point at.
+pub const HTTPS_PORT: u16 = 443;
+/// File name of the certificate in the keypair folder.
+pub const CERT_NAME: &str = "localhost.crt";
+/// File name of the private key in the keypair folder.
+pub const KEY_NAME: &str = "localhost.key";
+/// `PROXY_TLS_CERT`
+pub const TLS_CERT: &str = "/etc/proxy/tls/localhost.crt";
+/// `PROXY_TLS_KEY`
+pub const TLS_KEY: &str = "/etc/proxy/tls/localhost.key";
+/// `PROXY_TLS_GENERATE`
+pub const TLS_GENERATE: bool = true;
+/// `PROXY_UPSTREAM`
+pub const UPSTREAM: &str = "app:8000";
+/// `PROXY_UPSTREAM_TIMEOUT` (nginx `proxy_read_timeout`)
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// `PROXY_UPSTREAM_CONNECT_TIMEOUT` (nginx `proxy_connect_timeout`)
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// `PROXY_UPSTREAM_KEEPALIVE`: idle pooled upstream connections kept per address.
+/// 1024: above the usual concurrency, so a burst does not churn (re-handshake) upstream
+/// connections; measured 7.7k → 10–12k req/s with 1,000 client connections vs 256.
+pub const UPSTREAM_KEEPALIVE: usize = 1024;
+/// `PROXY_UPSTREAM_HTTP2`: multiplex requests to the upstream over HTTP/2 when it offers it
+/// (by ALPN), else HTTP/1.1. Measured 1.2–1.5× the requests/s of HTTP/1.1 upstream hops.
+pub const UPSTREAM_HTTP2: super::UpstreamHttp2 = super::UpstreamHttp2::Auto;
+/// `PROXY_WORKERS`: event-loop threads; 0 means one per CPU (nginx `worker_processes auto`).
+pub const WORKERS: usize = 0;
+/// Largest accepted `PROXY_WORKERS`.
+pub const MAX_WORKERS: usize = 256;
+/// `PROXY_HSTS`
+pub const HSTS: &str = "max-age=63072000";
+/// `PROXY_LOG_DIR`
+pub const LOG_DIR: &str = "/var/log/proxy";
+/// `LOG_RETENTION`
+pub const LOG_RETENTION: bool = true;
+/// `PROXY_ACCESS_LOG`: write access.log (nginx `access_log off` when false).
+pub const ACCESS_LOG: bool = true;
+/// `PROXY_ACCESS_LOG_FORMAT`
+pub const ACCESS_LOG_FORMAT: super::LogFormat = super::LogFormat::Combined;
+/// `PROXY_INTERCEPT_ERRORS`
+pub const INTERCEPT_ERRORS: bool = true;
+/// `PROXY_LOG`
+pub const LOG: &str = "info";
+/// `PROXY_HANDSHAKE_TIMEOUT`
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `PROXY_HEADER_TIMEOUT` (nginx `client_header_timeout`)
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// `PROXY_KEEPALIVE_TIMEOUT` (nginx `keepalive_timeout`)
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// `PROXY_BODY_TIMEOUT` (nginx `client_body_timeout`): longest gap between body reads.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// `PROXY_MAX_HEADER_SIZE` (nginx `large_client_header_buffers` 4 × 8k)
+pub const MAX_HEADER_SIZE: u64 = 32 * 1024;
+/// Smallest accepted `PROXY_MAX_HEADER_SIZE`.
+pub const MIN_HEADER_SIZE: u64 = 1024;
+/// `PROXY_MAX_URI_LENGTH`
+pub const MAX_URI_LENGTH: usize = 8 * 1024;
+/// `PROXY_MAX_BODY_SIZE` (nginx `client_max_body_size`); 0 means unlimited.
+pub const MAX_BODY_SIZE: u64 = 1024 * 1024;
+/// `PROXY_MAX_CONNECTIONS` (nginx `worker_connections`-ish)
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// `PROXY_H2_MAX_STREAMS` (nginx `http2_max_concurrent_streams`)
+pub const H2_MAX_STREAMS: u32 = 128;
+/// `PROXY_DRAIN_TIMEOUT`
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

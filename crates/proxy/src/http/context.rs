@@ -1,0 +1,125 @@
+//! What both listeners' services share: the per-worker state, what a request starts with (its
+//! id and access-log entry), and the finishing of every answer (request id, HSTS, the body that
+//! writes the access-log line when it ends).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::server::ConnInfo;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+
+use super::body::{Logged, ProxyBody};
+use super::error_page::ErrorPages;
+use super::headers::{self, X_REQUEST_ID};
+use crate::config::Config;
+use crate::logs::{AccessEntry, AccessLog};
+use crate::upstream;
+
+/// What every request handler of one worker needs; built once at start-up.
+pub struct Shared {
+    pub config: Arc<Config>,
+    /// This worker's own upstream connections.
+    pub upstream: upstream::Client,
+    pub pages: ErrorPages,
+    pub access: AccessLog,
+}
+
+/// A request as it arrived: when, its id, and the access-log entry it will be logged with.
+pub struct Started {
+    at: Instant,
+    pub request_id: HeaderValue,
+    pub entry: AccessEntry,
+}
+
+impl Started {
+    /// Capture what the access log needs before the request is consumed. Header values and the
+    /// target are shared with the request, not copied.
+    pub fn new<B>(req: &Request<B>, conn: &ConnInfo) -> Self {
+        let request_id = headers::request_id(req.headers());
+        let header = |name: header::HeaderName| req.headers().get(name).cloned().map(Into::into);
+        let entry = AccessEntry {
+            remote_addr: headers::canonical(conn.peer.ip()),
+            remote_user: None,
+            time: time::OffsetDateTime::now_utc(),
+            method: req.method().clone().into(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().to_string().into(), |pq| pq.clone().into()),
+            protocol: protocol(req.version()),
+            status: 0,
+            body_bytes_sent: 0,
+            referer: header(header::REFERER),
+            user_agent: header(header::USER_AGENT),
+            request_id: request_id.clone().into(),
+            upstream_addr: None,
+            request_time: Duration::ZERO,
+            upstream_time: None,
+        };
+        Started {
+            at: Instant::now(),
+            request_id,
+            entry,
+        }
+    }
+
+    /// The request id as text (`-` if it were not).
+    pub fn id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+}
+
+fn protocol(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+impl Shared {
+    /// The proxy's own answer for `status` (HTML, JSON or text by the client's `Accept`).
+    pub fn page(
+        &self,
+        status: StatusCode,
+        request_id: &HeaderValue,
+        req_headers: &HeaderMap,
+        head: bool,
+    ) -> Response<ProxyBody> {
+        let rid = request_id.to_str().unwrap_or("-");
+        self.pages
+            .render(status, rid, req_headers, head)
+            .map(|b| b.map_err(|never| match never {}).boxed())
+    }
+
+    /// Finish a response: request id, HSTS on HTTPS, and the body that logs the request once
+    /// it ends (finished, failed or abandoned).
+    pub fn finish(
+        &self,
+        resp: Response<ProxyBody>,
+        started: Started,
+        https: bool,
+    ) -> Response<ProxyBody> {
+        let Started {
+            at,
+            request_id,
+            mut entry,
+        } = started;
+        let (mut parts, body) = resp.into_parts();
+        parts.headers.insert(&X_REQUEST_ID, request_id);
+        if https {
+            if let Some(hsts) = &self.config.hsts {
+                parts
+                    .headers
+                    .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
+        }
+        entry.status = parts.status.as_u16();
+        let body = Logged::new(body, entry, at, self.access.clone());
+        Response::from_parts(parts, BodyExt::boxed(body))
+    }
+}

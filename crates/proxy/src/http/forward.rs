@@ -1,0 +1,218 @@
+//! The HTTPS listener's service, as named steps: [`prepare`] (checks, the upstream URI, header
+//! rewriting, the guarded body), [`exchange`] (send within the upstream timeout), [`respond`]
+//! (the answer for the client, or the tunnel after a 101), then intercepting upstream errors.
+//! Every failure is a [`Failure`], turned into the error page in one place.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::server::ConnInfo;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::body::{BodyFault, FaultFlag, Guarded, ProxyBody};
+use super::context::{Shared, Started};
+use super::error::Failure;
+use super::headers;
+use super::hygiene;
+use super::upgrade::Upgrade;
+use crate::upstream::{BoxError, UpstreamAddr, UpstreamBody};
+
+/// Upstream headers kept when an upstream error answer is replaced by our page.
+const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
+    header::ALLOW,
+    header::WWW_AUTHENTICATE,
+    header::RETRY_AFTER,
+    header::SET_COOKIE,
+];
+
+/// The HTTPS listener's service: forward to the upstream, or answer the error page.
+pub async fn forward(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let mut started = Started::new(&req, &conn);
+    let head = req.method() == Method::HEAD;
+    // Only `Accept` matters for an error page; keep it instead of the whole header map.
+    let mut accept = HeaderMap::new();
+    if let Some(value) = req.headers().get(header::ACCEPT) {
+        accept.insert(header::ACCEPT, value.clone());
+    }
+    let resp = match proxy(&shared, conn, req, &started.request_id).await {
+        Ok(answer) => {
+            started.entry.upstream_addr = Some(answer.addr);
+            started.entry.upstream_time = Some(answer.time);
+            intercept(&shared, answer.response, &started.request_id, &accept, head)
+        }
+        Err(failure) => {
+            failure.log(started.id());
+            shared.page(failure.status(), &started.request_id, &accept, head)
+        }
+    };
+    Ok(shared.finish(resp, started, true))
+}
+
+/// What the upstream answered, from where, and how long its head took.
+struct Answer {
+    response: Response<ProxyBody>,
+    addr: SocketAddr,
+    time: Duration,
+}
+
+/// A request ready for the upstream.
+struct Outgoing {
+    request: Request<UpstreamBody>,
+    /// The host the client named (sent as `Host`, or `:authority` over HTTP/2).
+    host: Authority,
+    upgrade: Option<Upgrade>,
+    /// Set by the body guard when the body broke a limit while streaming.
+    fault: FaultFlag,
+}
+
+/// Send one request upstream and turn its answer into the client's.
+async fn proxy(
+    shared: &Shared,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+    request_id: &HeaderValue,
+) -> Result<Answer, Failure> {
+    let outgoing = prepare(shared, conn, req, request_id)?;
+    let sent = Instant::now();
+    let resp = exchange(
+        shared,
+        outgoing.request,
+        outgoing.host,
+        outgoing.upgrade.is_some(),
+    )
+    .await
+    .map_err(|failure| match (failure, outgoing.fault.get()) {
+        (Failure::Upstream(_), BodyFault::TooLarge) => Failure::BodyTooLarge,
+        (Failure::Upstream(_), BodyFault::TooSlow) => Failure::BodyTooSlow,
+        (failure, _) => failure,
+    })?;
+    let time = sent.elapsed();
+    let addr = resp
+        .extensions()
+        .get::<UpstreamAddr>()
+        .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |a| a.0);
+    let response = respond(resp, outgoing.upgrade)?;
+    Ok(Answer {
+        response,
+        addr,
+        time,
+    })
+}
+
+/// Check the request and rewrite it for the upstream: its URI, its headers (hop-by-hop gone,
+/// X-Forwarded-*, request id), its body behind the size and read-gap guard.
+fn prepare(
+    shared: &Shared,
+    conn: ConnInfo,
+    mut req: Request<Incoming>,
+    request_id: &HeaderValue,
+) -> Result<Outgoing, Failure> {
+    let limits = &shared.config.limits;
+    let host = hygiene::check(&req, limits)?;
+    let host_value = HeaderValue::from_str(host.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
+    let max = limits.max_body_size;
+    if max > 0 && declared_length(req.headers()).is_some_and(|n| n > max) {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE.into());
+    }
+    let upgrade = Upgrade::from_request(&mut req);
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let (mut parts, body) = req.into_parts();
+    parts.uri = shared
+        .upstream
+        .uri(pq)
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    parts.version = Version::HTTP_11;
+    let peer = conn.peer.ip();
+    let trusted = headers::is_trusted(peer, &shared.config.trusted_proxies);
+    let protocol = upgrade.as_ref().map(|u| &u.protocol);
+    headers::request_headers(
+        &mut parts.headers,
+        peer,
+        trusted,
+        &host_value,
+        request_id,
+        protocol,
+    );
+    let fault = FaultFlag::default();
+    let body = Guarded::new(body, max, limits.body_timeout, fault.clone()).boxed();
+    Ok(Outgoing {
+        request: Request::from_parts(parts, body),
+        host,
+        upgrade,
+        fault,
+    })
+}
+
+/// `Content-Length` as a number, when the client declared one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Send within `PROXY_UPSTREAM_TIMEOUT` (for the answer head).
+async fn exchange(
+    shared: &Shared,
+    request: Request<UpstreamBody>,
+    host: Authority,
+    upgrade: bool,
+) -> Result<Response<Incoming>, Failure> {
+    let timeout = shared.config.upstream_timeout;
+    match tokio::time::timeout(timeout, shared.upstream.send(request, host, upgrade)).await {
+        Err(_) => Err(Failure::Timeout(timeout)),
+        Ok(Err(e)) => Err(Failure::Upstream(e)),
+        Ok(Ok(resp)) => Ok(resp),
+    }
+}
+
+/// The client's answer: hop-by-hop headers gone, the body streamed; after a 101 to an upgrade
+/// request, the tunnel.
+fn respond(
+    resp: Response<Incoming>,
+    upgrade: Option<Upgrade>,
+) -> Result<Response<ProxyBody>, Failure> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let upgrade = upgrade.ok_or(Failure::UnexpectedUpgrade)?;
+        return Ok(upgrade.tunnel(resp));
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::response_headers(&mut parts.headers, None);
+    let body = body.map_err(BoxError::from).boxed();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// With `PROXY_INTERCEPT_ERRORS`, an upstream answer ≥ 400 becomes our page (same status; a
+/// few headers the client needs are kept).
+fn intercept(
+    shared: &Shared,
+    resp: Response<ProxyBody>,
+    request_id: &HeaderValue,
+    accept: &HeaderMap,
+    head: bool,
+) -> Response<ProxyBody> {
+    if !shared.config.intercept_errors || resp.status().as_u16() < 400 {
+        return resp;
+    }
+    let mut ours = shared.page(resp.status(), request_id, accept, head);
+    for name in KEPT_ON_INTERCEPT {
+        for v in resp.headers().get_all(&name) {
+            ours.headers_mut().append(name.clone(), v.clone());
+        }
+    }
+    ours
+}

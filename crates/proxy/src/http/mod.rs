@@ -1,0 +1,20 @@
+//! A request's trip through the proxy, up to the upstream client: the two listeners' services
+//! (`redirect` for HTTP, `forward` for HTTPS), the checks every request passes (`hygiene`),
+//! header rewriting (`headers`), body guards (`body`), upgrades (`upgrade`), the one failure
+//! type (`error`) and the error pages it becomes (`error_page`). `context` holds what both
+//! services share.
+
+mod body;
+mod context;
+mod error;
+mod error_page;
+mod forward;
+pub mod headers;
+mod hygiene;
+mod redirect;
+mod upgrade;
+
+pub use context::Shared;
+pub use error_page::{DEFAULT_TEMPLATE, ErrorPageError, ErrorPages, explanation};
+pub use forward::forward;
+pub use redirect::redirect;

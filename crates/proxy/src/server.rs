@@ -1,0 +1,186 @@
+//! The running proxy: its workers (event loops, each with its own upstream connections), the
+//! site they all serve (TLS, limits, connection budgets) and the two listeners.
+
+use std::sync::Arc;
+
+use common::server::{self, Transport};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::http::{self, ErrorPages, Shared};
+use crate::logs::AccessLog;
+use crate::tls::{self, CertStore};
+use crate::upstream::{self, Lookup, SystemLookup};
+
+/// A validated, ready-to-serve proxy: keypair loaded, error page compiled, one upstream client
+/// per worker built.
+pub struct Proxy {
+    /// One per event loop (`PROXY_WORKERS`): each worker owns its upstream connection pool, so a
+    /// request and the upstream connection that carries it stay on one thread.
+    workers: Vec<Arc<Shared>>,
+    tls: Arc<rustls::ServerConfig>,
+    certs: Arc<CertStore>,
+    limits: server::Limits,
+}
+
+impl Proxy {
+    /// Validate everything now; nothing half-configured ever serves.
+    pub fn new(config: &Config, access: AccessLog) -> Result<Self, ProxyError> {
+        Self::with_lookup(config, access, Arc::new(SystemLookup))
+    }
+
+    /// As [`Proxy::new`] with a custom upstream resolver (tests swap addresses with it).
+    pub fn with_lookup(
+        config: &Config,
+        access: AccessLog,
+        lookup: Arc<dyn Lookup>,
+    ) -> Result<Self, ProxyError> {
+        let pages = ErrorPages::load(config.error_page.as_deref())?;
+        let certs = CertStore::open(config.tls.clone(), tls::shared_provider())?;
+        let tls = tls::server_config(certs.clone())?;
+        let config = Arc::new(config.clone());
+        let workers = (0..config.workers.max(1))
+            .map(|_| {
+                Ok(Arc::new(Shared {
+                    config: config.clone(),
+                    upstream: upstream::Client::new(&config, &lookup)?,
+                    pages: pages.clone(),
+                    access: access.clone(),
+                }))
+            })
+            .collect::<Result<Vec<_>, ProxyError>>()?;
+        Ok(Proxy {
+            workers,
+            tls: Arc::new(tls),
+            certs,
+            limits: config.limits.connection.clone(),
+        })
+    }
+
+    /// The keypair store (fingerprint, reload).
+    pub fn certs(&self) -> &Arc<CertStore> {
+        &self.certs
+    }
+
+    /// Serve both listeners until `shutdown` is cancelled, then drain (bounded) and return.
+    ///
+    /// The first worker runs on the caller's runtime; each further worker (`PROXY_WORKERS`)
+    /// gets a thread with a single-threaded runtime accepting on the same sockets, like nginx's
+    /// worker processes. The connection budget is shared. A worker that cannot start is
+    /// reported and the others serve on.
+    pub async fn run(self, http: TcpListener, https: TcpListener, shutdown: CancellationToken) {
+        self.certs.spawn_watcher(shutdown.clone());
+        let site = Site {
+            tls: tokio_rustls::TlsAcceptor::from(self.tls),
+            http_permits: server::connection_permits(&self.limits),
+            https_permits: server::connection_permits(&self.limits),
+            limits: self.limits,
+        };
+        let mut workers = self.workers.into_iter();
+        let Some(first) = workers.next() else { return };
+        let mut done = Vec::new();
+        for (n, shared) in workers.enumerate() {
+            match spawn_worker(n + 1, &http, &https, shared, site.clone(), shutdown.clone()) {
+                Ok(rx) => done.push(rx),
+                Err(e) => {
+                    tracing::error!(worker = n + 1, error = %e, "cannot start a worker; serving with fewer")
+                }
+            }
+        }
+        site.serve(first, http, https, shutdown).await;
+        for rx in done {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// What every worker serves with: TLS, limits, and the connection budgets they share.
+#[derive(Clone)]
+struct Site {
+    tls: tokio_rustls::TlsAcceptor,
+    limits: server::Limits,
+    http_permits: Arc<tokio::sync::Semaphore>,
+    https_permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Site {
+    /// One worker's event loop: both listeners until `shutdown`, then its own drain.
+    async fn serve(
+        self,
+        shared: Arc<Shared>,
+        http: TcpListener,
+        https: TcpListener,
+        shutdown: CancellationToken,
+    ) {
+        let redirect = shared.clone();
+        let plain = server::serve_with_permits(
+            http,
+            Transport::Plain,
+            self.limits.clone(),
+            self.http_permits,
+            move |conn| {
+                let shared = redirect.clone();
+                hyper::service::service_fn(move |req| http::redirect(shared.clone(), conn, req))
+            },
+            shutdown.clone().cancelled_owned(),
+        );
+        let secure = server::serve_with_permits(
+            https,
+            Transport::Tls(self.tls),
+            self.limits,
+            self.https_permits,
+            move |conn| {
+                let shared = shared.clone();
+                hyper::service::service_fn(move |req| http::forward(shared.clone(), conn, req))
+            },
+            shutdown.cancelled_owned(),
+        );
+        tokio::join!(plain, secure);
+    }
+}
+
+/// Start worker `n` on its own thread and single-threaded runtime, accepting on duplicates of
+/// the two listening sockets. The receiver resolves when it has drained and stopped.
+fn spawn_worker(
+    n: usize,
+    http: &TcpListener,
+    https: &TcpListener,
+    shared: Arc<Shared>,
+    site: Site,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let http = duplicate(http)?;
+    let https = duplicate(https)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Workers log wherever the thread that started them logs (a scoped test subscriber too).
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    std::thread::Builder::new()
+        .name(format!("proxy-worker-{n}"))
+        .spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                runtime.block_on(async move {
+                    match (TcpListener::from_std(http), TcpListener::from_std(https)) {
+                        (Ok(http), Ok(https)) => site.serve(shared, http, https, shutdown).await,
+                        (Err(e), _) | (_, Err(e)) => {
+                            tracing::error!(worker = n, error = %e, "worker cannot register its listeners");
+                        }
+                    }
+                });
+            });
+            let _ = tx.send(());
+        })?;
+    Ok(rx)
+}
+
+/// Another handle on the same listening socket (non-blocking, as tokio needs it).
+fn duplicate(listener: &TcpListener) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::AsFd;
+    let std = std::net::TcpListener::from(listener.as_fd().try_clone_to_owned()?);
+    std.set_nonblocking(true)?;
+    Ok(std)
+}

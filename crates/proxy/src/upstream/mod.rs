@@ -1,0 +1,188 @@
+//! The upstream side of one worker: HTTP/2 multiplexed to each address, or pooled HTTP/1.1
+//! keep-alive connections, chosen per request (`PROXY_UPSTREAM_HTTP2`) with the fallback of
+//! `auto`. Inside: `dial` (resolve, rotate, connect: shared by both), `h1`, `h2`.
+
+mod dial;
+mod h1;
+mod h2;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, Uri};
+use http::{Request, Response, Version};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+
+use dial::Dialer;
+pub use dial::{Lookup, SystemLookup};
+
+use crate::config::{Config, Upstream, UpstreamHttp2};
+
+/// Errors inside bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type sent upstream.
+pub type UpstreamBody = BoxBody<Bytes, BoxError>;
+
+/// Extension put on every upstream response: the address it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamAddr(pub SocketAddr);
+
+/// One worker's way to the upstream. Requests arrive as HTTP/1.1 requests for
+/// `https://<upstream>/<path>` with the original `Host`; [`Client::send`] picks the protocol.
+pub struct Client {
+    h1: h1::Pool,
+    /// `PROXY_UPSTREAM_HTTP2` other than `false`; upgrades still use `h1`.
+    h2: Option<h2::H2Upstream>,
+    /// `host:port` of the upstream, for request URIs.
+    authority: Authority,
+}
+
+impl Client {
+    /// The clients for `config`'s upstream, resolving through `lookup`.
+    pub fn new(config: &Config, lookup: &Arc<dyn Lookup>) -> Result<Self, UpstreamError> {
+        let tls = tls_config(config.upstream_ca.as_deref())?;
+        let connect_timeout = config.upstream_connect_timeout;
+        let h2 = match config.upstream_http2 {
+            UpstreamHttp2::Never => None,
+            mode => Some(
+                h2::H2Upstream::new(
+                    tls.clone(),
+                    Dialer::new(lookup.clone(), connect_timeout),
+                    &config.upstream,
+                    mode == UpstreamHttp2::Auto,
+                )
+                .map_err(|_| UpstreamError::ServerName(config.upstream.host.clone()))?,
+            ),
+        };
+        let dialer = Dialer::new(lookup.clone(), connect_timeout);
+        Ok(Client {
+            h1: h1::pool(tls, dialer, config.upstream_keepalive),
+            h2,
+            authority: authority(&config.upstream)?,
+        })
+    }
+
+    /// `https://<upstream><path_and_query>`, the URI every request is sent to.
+    pub fn uri(&self, path_and_query: http::uri::PathAndQuery) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme(http::uri::Scheme::HTTPS)
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+
+    /// Send `req` (HTTP/1.1 form, the original host in `host`) over HTTP/2 when that is in use
+    /// and this is no upgrade, else over the HTTP/1.1 pool; `auto` falls back to HTTP/1.1 for
+    /// an upstream that turns out not to speak HTTP/2.
+    pub async fn send(
+        &self,
+        mut req: Request<UpstreamBody>,
+        host: Authority,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, BoxError> {
+        let h2 = match &self.h2 {
+            Some(h2) if !upgrade && h2.in_use() => h2,
+            _ => return Ok(self.h1.request(req).await?),
+        };
+        let host_value = req.headers().get(header::HOST).cloned();
+        as_http2(&mut req, host)?;
+        match h2.request(req).await {
+            Ok(resp) => Ok(resp),
+            // `auto` and the upstream does not speak HTTP/2: this one goes by HTTP/1.1.
+            Err(failure) if !h2.in_use() && failure.unsent.is_some() => {
+                let mut req = failure.unsent.ok_or("request lost")?;
+                as_http1(&mut req, self.authority.clone(), host_value)?;
+                Ok(self.h1.request(req).await?)
+            }
+            Err(failure) => Err(failure.error.into()),
+        }
+    }
+}
+
+/// HTTP/2 carries the host in `:authority`, taken from the URI; a `Host` header beside it would
+/// be redundant (RFC 9113 §8.3.1).
+fn as_http2<B>(req: &mut Request<B>, host: Authority) -> Result<(), BoxError> {
+    let mut uri = std::mem::take(req.uri_mut()).into_parts();
+    uri.authority = Some(host);
+    *req.uri_mut() = Uri::from_parts(uri)?;
+    req.headers_mut().remove(header::HOST);
+    *req.version_mut() = Version::HTTP_2;
+    Ok(())
+}
+
+/// Undo [`as_http2`]: the upstream's authority in the URI, the original host in `Host`.
+fn as_http1<B>(
+    req: &mut Request<B>,
+    authority: Authority,
+    host: Option<HeaderValue>,
+) -> Result<(), BoxError> {
+    let mut uri = std::mem::take(req.uri_mut()).into_parts();
+    uri.authority = Some(authority);
+    *req.uri_mut() = Uri::from_parts(uri)?;
+    if let Some(host) = host {
+        req.headers_mut().insert(header::HOST, host);
+    }
+    *req.version_mut() = Version::HTTP_11;
+    Ok(())
+}
+
+/// An upstream set-up problem (start-up only).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("PROXY_UPSTREAM_CA={}: {source}", path.display())]
+    Ca {
+        path: std::path::PathBuf,
+        #[source]
+        source: common::tls::TlsError,
+    },
+    #[error("PROXY_UPSTREAM_CA={}: no usable CA certificate: {source}", path.display())]
+    CaRejected {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("PROXY_UPSTREAM={0}: not a valid host:port")]
+    Authority(String),
+    #[error("PROXY_UPSTREAM={0}: not a valid TLS server name")]
+    ServerName(String),
+    #[error("upstream TLS set-up failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The upstream TLS client configuration. Without `ca` the upstream certificate is not verified
+/// (nginx's `proxy_ssl_verify off`); with it, it must chain to that CA and name the upstream host.
+pub fn tls_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, UpstreamError> {
+    let provider = common::tls::provider();
+    Ok(match ca {
+        None => common::client::insecure_client_config(&[])?,
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in common::tls::load_certs(path).map_err(|source| UpstreamError::Ca {
+                path: path.to_owned(),
+                source,
+            })? {
+                roots
+                    .add(cert)
+                    .map_err(|source| UpstreamError::CaRejected {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+            }
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth()
+        }
+    })
+}
+
+/// The authority requests are sent to (`host:port`, IPv6 in brackets).
+fn authority(upstream: &Upstream) -> Result<http::uri::Authority, UpstreamError> {
+    upstream
+        .to_string()
+        .parse()
+        .map_err(|_| UpstreamError::Authority(upstream.to_string()))
+}
