@@ -1,10 +1,18 @@
 //! Unit tests for the keypair store: generation, start-up refusals, reload refusals, chains, `describe`.
 
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
 
-use common::tls::rcgen;
+use common::tls::{Keypair, rcgen};
+use time::OffsetDateTime;
 
-use super::*;
+use super::files::CertError;
+use super::store::{CertStore, Reloaded, validate};
+use super::tools::{describe, generate_into, generate_into_with};
+use crate::config::TlsFiles;
+use crate::config::defaults::{CERT_NAME, KEY_NAME};
 
 use testkit::Pair as Pem;
 

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use common::tls::CertInfo;
 
-use super::{CertStore, EXPIRY_WARNING_DAYS, Reloaded, TlsFiles, fmt_time};
+use super::store::{CertStore, EXPIRY_WARNING_DAYS, Reloaded, fmt_time};
+use crate::config::TlsFiles;
 
 /// Quiet time after the last change to a file before the pair is re-read.
 pub(crate) const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -39,7 +40,7 @@ impl CertStore {
         let (tx, rx) = mpsc::unbounded_channel();
         let watch = match FolderWatch::new(tx) {
             Ok(mut w) => {
-                w.sync(&self.files);
+                w.sync(self.files());
                 Some(w)
             }
             Err(e) => {
@@ -79,7 +80,7 @@ impl CertStore {
                     if relevant {
                         self.reload_logged("folder change");
                         if let Some(w) = watch.as_mut() {
-                            w.sync(&self.files);
+                            w.sync(self.files());
                         }
                     }
                 }
@@ -125,7 +126,7 @@ impl CertStore {
 
     /// Warn when the served certificate expires within [`EXPIRY_WARNING_DAYS`].
     fn check_expiry(&self) {
-        match expiry_notice(&self.info(), &self.files, OffsetDateTime::now_utc()) {
+        match expiry_notice(&self.info(), self.files(), OffsetDateTime::now_utc()) {
             Some((true, text)) => tracing::error!("{text}"),
             Some((false, text)) => tracing::warn!("{text}"),
             None => {}

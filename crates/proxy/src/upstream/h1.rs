@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::dial::{DialError, Dialer};
-use super::{UpstreamAddr, UpstreamBody};
+use super::types::{UpstreamAddr, UpstreamBody};
 
 /// The pooled client.
 pub type Pool = Client<hyper_rustls::HttpsConnector<RoundRobin>, UpstreamBody>;

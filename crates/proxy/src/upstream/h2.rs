@@ -16,7 +16,7 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use super::dial::{DialError, Dialer};
-use super::{UpstreamAddr, UpstreamBody};
+use super::types::{UpstreamAddr, UpstreamBody};
 use crate::config::Upstream;
 
 /// How long a resolved address list is used before the name is asked again.

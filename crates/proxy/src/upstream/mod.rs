@@ -1,34 +1,25 @@
 //! The upstream side of one worker: HTTP/2 multiplexed to each address, or pooled HTTP/1.1
 //! keep-alive connections, chosen per request (`PROXY_UPSTREAM_HTTP2`) with the fallback of
-//! `auto`. Inside: `dial` (resolve, rotate, connect: shared by both), `h1`, `h2`.
+//! `auto`. Inside: `dial` (resolve, rotate, connect: shared by both), `h1`, `h2`, and `types`
+//! (what they all pass around).
 
 mod dial;
 mod h1;
 mod h2;
+mod types;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, Uri};
 use http::{Request, Response, Version};
-use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 
 use dial::Dialer;
 pub use dial::{Lookup, SystemLookup};
+pub use types::{BoxError, UpstreamAddr, UpstreamBody};
 
 use crate::config::{Config, Upstream, UpstreamHttp2};
-
-/// Errors inside bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type sent upstream.
-pub type UpstreamBody = BoxBody<Bytes, BoxError>;
-
-/// Extension put on every upstream response: the address it came from.
-#[derive(Debug, Clone, Copy)]
-pub struct UpstreamAddr(pub SocketAddr);
 
 /// One worker's way to the upstream. Requests arrive as HTTP/1.1 requests for
 /// `https://<upstream>/<path>` with the original `Host`; [`Client::send`] picks the protocol.

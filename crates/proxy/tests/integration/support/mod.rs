@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use common::env::Env;
 use proxy::{Logs, Lookup};
-#[allow(unused_imports)]
 pub use testkit::{client, client_h1, eventually, served_fingerprint};
 use tokio_util::sync::CancellationToken;
 

@@ -3,13 +3,13 @@
 //! through the real binary (SIGUSR1 reopen, every line on disk after SIGTERM, error.log echoed on
 //! stdout).
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::binary::spawn_proxy;
-use support::{ProxyOptions, TestApp, TestProxy, client, client_h1, closed_port, eventually};
+use crate::support::binary::spawn_proxy;
+use crate::support::{
+    ProxyOptions, TestApp, TestProxy, client, client_h1, closed_port, eventually,
+};
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))

@@ -3,8 +3,6 @@
 //! and end to end through the real proxy (502 with the upstream down, 504, 400 on the HTTP side,
 //! interception of upstream errors and `PROXY_INTERCEPT_ERRORS=false`).
 
-mod support;
-
 use bytes::Bytes;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
@@ -223,8 +221,8 @@ fn the_built_in_page_is_the_shipped_file() {
 
 // ---- End to end, through the real proxy ----
 
-use support::upstream::TestUpstream;
-use support::{TestProxy, client, client_h1, closed_port};
+use crate::support::upstream::TestUpstream;
+use crate::support::{TestProxy, client, client_h1, closed_port};
 
 fn rid(resp: &reqwest::Response) -> String {
     resp.headers()

@@ -3,8 +3,6 @@
 //! SIGHUP), broken pairs refused with the old one kept, chains in order, start-up refusals, and
 //! zero failed requests while the pair rotates. Every wait is a bounded poll, never a timed assert.
 
-mod support;
-
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -13,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{ProxyOptions, TestApp, TestProxy, eventually, served_fingerprint};
 use common::env::Env;
 use common::tls::rcgen;
-use support::{ProxyOptions, TestApp, TestProxy, eventually, served_fingerprint};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -374,8 +372,8 @@ async fn ten_rotations_under_load_fail_no_request() {
     let mut clients = Vec::new();
     for n in 0..6 {
         let client = match n % 3 {
-            0 => support::client(),
-            1 => support::client_h1(),
+            0 => crate::support::client(),
+            1 => crate::support::client_h1(),
             _ => reqwest::Client::builder()
                 .danger_accept_invalid_certs(true)
                 .pool_max_idle_per_host(0)

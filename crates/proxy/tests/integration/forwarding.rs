@@ -1,12 +1,10 @@
 //! The proxy's core, end to end: real app or test upstream, real proxy, real TLS clients.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::upstream::{TestUpstream, pattern};
-use support::{SwapLookup, TestApp, TestProxy, client, client_h1, closed_port, eventually};
+use crate::support::upstream::{TestUpstream, pattern};
+use crate::support::{SwapLookup, TestApp, TestProxy, client, client_h1, closed_port, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const QUOTE: &str = "It's easier to ask forgiveness than it is to get permission.";
@@ -412,7 +410,7 @@ async fn upstream_down_is_502_and_silent_upstream_is_504() {
 async fn a_moved_upstream_is_found_again_without_restarting_the_proxy() {
     let mut first = TestApp::start().await;
     let lookup = SwapLookup::new(vec![first.addr]);
-    let mut opts = support::ProxyOptions::new(&[("PROXY_UPSTREAM", "app.test:8000")]);
+    let mut opts = crate::support::ProxyOptions::new(&[("PROXY_UPSTREAM", "app.test:8000")]);
     opts.lookup = Some(lookup.clone());
     let proxy = TestProxy::start_with(opts).await;
     let c = client_h1();
@@ -448,7 +446,7 @@ async fn connections_are_spread_over_every_upstream_address() {
     let a = TestUpstream::start("a").await;
     let b = TestUpstream::start("b").await;
     let lookup = SwapLookup::new(vec![a.addr, b.addr]);
-    let mut opts = support::ProxyOptions::new(&[("PROXY_UPSTREAM", "app.test:8000")]);
+    let mut opts = crate::support::ProxyOptions::new(&[("PROXY_UPSTREAM", "app.test:8000")]);
     opts.lookup = Some(lookup);
     let proxy = TestProxy::start_with(opts).await;
     let c = client_h1();
@@ -472,7 +470,7 @@ async fn connections_are_spread_over_every_upstream_address() {
     // One address down: the next one is tried, nothing fails.
     let down = closed_port().await;
     let lookup = SwapLookup::new(vec![down, a.addr]);
-    let mut opts = support::ProxyOptions::new(&[("PROXY_UPSTREAM", "app.test:8000")]);
+    let mut opts = crate::support::ProxyOptions::new(&[("PROXY_UPSTREAM", "app.test:8000")]);
     opts.lookup = Some(lookup);
     let proxy = TestProxy::start_with(opts).await;
     for _ in 0..4 {

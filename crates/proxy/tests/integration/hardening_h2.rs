@@ -2,13 +2,11 @@
 //! crate: advertised SETTINGS, streams beyond MAX_CONCURRENT_STREAMS, header list size, rapid
 //! reset and CONTINUATION floods, and HTTP/2 → HTTP/1.1 downgrade smuggling.
 
-mod support;
-
-use support::h2raw::{self, h2_ask, h2_client};
-use support::raw::SOON;
-use support::recorder::Recorder;
-use support::upstream::TestUpstream;
-use support::{client, proxy_to};
+use crate::support::h2raw::{self, h2_ask, h2_client};
+use crate::support::raw::SOON;
+use crate::support::recorder::Recorder;
+use crate::support::upstream::TestUpstream;
+use crate::support::{client, proxy_to};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]

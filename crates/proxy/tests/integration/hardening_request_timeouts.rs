@@ -2,17 +2,15 @@
 //! requests outliving the connection timeouts, a stalled request body (408 or a cut response),
 //! upstream connect (502) and response (504) timeouts, and the bounded drain at shutdown.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::support::raw::{SOON, Tls, answer, closed_within, h1, read_answer};
+use crate::support::recorder::Recorder;
+use crate::support::upstream::TestUpstream;
+use crate::support::{client, eventually, proxy_to};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use support::raw::{SOON, Tls, answer, closed_within, h1, read_answer};
-use support::recorder::Recorder;
-use support::upstream::TestUpstream;
-use support::{client, eventually, proxy_to};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

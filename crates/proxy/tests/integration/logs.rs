@@ -299,12 +299,13 @@ fn an_unwritable_folder_names_path_ids_and_fix() {
         for p in [tmp.path(), dir.as_path()] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
+        // This test's name inside the test binary (`logs::…`).
+        let name = format!(
+            "{}::an_unwritable_folder_names_path_ids_and_fix",
+            module_path!().split_once("::").map_or("", |(_, m)| m)
+        );
         let out = std::process::Command::new(std::env::current_exe().expect("exe"))
-            .args([
-                "--exact",
-                "an_unwritable_folder_names_path_ids_and_fix",
-                "--nocapture",
-            ])
+            .args(["--exact", name.as_str(), "--nocapture"])
             .env(CHILD_VAR, &dir)
             .uid(NOBODY)
             .gid(NOBODY)

@@ -2,16 +2,14 @@
 //! header block (431), URI (414) and body (413) limits, PROXY_MAX_CONNECTIONS, and
 //! file-descriptor exhaustion in the real binary.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::binary::spawn_proxy_with_fd_limit;
+use crate::support::raw::{SOON, answer, ask, h1, read_answer};
+use crate::support::recorder::Recorder;
+use crate::support::upstream::TestUpstream;
+use crate::support::{client, client_h1, eventually, proxy_to};
 use bytes::Bytes;
-use support::binary::spawn_proxy_with_fd_limit;
-use support::raw::{SOON, answer, ask, h1, read_answer};
-use support::recorder::Recorder;
-use support::upstream::TestUpstream;
-use support::{client, client_h1, eventually, proxy_to};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

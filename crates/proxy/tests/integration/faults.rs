@@ -9,8 +9,6 @@
 //! Each prints its numbers (sent, answered by status, lost). They run one at a time (a shared
 //! lock) so their timings do not compete on small CI machines.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,11 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::binary::spawn_proxy;
+use crate::support::upstream::TestUpstream;
+use crate::support::{TestApp, TestProxy, eventually};
 use bytes::Bytes;
 use http_body_util::Full;
-use support::binary::spawn_proxy;
-use support::upstream::TestUpstream;
-use support::{TestApp, TestProxy, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -167,6 +165,57 @@ async fn slow_connection(
     })
 }
 
+/// One worker of well-behaved traffic: requests to `url` (a fresh client each, HTTP/2 or not)
+/// until `done`; every status or error.
+async fn normal_traffic(url: String, h2: bool, done: Arc<AtomicBool>) -> Vec<Result<u16, String>> {
+    let c = fresh_client(h2);
+    let mut results = Vec::new();
+    while !done.load(Ordering::SeqCst) {
+        let r = c
+            .get(&url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string());
+        results.push(r);
+    }
+    results
+}
+
+/// Print what the slow connections met; their close times after the handshake, sorted.
+fn report_slowloris(
+    slow: usize,
+    opened: &[&Slow],
+    normal: &Tally,
+    started: Instant,
+) -> Vec<Duration> {
+    let closed = opened.iter().filter(|s| s.closed).count();
+    let answered = opened
+        .iter()
+        .filter(|s| !s.h2 && !s.answer.is_empty())
+        .count();
+    let h2_count = opened.iter().filter(|s| s.h2).count();
+    let mut afters: Vec<Duration> = opened.iter().map(|s| s.after).collect();
+    afters.sort();
+    let trickled: usize = opened.iter().map(|s| s.trickled).sum();
+    eprintln!(
+        "slowloris: {slow} slow connections ({h2_count} HTTP/2), {} opened, {closed} closed by \
+         the proxy (close after handshake: min {:?}, median {:?}, max {:?}), {answered} HTTP/1.1 \
+         ones got bytes back \
+         ({:?}), {trickled} header bytes trickled; normal requests: {normal}; took {:?}",
+        opened.len(),
+        afters.first(),
+        afters.get(afters.len() / 2),
+        afters.last(),
+        opened
+            .iter()
+            .find(|s| !s.h2 && !s.answer.is_empty())
+            .map(|s| String::from_utf8_lossy(&s.answer).into_owned()),
+        started.elapsed()
+    );
+    afters
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_is_cut_off_while_normal_requests_keep_working() {
     let _serial = SERIAL.lock().await;
@@ -191,24 +240,7 @@ async fn slowloris_is_cut_off_while_normal_requests_keep_working() {
     let done = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = [false, true]
         .into_iter()
-        .map(|h2| {
-            let done = done.clone();
-            let url = proxy.url("/id");
-            tokio::spawn(async move {
-                let c = fresh_client(h2);
-                let mut results = Vec::new();
-                while !done.load(Ordering::SeqCst) {
-                    let r = c
-                        .get(&url)
-                        .send()
-                        .await
-                        .map(|r| r.status().as_u16())
-                        .map_err(|e| e.to_string());
-                    results.push(r);
-                }
-                results
-            })
-        })
+        .map(|h2| tokio::spawn(normal_traffic(proxy.url("/id"), h2, done.clone())))
         .collect();
 
     let mut outcomes = Vec::new();
@@ -228,29 +260,7 @@ async fn slowloris_is_cut_off_while_normal_requests_keep_working() {
     }
     let opened: Vec<&Slow> = outcomes.iter().flatten().collect();
     let closed = opened.iter().filter(|s| s.closed).count();
-    let answered = opened
-        .iter()
-        .filter(|s| !s.h2 && !s.answer.is_empty())
-        .count();
-    let h2_count = opened.iter().filter(|s| s.h2).count();
-    let mut afters: Vec<Duration> = opened.iter().map(|s| s.after).collect();
-    afters.sort();
-    let trickled: usize = opened.iter().map(|s| s.trickled).sum();
-    eprintln!(
-        "slowloris: {SLOW} slow connections ({h2_count} HTTP/2), {} opened, {closed} closed by \
-         the proxy (close after handshake: min {:?}, median {:?}, max {:?}), {answered} HTTP/1.1 \
-         ones got bytes back \
-         ({:?}), {trickled} header bytes trickled; normal requests: {normal}; took {:?}",
-        opened.len(),
-        afters.first(),
-        afters.get(afters.len() / 2),
-        afters.last(),
-        opened
-            .iter()
-            .find(|s| !s.h2 && !s.answer.is_empty())
-            .map(|s| String::from_utf8_lossy(&s.answer).into_owned()),
-        started.elapsed()
-    );
+    let afters = report_slowloris(SLOW, &opened, &normal, started);
     assert_eq!(opened.len(), SLOW, "not every slow connection got in");
     assert_eq!(closed, SLOW, "slow connections left open");
     assert!(
@@ -283,6 +293,93 @@ struct Outcome {
     page: bool,
 }
 
+/// One load worker for the outage test: requests until `done`, each with its timing and
+/// whether the answer was the proxy's own page. Two workers reuse connections to the proxy
+/// (HTTP/1.1 keep-alive, HTTP/2), two open a new one per request.
+async fn outage_load(i: usize, url: String, done: Arc<AtomicBool>) -> Vec<Outcome> {
+    let c = match i {
+        0 => crate::support::client_h1(),
+        1 => crate::support::client(),
+        _ => fresh_client(false),
+    };
+    let mut out = Vec::new();
+    while !done.load(Ordering::SeqCst) {
+        let start = Instant::now();
+        let (result, page) = match c.get(&url).send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let page = resp.headers().contains_key("x-request-id")
+                    && resp
+                        .headers()
+                        .get("cache-control")
+                        .is_some_and(|v| v == "no-store");
+                match resp.bytes().await {
+                    Ok(_) => (Ok(status), page),
+                    Err(e) => (Err(format!("body: {e}")), page),
+                }
+            }
+            Err(e) => (Err(e.to_string()), false),
+        };
+        out.push(Outcome {
+            start,
+            end: Instant::now(),
+            result,
+            page,
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    out
+}
+
+/// The outage test's requests sorted by when they ran, and what was wrong with any of them.
+struct Phases {
+    before: Tally,
+    during: Tally,
+    after: Tally,
+    bad: Vec<String>,
+    longest: Duration,
+}
+
+/// Before the outage and after recovery every request is a 200; overlapping it, a 200 or the
+/// 502 page.
+fn phases(all: &[Outcome], down_at: Instant, up_at: Instant) -> Phases {
+    let mut p = Phases {
+        before: Tally::default(),
+        during: Tally::default(),
+        after: Tally::default(),
+        bad: Vec::new(),
+        longest: Duration::ZERO,
+    };
+    for o in all {
+        p.longest = p.longest.max(o.end - o.start);
+        if o.end < down_at {
+            p.before.add(&o.result);
+            if o.result != Ok(200) {
+                p.bad.push(format!("before the outage: {:?}", o.result));
+            }
+        } else if o.start > up_at {
+            p.after.add(&o.result);
+            if o.result != Ok(200) {
+                p.bad.push(format!(
+                    "after recovery (+{:?}): {:?}",
+                    o.start - up_at,
+                    o.result
+                ));
+            }
+        } else {
+            p.during.add(&o.result);
+            match &o.result {
+                Ok(200) => {}
+                Ok(502) if o.page => {}
+                other => p
+                    .bad
+                    .push(format!("during the outage: {other:?} (page: {})", o.page)),
+            }
+        }
+    }
+    p
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_outage_under_load_gives_502s_only_during_the_outage() {
     let _serial = SERIAL.lock().await;
@@ -298,46 +395,7 @@ async fn upstream_outage_under_load_gives_502s_only_during_the_outage() {
     .await;
     let done = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..4)
-        .map(|i| {
-            let done = done.clone();
-            let url = proxy.url("/");
-            tokio::spawn(async move {
-                // Two workers reuse connections to the proxy (h1 keep-alive, h2), two don't.
-                let c = match i {
-                    0 => support::client_h1(),
-                    1 => support::client(),
-                    _ => fresh_client(false),
-                };
-                let mut out = Vec::new();
-                while !done.load(Ordering::SeqCst) {
-                    let start = Instant::now();
-                    let r = c.get(&url).send().await;
-                    let (result, page) = match r {
-                        Ok(resp) => {
-                            let status = resp.status().as_u16();
-                            let page = resp.headers().contains_key("x-request-id")
-                                && resp
-                                    .headers()
-                                    .get("cache-control")
-                                    .is_some_and(|v| v == "no-store");
-                            match resp.bytes().await {
-                                Ok(_) => (Ok(status), page),
-                                Err(e) => (Err(format!("body: {e}")), page),
-                            }
-                        }
-                        Err(e) => (Err(e.to_string()), false),
-                    };
-                    out.push(Outcome {
-                        start,
-                        end: Instant::now(),
-                        result,
-                        page,
-                    });
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                out
-            })
-        })
+        .map(|i| tokio::spawn(outage_load(i, proxy.url("/"), done.clone())))
         .collect();
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -363,35 +421,13 @@ async fn upstream_outage_under_load_gives_502s_only_during_the_outage() {
         );
     }
 
-    let (mut before, mut during, mut after) =
-        (Tally::default(), Tally::default(), Tally::default());
-    let mut bad = Vec::new();
-    let mut longest = Duration::ZERO;
-    for o in &all {
-        longest = longest.max(o.end - o.start);
-        if o.end < down_at {
-            before.add(&o.result);
-            if o.result != Ok(200) {
-                bad.push(format!("before the outage: {:?}", o.result));
-            }
-        } else if o.start > up_at {
-            after.add(&o.result);
-            if o.result != Ok(200) {
-                bad.push(format!(
-                    "after recovery (+{:?}): {:?}",
-                    o.start - up_at,
-                    o.result
-                ));
-            }
-        } else {
-            during.add(&o.result);
-            match &o.result {
-                Ok(200) => {}
-                Ok(502) if o.page => {}
-                other => bad.push(format!("during the outage: {other:?} (page: {})", o.page)),
-            }
-        }
-    }
+    let Phases {
+        before,
+        during,
+        after,
+        bad,
+        longest,
+    } = phases(&all, down_at, up_at);
     eprintln!(
         "upstream outage: before: {before}; overlapping the outage ({:?}): {during}; \
          after recovery: {after}; longest request {longest:?}",
@@ -422,7 +458,7 @@ impl Drop for Gate {
 
 impl Gate {
     async fn start() -> Gate {
-        let tls = support::upstream::tls_server_config(&[b"http/1.1"]);
+        let tls = crate::support::upstream::tls_server_config(&[b"http/1.1"]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -475,7 +511,7 @@ async fn sigterm_under_load_answers_and_logs_every_request_and_exits_0() {
     .await;
 
     let h1c = fresh_client(false);
-    let h2c = support::client();
+    let h2c = crate::support::client();
     let requests: Vec<_> = (0..H1 + H2)
         .map(|i| {
             let c = if i < H1 { h1c.clone() } else { h2c.clone() };

@@ -100,6 +100,49 @@ pub fn pattern(i: u64) -> u8 {
     (i % 251) as u8
 }
 
+/// Every header received, one `name: value` line each.
+fn headers(req: &Request<Incoming>) -> Response<Body> {
+    let mut text = String::new();
+    for (k, v) in req.headers() {
+        text.push_str(&format!(
+            "{}: {}\n",
+            k,
+            String::from_utf8_lossy(v.as_bytes())
+        ));
+    }
+    full(StatusCode::OK, text)
+}
+
+/// `total` bytes of [`pattern`], streamed in 64 KiB frames.
+fn big(total: u64) -> Response<Body> {
+    let chunk = 64 * 1024u64;
+    let stream = futures_util::stream::iter((0..total.div_ceil(chunk)).map(move |c| {
+        let start = c * chunk;
+        let end = (start + chunk).min(total);
+        let data: Vec<u8> = (start..end).map(pattern).collect();
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from(data)))
+    }));
+    Response::new(StreamBody::new(stream).boxed())
+}
+
+/// 101 to protocol `echo`, then everything sent comes back.
+fn echo_upgrade(req: &mut Request<Incoming>) -> Response<Body> {
+    let on = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(up) = on.await {
+            let mut io = TokioIo::new(up);
+            let (mut r, mut w) = tokio::io::split(&mut io);
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        }
+    });
+    let mut r = full(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+    r.headers_mut()
+        .insert("connection", "upgrade".parse().expect("v"));
+    r.headers_mut()
+        .insert("upgrade", "echo".parse().expect("v"));
+    r
+}
+
 async fn handle(
     id: &'static str,
     peer: SocketAddr,
@@ -121,17 +164,7 @@ async fn handle(
                     .map_or("-".into(), |h| String::from_utf8_lossy(h.as_bytes()))
             ),
         ),
-        "/headers" => {
-            let mut text = String::new();
-            for (k, v) in req.headers() {
-                text.push_str(&format!(
-                    "{}: {}\n",
-                    k,
-                    String::from_utf8_lossy(v.as_bytes())
-                ));
-            }
-            full(StatusCode::OK, text)
-        }
+        "/headers" => headers(&req),
         "/echo" => {
             let body = req
                 .into_body()
@@ -151,17 +184,7 @@ async fn handle(
             }
             full(StatusCode::OK, n.to_string())
         }
-        "/big" => {
-            let total = query_num(&req, "n");
-            let chunk = 64 * 1024u64;
-            let stream = futures_util::stream::iter((0..total.div_ceil(chunk)).map(move |c| {
-                let start = c * chunk;
-                let end = (start + chunk).min(total);
-                let data: Vec<u8> = (start..end).map(pattern).collect();
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from(data)))
-            }));
-            Response::new(StreamBody::new(stream).boxed())
-        }
+        "/big" => big(query_num(&req, "n")),
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(query_num(&req, "ms"))).await;
             full(StatusCode::OK, "slow done")
@@ -175,22 +198,7 @@ async fn handle(
             h.insert("x-end-to-end", "kept".parse().expect("v"));
             r
         }
-        "/upgrade" => {
-            let on = hyper::upgrade::on(&mut req);
-            tokio::spawn(async move {
-                if let Ok(up) = on.await {
-                    let mut io = TokioIo::new(up);
-                    let (mut r, mut w) = tokio::io::split(&mut io);
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                }
-            });
-            let mut r = full(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
-            r.headers_mut()
-                .insert("connection", "upgrade".parse().expect("v"));
-            r.headers_mut()
-                .insert("upgrade", "echo".parse().expect("v"));
-            r
-        }
+        "/upgrade" => echo_upgrade(&mut req),
         p if p.starts_with("/status/") => {
             let code = p["/status/".len()..].parse().unwrap_or(500);
             let mut r = full(

@@ -2,14 +2,12 @@
 //! handshake, header read (HTTP/1.1 and HTTP/2, trickled or silent), idle keep-alive (HTTP/1.1
 //! and HTTP/2 GOAWAY, PING never acknowledged) and a client that never reads its answer.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::h2raw;
-use support::raw::{SOON, closed_within, h1, read_answer, tls_connect};
-use support::upstream::TestUpstream;
-use support::{TestProxy, client, proxy_to};
+use crate::support::h2raw;
+use crate::support::raw::{SOON, closed_within, h1, read_answer, tls_connect};
+use crate::support::upstream::TestUpstream;
+use crate::support::{TestProxy, client, proxy_to};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

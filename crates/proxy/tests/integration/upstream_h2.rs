@@ -2,13 +2,11 @@
 //! `:authority`, re-resolution followed, a vanished address skipped; an HTTP/1-only upstream
 //! served over HTTP/1.1 in `auto` mode and refused with a clear reason in `true` mode.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::upstream::TestUpstream;
-use support::{ProxyOptions, SwapLookup, TestProxy, client, client_h1, eventually};
+use crate::support::upstream::TestUpstream;
+use crate::support::{ProxyOptions, SwapLookup, TestProxy, client, client_h1, eventually};
 use tracing_subscriber::layer::SubscriberExt;
 
 async fn h2_proxy(lookup: std::sync::Arc<SwapLookup>, workers: &str) -> TestProxy {

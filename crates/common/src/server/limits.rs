@@ -1,0 +1,40 @@
+//! The bounds the connection loop puts on every connection.
+
+use std::time::Duration;
+
+/// Bounds on every connection. Defaults follow nginx where nginx has one.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time allowed for the TLS handshake (nginx: `ssl_handshake_timeout` 60 s; we use 10 s).
+    pub handshake_timeout: Duration,
+    /// Time allowed to receive a request's header block (nginx `client_header_timeout`).
+    pub header_read_timeout: Duration,
+    /// Largest accepted HTTP/1 header block in bytes (hyper's read buffer).
+    pub max_header_bytes: usize,
+    /// HTTP/2 concurrent streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 header list size.
+    pub h2_max_header_list_size: u32,
+    /// Connections served at once; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+    /// A connection with no bytes read or written for this long is closed gracefully
+    /// (nginx `keepalive_timeout`); an in-flight request still completes.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(60),
+            max_header_bytes: 32 * 1024,
+            h2_max_concurrent_streams: 128,
+            h2_max_header_list_size: 32 * 1024,
+            max_connections: 10_000,
+            drain_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+        }
+    }
+}

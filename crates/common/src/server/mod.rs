@@ -1,0 +1,233 @@
+//! The connection loop both services run: accept (bounded), optional TLS (with a handshake
+//! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 via hyper-util
+//! with the per-connection timeouts (`conn`), graceful drain.
+
+mod conn;
+mod handshake;
+mod limits;
+mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use conn::Conn;
+use handshake::handshake;
+pub use limits::Limits;
+pub use service::{BoxError, HttpService};
+
+/// Facts about one accepted connection, handed to the service factory.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+/// Plain TCP or TLS. The TLS acceptor is re-read per connection through the config's resolver,
+/// so certificate reloads take effect on new handshakes.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    Tls(TlsAcceptor),
+}
+
+/// Serve `listener` until `shutdown` resolves, then drain in-flight requests for at most
+/// `limits.drain_timeout`. `make_service` is called once per connection.
+pub async fn serve<F, S>(
+    listener: TcpListener,
+    transport: Transport,
+    limits: Limits,
+    make_service: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(ConnInfo) -> S,
+    S: HttpService,
+{
+    let permits = connection_permits(&limits);
+    serve_with_permits(listener, transport, limits, permits, make_service, shutdown).await;
+}
+
+/// The connection budget for one listener: `limits.max_connections` permits. Several event
+/// loops serving the same listener share one.
+pub fn connection_permits(limits: &Limits) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(limits.max_connections.max(1)))
+}
+
+/// [`serve`] drawing connection permits from `permits`, shared with other event loops that
+/// accept on the same socket.
+pub async fn serve_with_permits<F, S>(
+    listener: TcpListener,
+    transport: Transport,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    make_service: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(ConnInfo) -> S,
+    S: HttpService,
+{
+    let connections = Connections::new(transport, limits);
+    let local = listener.local_addr().ok();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: back off instead of spinning, keep serving.
+                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo {
+            peer,
+            local: stream.local_addr().ok().or(local).unwrap_or(peer),
+            tls: matches!(connections.transport, Transport::Tls(_)),
+        };
+        connections.spawn(stream, make_service(info), permit, peer);
+    }
+    drop(listener);
+    connections.drain().await;
+}
+
+/// The connections one listener has accepted: how they are served, and their drain.
+struct Connections {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    transport: Transport,
+    limits: Limits,
+    tracker: TaskTracker,
+    /// Cancelled on shutdown: connections finish their requests and close.
+    closing: CancellationToken,
+    /// Cancelled once the drain timeout is over: whatever is left is closed.
+    aborting: CancellationToken,
+}
+
+impl Connections {
+    fn new(transport: Transport, limits: Limits) -> Self {
+        Connections {
+            builder: Arc::new(http_builder(&limits)),
+            transport,
+            limits,
+            tracker: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            aborting: CancellationToken::new(),
+        }
+    }
+
+    /// Serve one accepted connection (TLS first, when the listener has it) on its own task,
+    /// holding `permit` until it ends.
+    fn spawn<S: HttpService>(
+        &self,
+        stream: TcpStream,
+        service: S,
+        permit: OwnedSemaphorePermit,
+        peer: SocketAddr,
+    ) {
+        let conn = Conn {
+            builder: self.builder.clone(),
+            limits: self.limits.clone(),
+            closing: self.closing.clone(),
+            aborting: self.aborting.clone(),
+            peer,
+        };
+        let transport = self.transport.clone();
+        self.tracker.spawn(async move {
+            let _permit = permit;
+            match transport {
+                Transport::Plain => conn.drive(stream, service).await,
+                Transport::Tls(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        conn.limits.handshake_timeout,
+                        handshake(acceptor, stream, peer),
+                    );
+                    let tls = tokio::select! {
+                        _ = conn.closing.cancelled() => return,
+                        r = handshake => r,
+                    };
+                    match tls {
+                        Ok(Some(s)) => conn.drive(s, service).await,
+                        Ok(None) => {}
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+
+    /// Ask every connection to close after its requests, wait for them (at most the drain
+    /// timeout), then close what is left.
+    async fn drain(self) {
+        self.closing.cancel();
+        self.tracker.close();
+        tokio::select! {
+            _ = self.tracker.wait() => tracing::debug!("all connections drained"),
+            _ = tokio::time::sleep(self.limits.drain_timeout) => {
+                tracing::warn!(timeout = ?self.limits.drain_timeout, open = self.tracker.len(), "drain timeout reached; closing remaining connections");
+                self.aborting.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.tracker.wait()).await;
+            }
+        }
+    }
+}
+
+/// hyper-util's HTTP/1.1 + HTTP/2 server with the limits applied.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // Headroom above the limit so the service can answer 431 with a proper page; hyper
+        // itself answers a bare 431 beyond it.
+        .max_buf_size(limits.max_header_bytes.saturating_mul(2).max(16 * 1024) + 8192)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.h2_max_header_list_size)
+        // Rapid-reset (CVE-2023-44487) and error-reset floods: bounded.
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(1024));
+    builder
+}
+
+/// Bind a TCP listener, naming `var` and the address in the error.
+pub async fn bind(var: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        var: var.to_owned(),
+        addr,
+        source,
+    })
+}
+
+/// A listener that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}={addr}: cannot listen: {source}")]
+pub struct BindError {
+    pub var: String,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}

@@ -1,0 +1,131 @@
+//! The keypair's two files: the settings that name them, which of them exist, and the one error
+//! type of the TLS side, each variant naming the setting and the path it is about.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use common::tls::TlsError;
+
+use crate::config::TlsFiles;
+
+/// Setting naming the certificate chain file (PEM, leaf first, then intermediates).
+pub const CERT_SETTING: &str = "PROXY_TLS_CERT";
+/// Setting naming the private key file (PEM).
+pub const KEY_SETTING: &str = "PROXY_TLS_KEY";
+/// Setting allowing a self-signed pair to be generated when both files are absent.
+pub const GENERATE_SETTING: &str = "PROXY_TLS_GENERATE";
+/// A file an error is about: the setting that names it (when it came from one) and its path.
+#[derive(Debug, Clone)]
+pub struct FileRef {
+    pub setting: Option<&'static str>,
+    pub path: PathBuf,
+}
+
+impl fmt::Display for FileRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.setting {
+            Some(s) => write!(f, "{s}={}", self.path.display()),
+            None => write!(f, "{}", self.path.display()),
+        }
+    }
+}
+
+/// A keypair problem. Every variant names the setting and the path it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// Unreadable or unparsable file, unsupported key, or a key that doesn't match the certificate.
+    #[error("{setting}={source}")]
+    Invalid {
+        setting: &'static str,
+        #[source]
+        source: Box<TlsError>,
+    },
+    #[error(
+        "{CERT_SETTING}={}: the certificate expired on {not_after} ({days_ago} days ago); \
+         replace the pair",
+        path.display()
+    )]
+    Expired {
+        path: PathBuf,
+        not_after: String,
+        days_ago: i64,
+    },
+    #[error("{present} exists but {missing} does not; {hint}")]
+    HalfPair {
+        present: FileRef,
+        missing: FileRef,
+        hint: &'static str,
+    },
+    #[error(
+        "no TLS keypair: {CERT_SETTING}={} and {KEY_SETTING}={} do not exist and \
+         {GENERATE_SETTING}=false; provide both files or allow generation",
+        cert.display(),
+        key.display()
+    )]
+    Missing { cert: PathBuf, key: PathBuf },
+    #[error("{file}: cannot check the file: {source}")]
+    Stat {
+        file: FileRef,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{file}: cannot write: {source}")]
+    Write {
+        file: FileRef,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{file}: already exists; refusing to overwrite it (use --force)")]
+    Exists { file: FileRef },
+    #[error("{file}: cannot generate a self-signed keypair: {source}")]
+    Generate {
+        file: FileRef,
+        #[source]
+        source: Box<TlsError>,
+    },
+}
+
+/// Which of the two files exist.
+pub(super) fn presence(files: &TlsFiles) -> Result<(bool, bool), CertError> {
+    let exists = |setting, path: &Path| match fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(CertError::Stat {
+            file: file_ref(setting, path, true),
+            source,
+        }),
+    };
+    Ok((
+        exists(CERT_SETTING, &files.cert)?,
+        exists(KEY_SETTING, &files.key)?,
+    ))
+}
+
+pub(super) fn half_pair(files: &TlsFiles, cert_present: bool) -> CertError {
+    let cert = file_ref(CERT_SETTING, &files.cert, true);
+    let key = file_ref(KEY_SETTING, &files.key, true);
+    let hint = if files.generate {
+        "provide the matching file, or remove both to have a self-signed pair generated"
+    } else {
+        "provide the matching file"
+    };
+    let (present, missing) = if cert_present {
+        (cert, key)
+    } else {
+        (key, cert)
+    };
+    CertError::HalfPair {
+        present,
+        missing,
+        hint,
+    }
+}
+
+pub(super) fn file_ref(setting: &'static str, path: &Path, named: bool) -> FileRef {
+    FileRef {
+        setting: named.then_some(setting),
+        path: path.to_owned(),
+    }
+}

@@ -1,0 +1,19 @@
+//! The proxy's integration tests, one binary (the support code is compiled once): the real
+//! proxy in-process on 127.0.0.1:0 (or the real binary as a child), real TLS, real clients, the
+//! real app or test upstreams behind it. `cargo test -p proxy --test integration <module>::`
+//! runs one area.
+
+mod error_pages;
+mod faults;
+mod forwarding;
+mod hardening_h2;
+mod hardening_hygiene;
+mod hardening_request_timeouts;
+mod hardening_sizes;
+mod hardening_timeouts;
+mod keypair;
+mod logs;
+mod logs_e2e;
+mod rewrite_props;
+mod support;
+mod upstream_h2;
