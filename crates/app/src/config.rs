@@ -13,7 +13,7 @@ pub mod defaults {
     /// `APP_LISTEN`
     pub const LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8000);
     /// `APP_ENV`
-    pub const ENV: &str = "production";
+    pub const ENV: super::Mode = super::Mode::Production;
     /// `APP_LOG`
     pub const LOG: &str = "info";
     /// `APP_DRAIN_TIMEOUT`
@@ -27,6 +27,19 @@ pub mod defaults {
 pub enum Mode {
     Development,
     Production,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = &'static str;
+
+    /// `APP_ENV`: `development` (or `dev`), `production` (or `prod`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "development" | "dev" => Ok(Mode::Development),
+            "production" | "prod" => Ok(Mode::Production),
+            _ => Err("expected development or production"),
+        }
+    }
 }
 
 /// Where the TLS certificate comes from.
@@ -54,17 +67,7 @@ pub struct Config {
 impl Config {
     /// Read and validate every `APP_*` setting.
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
-        let mode = match env.string("APP_ENV", defaults::ENV)?.trim() {
-            "development" | "dev" => Mode::Development,
-            "production" | "prod" => Mode::Production,
-            other => {
-                return Err(EnvError::invalid(
-                    "APP_ENV",
-                    other,
-                    "expected development or production",
-                ));
-            }
-        };
+        let mode = env.parsed("APP_ENV", defaults::ENV)?;
         let cert = env.path("APP_TLS_CERT")?;
         let key = env.path("APP_TLS_KEY")?;
         let tls = match (cert, key) {
