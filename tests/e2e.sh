@@ -10,7 +10,8 @@
 # empty conf/tls and logs. The repository's conf/tls keypair, templates and logs are never
 # touched. Always tears down with `down -v`; prints `logs` when a check fails.
 #
-# Environment: E2E_HTTP_PORT, E2E_HTTPS_PORT, E2E_KEEP=1 (keep the work dir), E2E_SKIP_BUILD=1
+# Environment: E2E_HTTP_PORT, E2E_HTTPS_PORT, E2E_TAG (image tag, default e2e), E2E_KEEP=1 (keep
+# the work dir), E2E_SKIP_BUILD=1
 # (reuse containerize-{app,proxy}:e2e images already built).
 set -uo pipefail
 
@@ -20,7 +21,7 @@ cd "$ROOT" || exit 1
 HTTP_PORT="${E2E_HTTP_PORT:-18080}"
 HTTPS_PORT="${E2E_HTTPS_PORT:-18443}"
 PROJECT="containerize-e2e-$$"
-TAG=e2e
+TAG="${E2E_TAG:-e2e}"   # image tag; another tag lets two runs share the engine
 EXPECT_UID=1000
 EXPECT_GID=1000
 MAX_IMAGE_BYTES=10000000   # 10 MB
