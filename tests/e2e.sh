@@ -27,19 +27,10 @@ EXPECT_GID=1000
 MAX_IMAGE_BYTES=10000000   # 10 MB
 HTTPS_URL="https://localhost:$HTTPS_PORT"
 
-passed=0
-failed=0
-failures=()
 T0=$(date +%s)
-
-c_red=""; c_green=""; c_off=""
-if [ -t 1 ]; then c_red=$'\e[31m'; c_green=$'\e[32m'; c_off=$'\e[0m'; fi
-pass() { passed=$((passed + 1)); echo "${c_green}PASS${c_off} $*"; }
-fail() { failed=$((failed + 1)); failures+=("$*"); echo "${c_red}FAIL${c_off} $*"; }
-info() { echo "     $*"; }
-step() { echo; echo "==> $*"; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+# pass/fail/info/step, now/elapsed/wait_for, ck, served_fingerprint/file_fingerprint/new_keypair,
+# answer_is_valid, config_env, check_settings_listed
+. "$ROOT/tests/lib.sh"
 
 # ---- engine and compose ---------------------------------------------------------------------
 step "Docker engine"
@@ -102,9 +93,7 @@ teardown() {
     else
         rm -rf "$WORK" 2>/dev/null || info "could not remove $WORK (files owned by uid $EXPECT_UID)"
     fi
-    echo
-    echo "e2e: $passed passed, $failed failed ($(( $(date +%s) - T0 )) s)"
-    for f in "${failures[@]}"; do echo "  failed: $f"; done
+    summary e2e
     if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then exit 1; fi
     exit 0
 }
@@ -112,26 +101,9 @@ trap teardown EXIT
 trap 'echo "e2e: interrupted" >&2; failed=$((failed + 1)); exit 1' INT TERM
 
 # ---- helpers --------------------------------------------------------------------------------
-# curl that never hangs; -k because the certificate is self-signed.
-ck() { curl -sk --max-time 5 "$@"; }
-# wait_for SECONDS COMMAND...: poll every 0.1 s until COMMAND succeeds.
-wait_for() {
-    local limit="$1"; shift
-    local deadline; deadline=$(awk -v n="$(now)" -v l="$limit" 'BEGIN { printf "%.3f", n + l }')
-    while :; do
-        "$@" && return 0
-        awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }' && return 1
-        sleep 0.1
-    done
-}
 status_is() { [ "$(ck -o /dev/null -w '%{http_code}' "$HTTPS_URL/")" = "$1" ]; }
 healthy() { [ "$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$(cid "$1")" 2>/dev/null)" = healthy ]; }
 both_healthy() { healthy app && healthy proxy; }
-served_fingerprint() {
-    openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername localhost </dev/null 2>/dev/null \
-        | openssl x509 -noout -fingerprint -sha256 2>/dev/null | sed 's/.*=//'
-}
-file_fingerprint() { openssl x509 -in "$1" -noout -fingerprint -sha256 2>/dev/null | sed 's/.*=//'; }
 body_has() { ck "$HTTPS_URL/" | grep -qF -- "$1"; }
 body_lacks() { ! ck "$HTTPS_URL/" | grep -qF -- "$1"; }
 
@@ -175,26 +147,7 @@ else
 fi
 
 # Every variable a binary documents in --help is set explicitly in its compose anchor.
-config_env=$(compose config 2>/dev/null | awk '
-    /^services:/ { s = 1; next }  /^[^ ]/ { s = 0 }
-    s && /^  [a-z]/ { svc = $1; sub(":", "", svc); env = 0; next }
-    s && /^    environment:/ { env = 1; next }  s && /^    [a-z]/ { env = 0 }
-    s && env && /^      [A-Z]/ { k = $1; sub(":", "", k); print svc, k }')
-for s in app proxy; do
-    documented=$(docker run --rm "containerize-$s:$TAG" --help 2>/dev/null \
-        | grep -oE '^[[:space:]]+((APP|PROXY)_[A-Z0-9_]+|LOG_RETENTION)[[:space:]]' | tr -d ' ')
-    missing=""
-    for v in $documented; do
-        printf '%s\n' "$config_env" | grep -qx "$s $v" || missing="$missing $v"
-    done
-    if [ -z "$documented" ]; then
-        fail "$s --help lists no settings"
-    elif [ -z "$missing" ]; then
-        pass "all $(printf '%s\n' "$documented" | wc -l) settings of '$s --help' are set in its compose anchor"
-    else
-        fail "settings of '$s --help' missing from its compose anchor:$missing"
-    fi
-done
+check_settings_listed "$TAG" "$(compose config 2>/dev/null | config_env)" "its compose anchor"
 
 step "compose up -d (project $PROJECT, ports $HTTP_PORT/$HTTPS_PORT, work dir $WORK)"
 busy=$(ss -Hltn "( sport = :$HTTP_PORT or sport = :$HTTPS_PORT )" 2>/dev/null)
@@ -223,29 +176,9 @@ APP_CID=$(cid app)
 PROXY_CID=$(cid proxy)
 
 # ---- 3. the answer --------------------------------------------------------------------------
-step "HTTPS answer"
-ipv4='([0-9]{1,3}\.){3}[0-9]{1,3}'
-code=$(ck -o "$WORK/body" -w '%{http_code}' "$HTTPS_URL/")
-body=$(cat "$WORK/body" 2>/dev/null)
-sed 's/^/     | /' "$WORK/body" 2>/dev/null
-quote=$(printf '%s\n' "$body" | head -n1)
-if [ "$code" = 200 ] \
-    && [ -n "$quote" ] && ! printf '%s' "$quote" | grep -q '^X-' \
-    && printf '%s\n' "$body" | grep -Eq "^X-Forwarded-For: $ipv4\$" \
-    && printf '%s\n' "$body" | grep -Eq "^X-Real-IP: $ipv4\$" \
-    && printf '%s\n' "$body" | grep -Eq '^X-Forwarded-Proto: https$'; then
-    pass "GET $HTTPS_URL/ -> 200, a quote and X-Forwarded-For/X-Real-IP (IPv4), X-Forwarded-Proto: https"
-else
-    fail "GET $HTTPS_URL/ -> $code with an unexpected body"
-fi
-
-step "HTTP -> HTTPS"
-redirect=$(ck -o /dev/null -w '%{http_code} %{redirect_url}' "http://localhost:$HTTP_PORT/some/path?x=1")
-if [ "$redirect" = "301 https://localhost:$HTTPS_PORT/some/path?x=1" ]; then
-    pass "GET http://localhost:$HTTP_PORT/some/path?x=1 -> $redirect"
-else
-    fail "GET http://localhost:$HTTP_PORT/some/path?x=1 -> '$redirect' (want 301 to https://localhost:$HTTPS_PORT/some/path?x=1)"
-fi
+check_answer "$WORK/body"
+quote=$(head -n1 "$WORK/body" 2>/dev/null)
+check_redirect
 
 # ---- 4. the app is not reachable from the host ----------------------------------------------
 step "app port 8000 stays internal"
@@ -348,9 +281,7 @@ fi
 step "keypair replacement + restart proxy"
 old_fp="$served"
 tmpkey="$WORK/new.key"; tmpcrt="$WORK/new.crt"
-if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
-        -keyout "$tmpkey" -out "$tmpcrt" >/dev/null 2>&1; then
+if new_keypair "$tmpkey" "$tmpcrt"; then
     chmod 0644 "$tmpcrt"; chmod 0600 "$tmpkey"
     [ "$(id -u)" = 0 ] && chown "$EXPECT_UID:$EXPECT_GID" "$tmpkey" "$tmpcrt"
     [ "$(id -u)" != 0 ] && [ "$(id -u)" != "$EXPECT_UID" ] && chmod 0644 "$tmpkey"
