@@ -96,21 +96,24 @@ cleanup_run() { # the current run's containers, networks and images
     for s in app proxy; do docker image rm -f "containerize-$s:${IMAGE_TAG:-none}" >/dev/null 2>&1; done
     project=""
 }
-# The legacy builder's cache: untagged images descending from the rust image, leaves first
-# (`docker image rm` without -f refuses an image that is still used or has children).
+# The legacy builder's cache of this Dockerfile: its untagged intermediate images, i.e. those
+# descending from the rust image (skeleton, deps, builder) and those carrying the runtime stages'
+# title label (app-base, proxy-base: FROM scratch). `docker image rm` without -f refuses an
+# image still in use or with children, so they go leaves first, in rounds.
 legacy_cache() {
     docker image ls -a -q --no-trunc | sort -u | xargs -r docker image inspect \
-        -f '{{.Id}} {{if .Parent}}{{.Parent}}{{else}}-{{end}} {{len .RepoTags}}' 2>/dev/null \
+        -f '{{.Id}} {{if .Parent}}{{.Parent}}{{else}}-{{end}} {{len .RepoTags}} {{index .Config.Labels "org.opencontainers.image.title"}}' 2>/dev/null \
         | awk -v root="$rust_id" '
-            { parent[$1] = $2; tags[$1] = $3; ids[++n] = $1 }
+            { parent[$1] = $2; tags[$1] = $3; title[$1] = $4; ids[++n] = $1 }
             END {
                 for (i = 1; i <= n; i++) {
-                    id = ids[i]; p = parent[id]; d = 0
-                    for (hops = 0; p != "-" && p != "" && hops < 1000; hops++) {
-                        if (p == root) { d = 1; break }
+                    id = ids[i]; p = parent[id]
+                    ours = (title[id] == "containerize-app" || title[id] == "containerize-proxy")
+                    for (hops = 0; !ours && p != "-" && p != "" && hops < 1000; hops++) {
+                        if (p == root) ours = 1
                         p = parent[p]
                     }
-                    if (d && tags[id] == 0) print id
+                    if (ours && tags[id] == 0) print id
                 }
             }'
 }
