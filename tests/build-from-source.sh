@@ -154,6 +154,21 @@ wait_200() { # wait_200 SECONDS
     return 1
 }
 image_mb() { docker image inspect -f '{{.Size}}' "$1" 2>/dev/null | awk '{ printf "%.2f MB", $1 / 1e6 }'; }
+# where the time of a cold build goes, from the seconds prefixed to each line of its log: up to
+# the first `Compiling` (context, skeleton), the dependencies (up to cargo's first `Finished`),
+# the workspace crates with the fat-LTO link (up to the second), the rest (images, start)
+phases() {
+    awk -v total="$2" '
+        /Compiling / && !c { c = $1 }
+        /Finished .release. profile/ { f[++nf] = $1 }
+        END {
+            if (!c || nf < 2) { print "phases not found in the log"; exit }
+            printf "%d s to the first crate, %d s dependencies, %d s workspace + LTO link, %d s images + start\n",
+                c, f[1] - c, f[2] - f[1], total - f[2]
+        }' "$1"
+}
+# docker-compose colours the build's stderr, and may split a line between colour codes
+decolor='s/\x1b\[[0-9;]*m//g'
 # the cargo `Compiling` lines of a build log: crates compiled in that build
 compiled() { grep -cE 'Compiling [A-Za-z0-9_-]+ v[0-9]' "$1"; }
 # the crates a build log compiled that are not workspace members (crates/*/Cargo.toml)
@@ -191,7 +206,7 @@ run_builder() { # run_builder legacy|buildkit
     info "build log: $log (every line, prefixed with seconds since the start)"
     t1=$(date +%s)
     (cd "$src" && env "${envs[@]}" docker-compose -p "$project" up --build -d) 2>&1 \
-        | while IFS= read -r line; do printf '%4d %s\n' "$(( $(date +%s) - t1 ))" "$line"; done > "$log"
+        | sed -u "$decolor" | while IFS= read -r line; do printf '%4d %s\n' "$(( $(date +%s) - t1 ))" "$line"; done > "$log"
     code=${PIPESTATUS[0]}
     t2=$(date +%s)
     tail -n 15 "$log" | sed 's/^/     | /'
@@ -209,7 +224,7 @@ run_builder() { # run_builder legacy|buildkit
         fail "[$builder] only $n crates compiled: the cache was not cold"
     else
         pass "[$builder] cold docker-compose up --build -d: $n crates compiled, $((t2 - t1)) s"
-        results+=("$builder builder: cold 'docker-compose up --build -d' $((t2 - t1)) s ($n crates compiled)")
+        results+=("$builder builder: cold 'docker-compose up --build -d' $((t2 - t1)) s ($n crates compiled; $(phases "$log" $((t2 - t1))))")
     fi
 
     # the answer
@@ -244,8 +259,8 @@ run_builder() { # run_builder legacy|buildkit
     printf '\n// edited by tests/build-from-source.sh\n' >> "$src/crates/app/src/main.rs"
     log="$WORK/$builder-edit.log"
     t1=$(date +%s)
-    (cd "$src" && env "${envs[@]}" docker-compose -p "$project" build app) > "$log" 2>&1
-    code=$?
+    (cd "$src" && env "${envs[@]}" docker-compose -p "$project" build app) 2>&1 | sed -u "$decolor" > "$log"
+    code=${PIPESTATUS[0]}
     t2=$(date +%s)
     n="$(compiled "$log")"
     if [ "$code" != 0 ]; then
