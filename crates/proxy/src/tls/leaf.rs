@@ -9,8 +9,7 @@ use common::tls::{CertInfo, Keypair};
 use time::OffsetDateTime;
 
 use super::ca::{DevCa, LEAF_ORG, Pem};
-use super::files::fmt_time;
-use super::files::{CERT_SETTING, CertError, KEY_SETTING, file_ref, half_pair, presence};
+use super::files::{CERT_SETTING, CertError, KEY_SETTING, file_ref, fmt_time, half_pair, presence};
 use super::generate::write_atomic;
 use crate::config::{TlsFiles, TlsName};
 

@@ -44,7 +44,7 @@ impl CertStore {
 
     /// One renewal check: when the proxy holds `ca.key` and its own leaf is due, issue a new
     /// one, write it and serve it. Returns the time from the decision to the new leaf being
-    /// served, when it renewed.
+    /// served, when it renewed (`None`: nothing to do, or it failed and the reason is logged).
     pub fn renew_if_due(&self) -> Option<Duration> {
         let files = self.files();
         if !files.generate || !matches!(ca_presence(files), Ok((true, true))) {
@@ -66,10 +66,13 @@ impl CertStore {
             Ok(Some((due, started))) => {
                 self.reload_logged("renewal");
                 let took = started.elapsed();
-                tracing::info!(
-                    "TLS leaf renewed ({due}); served {took:?} after the check decided to renew"
-                );
-                Some(took)
+                // A refused reload was logged by `reload_logged`; the old leaf still serves.
+                self.last_reload_error().is_none().then(|| {
+                    tracing::info!(
+                        "TLS leaf renewed ({due}); served {took:?} after the check decided to renew"
+                    );
+                    took
+                })
             }
             Ok(None) => None,
             Err(e) => {
