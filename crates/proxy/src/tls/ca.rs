@@ -159,18 +159,29 @@ impl DevCa {
         name: &TlsName,
         at: OffsetDateTime,
     ) -> Result<(), rustls::Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone())?;
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), common::tls::provider())
-                .build()
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
-        let secs = u64::try_from(at.unix_timestamp()).unwrap_or(0);
-        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
-        verifier
-            .verify_server_cert(leaf, &[], &server_name(name)?, &[], now)
-            .map(|_| ())
+        verify_against(&self.der, leaf, name, at)
     }
+}
+
+/// Verify `leaf` alone for `name` at `at` with `ca` as the only root (webpki, as rustls
+/// clients do: the name constraints included).
+pub(super) fn verify_against(
+    ca: &CertificateDer<'_>,
+    leaf: &CertificateDer<'_>,
+    name: &TlsName,
+    at: OffsetDateTime,
+) -> Result<(), rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone().into_owned())?;
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), common::tls::provider())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let secs = u64::try_from(at.unix_timestamp()).unwrap_or(0);
+    let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+    verifier
+        .verify_server_cert(leaf, &[], &server_name(name)?, &[], now)
+        .map(|_| ())
 }
 
 /// The name a client would ask for; for a wildcard, a name it covers.

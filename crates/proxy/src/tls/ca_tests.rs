@@ -324,6 +324,26 @@ fn describe_and_trust_show_the_ca_its_constraints_and_the_commands() {
     .filter(|want| !text.contains(want))
     .collect();
     assert!(missing.is_empty(), "missing {missing:?} in\n{text}");
+    // A leaf signed by hand outside the constraints: described, with the refusal as a warning.
+    let (crt, key) = (
+        fs::read_to_string(&files.ca_cert),
+        fs::read_to_string(&files.ca_key),
+    );
+    let evil = testkit::Pair::signed_by(
+        &crt.expect("ca"),
+        &key.expect("key"),
+        &["evil.example.com"],
+        "test",
+        -1,
+        30,
+    );
+    evil.write_into(dir.path());
+    let text = describe(&files).expect("describe");
+    assert!(
+        text.contains("refuses this certificate for evil.example.com")
+            && text.contains("NameConstraintViolation"),
+        "{text}"
+    );
     let shown = trust(&files, None).expect("trust");
     assert!(
         shown.contains(&files.ca_cert.display().to_string()),

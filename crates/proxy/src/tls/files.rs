@@ -136,7 +136,7 @@ pub(super) fn half_pair(files: &TlsFiles, cert_present: bool) -> CertError {
     let cert = file_ref(CERT_SETTING, &files.cert, true);
     let key = file_ref(KEY_SETTING, &files.key, true);
     let hint = if files.generate {
-        "provide the matching file, or remove both to have a self-signed pair generated"
+        "provide the matching file, or remove both to have a new pair issued by the development CA"
     } else {
         "provide the matching file"
     };

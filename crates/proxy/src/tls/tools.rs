@@ -5,9 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::tls::CertInfo;
+use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
-use super::ca::{CA_DAYS, LEAF_DAYS};
+use super::ca::{CA_DAYS, LEAF_DAYS, verify_against};
 use super::files::fmt_time;
 use super::files::{
     CERT_SETTING, CertError, FileRef, GENERATE_SETTING, KEY_SETTING, half_pair, presence,
@@ -15,8 +16,8 @@ use super::files::{
 use super::generate::generate_pair;
 use super::leaf::is_ours;
 use super::store::validate;
-use crate::config::TlsFiles;
 use crate::config::defaults::{CERT_NAME, KEY_NAME};
+use crate::config::{TlsFiles, TlsName};
 
 /// Human-readable facts about the pair the proxy would serve (for `proxy cert`): subject, SANs,
 /// validity, days left, SHA-256 fingerprint, chain, any warnings, and the development CA beside
@@ -38,10 +39,17 @@ pub fn describe(files: &TlsFiles) -> Result<String, CertError> {
     let (served, warnings) = validate(files, &common::tls::provider(), now)?;
     let info = &served.info;
     let chain = served.certified.cert.len();
-    let ca = common::tls::load_certs(&files.ca_cert)
+    let ca_der = common::tls::load_certs(&files.ca_cert)
         .ok()
-        .and_then(|c| CertInfo::parse(&c[0], &files.ca_cert).ok());
+        .map(|mut c| c.swap_remove(0));
+    let ca = ca_der
+        .as_ref()
+        .and_then(|der| CertInfo::parse(der, &files.ca_cert).ok());
     let by_ca = ca.as_ref().is_some_and(|ca| ca.subject == info.issuer);
+    let mut warnings = warnings;
+    if let (true, Some(ca_der)) = (by_ca, &ca_der) {
+        warnings.extend(refusals(ca_der, &served.certified.cert[0], info, now));
+    }
     let issuer = if info.issuer == info.subject {
         "(self-signed)".to_owned()
     } else {
@@ -84,6 +92,27 @@ pub fn describe(files: &TlsFiles) -> Result<String, CertError> {
     Ok(out)
 }
 
+/// For a leaf the development CA signed: each of its names a client trusting only the CA would
+/// refuse, and why (a leaf signed by hand outside the CA's name constraints).
+fn refusals(
+    ca: &CertificateDer<'_>,
+    leaf: &CertificateDer<'_>,
+    info: &CertInfo,
+    now: OffsetDateTime,
+) -> Vec<String> {
+    info.sans
+        .iter()
+        .filter_map(|san| {
+            let name = san.parse::<TlsName>().ok()?;
+            let err = verify_against(ca, leaf, &name, now).err()?;
+            Some(format!(
+                "a client trusting only the development CA refuses this certificate for {san}: \
+                 {err}"
+            ))
+        })
+        .collect()
+}
+
 /// What start-up would do in an empty folder.
 fn fresh(files: &TlsFiles) -> String {
     let head = format!(
@@ -104,10 +133,11 @@ fn fresh(files: &TlsFiles) -> String {
     } else {
         format!(
             "{head}On start the proxy creates a development CA, {} and {} (ECDSA P-256, valid \
-             {CA_DAYS} days, allowed to sign only for {}), and {leaf} signed by it.\n\
+             {} years, allowed to sign only for {}), and {leaf} signed by it.\n\
              Trust the CA once: `proxy cert trust` prints the command for each OS.\n",
             files.ca_cert.display(),
             files.ca_key.display(),
+            CA_DAYS / 365,
             files.names
         )
     }
