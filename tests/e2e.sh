@@ -104,6 +104,7 @@ trap 'echo "e2e: interrupted" >&2; failed=$((failed + 1)); exit 1' INT TERM
 status_is() { [ "$(ck -o /dev/null -w '%{http_code}' "$HTTPS_URL/")" = "$1" ]; }
 healthy() { [ "$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$(cid "$1")" 2>/dev/null)" = healthy ]; }
 both_healthy() { healthy app && healthy proxy; }
+served_is() { [ "$(served_fingerprint)" = "$1" ]; }
 body_has() { ck "$HTTPS_URL/" | grep -qF -- "$1"; }
 body_lacks() { ! ck "$HTTPS_URL/" | grep -qF -- "$1"; }
 
@@ -227,13 +228,20 @@ for s in app proxy; do
     fi
 done
 
-# ---- 6. the certificate is the one in conf/tls ----------------------------------------------
-step "TLS certificate"
+# ---- 6. the certificate: a leaf of the development CA in conf/tls, verified without -k -----
+step "TLS certificate and the development CA"
 crt="$WORK/conf/tls/localhost.crt"
 key="$WORK/conf/tls/localhost.key"
+ca="$WORK/conf/tls/ca.crt"
+cakey="$WORK/conf/tls/ca.key"
 served=$(served_fingerprint)
-if [ -f "$crt" ] && [ -f "$key" ]; then
-    pass "a keypair was generated in conf/tls on first start ($(stat -c '%U:%G %a' "$key") key)"
+if [ -f "$crt" ] && [ -f "$key" ] && [ -f "$ca" ] && [ -f "$cakey" ]; then
+    modes="ca.key $(stat -c '%U:%G %a' "$cakey"), localhost.key $(stat -c '%a' "$key")"
+    if [ "$(stat -c '%a' "$cakey")" = 600 ] && [ "$(stat -c '%a' "$key")" = 600 ]; then
+        pass "a development CA and a leaf were created in conf/tls on first start ($modes)"
+    else
+        fail "keys in conf/tls are not mode 0600: $modes"
+    fi
     ondisk=$(file_fingerprint "$crt")
     if [ -n "$served" ] && [ "$served" = "$ondisk" ]; then
         pass "the served certificate is conf/tls/localhost.crt (sha256 $served)"
@@ -241,13 +249,47 @@ if [ -f "$crt" ] && [ -f "$key" ]; then
         fail "served certificate '$served' != conf/tls/localhost.crt '$ondisk'"
     fi
 else
-    fail "no keypair in conf/tls after the first start: $(ls -la "$WORK/conf/tls" | tr '\n' ' ')"
+    fail "no CA and keypair in conf/tls after the first start: $(ls -la "$WORK/conf/tls" | tr '\n' ' ')"
 fi
-cert_cmd=$(docker exec "$PROXY_CID" /proxy cert 2>&1)
-if printf '%s' "$cert_cmd" | tr -d ':' | grep -qiF -- "$(printf '%s' "$served" | tr -d ':')" && [ -n "$served" ]; then
-    pass "'proxy cert' inside the container reports the same fingerprint"
+chain_len=$(openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername localhost -showcerts </dev/null 2>/dev/null | grep -c 'BEGIN CERTIFICATE')
+if [ "$chain_len" = 1 ]; then pass "the chain served is the leaf alone"; else fail "the chain served has $chain_len certificates (want the leaf alone)"; fi
+ca_text=$(openssl x509 -in "$ca" -noout -text 2>/dev/null)
+constraints=$(printf '%s\n' "$ca_text" | sed -n '/Name Constraints: critical/,/X509v3 Subject Key Identifier/p' | grep -E 'DNS:|IP:' | xargs)
+if printf '%s' "$ca_text" | grep -q 'CA:TRUE, pathlen:0' && printf '%s' "$ca_text" | grep -q 'Name Constraints: critical' \
+    && printf '%s' "$constraints" | grep -q 'DNS:localhost' && printf '%s' "$constraints" | grep -q 'IP:127.0.0.1/255.255.255.255' \
+    && printf '%s' "$ca_text" | grep -q 'Certificate Sign, CRL Sign' && printf '%s' "$ca_text" | grep -q 'ASN1 OID: prime256v1'; then
+    pass "openssl x509 -text: ca.crt is a P-256 CA, pathlen 0, certSign/cRLSign, name constraints: $constraints"
 else
-    fail "'proxy cert' does not report the served fingerprint $served: $(printf '%s' "$cert_cmd" | head -n 5 | tr '\n' ' ')"
+    fail "ca.crt is not the expected name-constrained CA: $(printf '%s' "$ca_text" | grep -E 'CA:|Constraints|Permitted|DNS:|IP:' | xargs)"
+fi
+if openssl verify -CAfile "$ca" "$crt" >/dev/null 2>&1; then
+    pass "openssl verify: conf/tls/localhost.crt chains to conf/tls/ca.crt"
+else
+    fail "openssl verify -CAfile ca.crt localhost.crt: $(openssl verify -CAfile "$ca" "$crt" 2>&1 | tail -n 1)"
+fi
+for url in "$HTTPS_URL/" "https://127.0.0.1:$HTTPS_PORT/"; do
+    code=$(curl -sS --max-time 5 --cacert "$ca" -o /dev/null -w '%{http_code}' "$url" 2>"$WORK/curl.err")
+    if [ "$code" = 200 ]; then
+        pass "curl --cacert conf/tls/ca.crt $url -> 200 (no -k)"
+    else
+        fail "curl --cacert conf/tls/ca.crt $url -> $code: $(cat "$WORK/curl.err")"
+    fi
+done
+cert_cmd=$(docker exec "$PROXY_CID" /proxy cert 2>&1)
+if printf '%s' "$cert_cmd" | tr -d ':' | grep -qiF -- "$(printf '%s' "$served" | tr -d ':')" && [ -n "$served" ] \
+    && printf '%s' "$cert_cmd" | grep -qF 'May sign only DNS:localhost, IP:127.0.0.1/32, IP:::1/128'; then
+    pass "'proxy cert' inside the container reports the same fingerprint and the CA's name constraints"
+else
+    fail "'proxy cert' does not report the served fingerprint $served and the constraints: $(printf '%s' "$cert_cmd" | head -n 20 | tr '\n' ' ')"
+fi
+ca_fp=$(file_fingerprint "$ca")
+trust_out=$(compose run --rm -T proxy cert trust 2>&1)
+if [ -n "$ca_fp" ] && printf '%s' "$trust_out" | grep -qF -- "$ca_fp" \
+    && printf '%s' "$trust_out" | grep -qF 'sudo cp conf/tls/ca.crt /usr/local/share/ca-certificates/' \
+    && printf '%s' "$trust_out" | grep -qF 'certutil -user -addstore Root conf\tls\ca.crt'; then
+    pass "'compose run --rm proxy cert trust' prints the trust commands and the CA's fingerprint $ca_fp"
+else
+    fail "'compose run --rm proxy cert trust': $(printf '%s' "$trust_out" | head -n 12 | tr '\n' ' ')"
 fi
 
 # ---- 7. template edits are served within 1 s ------------------------------------------------
@@ -275,6 +317,43 @@ else
     else
         fail "in-place edit not served within 1 s (answer: $(ck "$HTTPS_URL/" | head -n1))"
     fi
+fi
+
+# ---- 7b. the name constraints hold: a leaf signed with ca.key for another name is refused --
+step "a certificate signed with conf/tls/ca.key for another name is refused by curl --cacert"
+if [ -r "$cakey" ]; then
+    ekey="$WORK/evil.key"; ecsr="$WORK/evil.csr"; ecrt="$WORK/evil.crt"
+    if openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=evil.example.com \
+            -keyout "$ekey" -out "$ecsr" >/dev/null 2>&1 \
+        && printf 'subjectAltName=DNS:evil.example.com,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$WORK/evil.ext" \
+        && openssl x509 -req -in "$ecsr" -CA "$ca" -CAkey "$cakey" -set_serial "0x$(openssl rand -hex 8)" -days 2 \
+            -extfile "$WORK/evil.ext" -out "$ecrt" >/dev/null 2>&1; then
+        chmod 0644 "$ecrt"; chmod 0600 "$ekey"
+        [ "$(id -u)" = 0 ] && chown "$EXPECT_UID:$EXPECT_GID" "$ekey" "$ecrt"
+        [ "$(id -u)" != 0 ] && [ "$(id -u)" != "$EXPECT_UID" ] && chmod 0644 "$ekey"
+        evil_fp=$(file_fingerprint "$ecrt")
+        cp -p "$key" "$WORK/ca-leaf.key"; cp -p "$crt" "$WORK/ca-leaf.crt"
+        mv -f "$ekey" "$key"; mv -f "$ecrt" "$crt"
+        if wait_for 10 served_is "$evil_fp"; then
+            for host in evil.example.com localhost; do
+                out=$(curl -sS --max-time 5 --cacert "$ca" --resolve "$host:$HTTPS_PORT:127.0.0.1" -o /dev/null "https://$host:$HTTPS_PORT/" 2>&1); rc=$?
+                if [ "$rc" = 60 ]; then
+                    pass "curl --cacert ca.crt https://$host:$HTTPS_PORT/ refuses the ca.key-signed leaf for evil.example.com ($(printf '%s' "$out" | head -n1))"
+                else
+                    fail "curl --cacert ca.crt https://$host:$HTTPS_PORT/ accepted or failed otherwise (exit $rc): $(printf '%s' "$out" | head -n1)"
+                fi
+            done
+        else
+            fail "the test leaf for evil.example.com was never served"
+        fi
+        # Put the CA's leaf back (hot reload) for the next steps.
+        mv -f "$WORK/ca-leaf.key" "$key"; mv -f "$WORK/ca-leaf.crt" "$crt"
+        wait_for 10 served_is "$served" || fail "the CA's leaf was not served again after the test"
+    else
+        fail "openssl could not sign a test leaf with conf/tls/ca.key"
+    fi
+else
+    info "skipped: conf/tls/ca.key (uid $EXPECT_UID, mode 0600) is not readable by uid $(id -u)"
 fi
 
 # ---- 8. a new keypair after `restart proxy` -------------------------------------------------

@@ -24,7 +24,8 @@ summary() {
     for f in "${failures[@]}"; do echo "  failed: $f"; done
 }
 
-# curl that never hangs; -k because the certificate is self-signed.
+# curl that never hangs. -k: some steps serve a pair the development CA did not sign (a test's own);
+# the CA's leaf is checked with `--cacert conf/tls/ca.crt` instead.
 ck() { curl -sk --max-time 5 "$@"; }
 # wait_for SECONDS COMMAND...: poll every 0.1 s until COMMAND succeeds.
 wait_for() {

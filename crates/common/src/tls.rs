@@ -180,6 +180,35 @@ pub fn self_signed(names: &[&str], days: i64) -> Result<SelfSigned, TlsError> {
     })
 }
 
+/// A name constraints extension as text: each permitted subtree (`DNS:localhost`,
+/// `IP:127.0.0.1/32`), then each excluded one prefixed `excluded `.
+fn name_constraints(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok(Some(ext)) = cert.name_constraints() else {
+        return Vec::new();
+    };
+    let subtree = |name: &GeneralName<'_>| match name {
+        GeneralName::DNSName(d) => format!("DNS:{d}"),
+        GeneralName::IPAddress(b) if b.len() == 8 || b.len() == 32 => {
+            let (addr, mask) = b.split_at(b.len() / 2);
+            let prefix: u32 = mask.iter().map(|m| m.count_ones()).sum();
+            let ip = match <[u8; 4]>::try_from(addr) {
+                Ok(v4) => std::net::IpAddr::from(v4),
+                Err(_) => std::net::IpAddr::from(<[u8; 16]>::try_from(addr).unwrap_or_default()),
+            };
+            format!("IP:{ip}/{prefix}")
+        }
+        other => other.to_string(),
+    };
+    let value = ext.value;
+    let permitted = value.permitted_subtrees.iter().flatten();
+    let excluded = value.excluded_subtrees.iter().flatten();
+    permitted
+        .map(|s| subtree(&s.base))
+        .chain(excluded.map(|s| format!("excluded {}", subtree(&s.base))))
+        .collect()
+}
+
 /// SHA-256 of a DER certificate as colon-separated upper-case hex (the `openssl x509 -fingerprint`
 /// form).
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
@@ -198,11 +227,16 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 #[derive(Debug, Clone)]
 pub struct CertInfo {
     pub subject: String,
+    /// The subject's `CN`, empty when it has none.
+    pub common_name: String,
     pub issuer: String,
     pub sans: Vec<String>,
     pub not_before: time::OffsetDateTime,
     pub not_after: time::OffsetDateTime,
     pub fingerprint: String,
+    /// A CA's name constraints, e.g. `DNS:localhost`, `IP:127.0.0.1/32`, `excluded IP:0.0.0.0/0`
+    /// (empty: none).
+    pub name_constraints: Vec<String>,
 }
 
 impl CertInfo {
@@ -233,13 +267,22 @@ impl CertInfo {
                 }
             }
         }
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         Ok(CertInfo {
             subject: cert.subject().to_string(),
+            common_name,
             issuer: cert.issuer().to_string(),
             sans,
             not_before: cert.validity().not_before.to_datetime(),
             not_after: cert.validity().not_after.to_datetime(),
             fingerprint: fingerprint(der),
+            name_constraints: name_constraints(&cert),
         })
     }
 

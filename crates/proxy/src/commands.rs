@@ -1,5 +1,5 @@
 //! What each subcommand does, for `main.rs` to dispatch to: serve (the default), `healthcheck`,
-//! `cert`, `cert generate`.
+//! `cert`, `cert trust`, `cert generate`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -72,6 +72,11 @@ pub async fn healthcheck(config: &Config) -> Result<String, common::client::Prob
 /// `proxy cert`: what the proxy would serve.
 pub fn cert(config: &Config) -> Result<String, CertError> {
     tls::describe(&config.tls)
+}
+
+/// `proxy cert trust [--path PATH]`: how to trust the development CA on each OS, and undo it.
+pub fn cert_trust(config: &Config, path: Option<&str>) -> Result<String, CertError> {
+    tls::trust(&config.tls, path)
 }
 
 /// `proxy cert generate --out DIR [--force]`: a new self-signed pair in `dir`.

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! main.rs       CLI dispatch only
-//! commands.rs   what each subcommand does: serve, healthcheck, cert, cert generate
+//! commands.rs   what each subcommand does: serve, healthcheck, cert, cert trust, cert generate
 //! server.rs     Proxy: the workers, the site they serve, the two listeners
 //! signals.rs    TERM/INT → shutdown, HUP → keypair reload, USR1 → log reopen (the only handlers)
 //! error.rs      ProxyError: why the proxy could not start
@@ -15,7 +15,8 @@
 //!               upgrades, the one failure type and the error pages it becomes
 //! upstream/     the way to the app: dial (resolve, rotate, connect), the HTTP/1.1 pool, the
 //!               HTTP/2 multiplexer, and the choice between them
-//! tls/          the keypair store, the server configuration, the folder watch, `proxy cert`
+//! tls/          the keypair store, the server configuration, the folder watch, the development
+//!               CA and the renewal of its leaf, `proxy cert` and `proxy cert trust`
 //! logs/         the log folder, the queue, the writer thread, access lines, the error.log layer
 //! ```
 //!
@@ -33,9 +34,10 @@ mod signals;
 mod tls;
 mod upstream;
 
-pub use commands::{cert, cert_generate, healthcheck, serve};
+pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Config, Limits, LogConfig, LogFormat, TlsFiles, Upstream, UpstreamHttp2, defaults,
+    Config, Limits, LogConfig, LogFormat, TlsFiles, TlsName, TlsNames, Upstream, UpstreamHttp2,
+    defaults,
 };
 pub use error::ProxyError;
 pub use http::headers;
@@ -43,5 +45,8 @@ pub use http::{DEFAULT_TEMPLATE, ErrorPageError, ErrorPages, explanation};
 pub use logs::{AccessEntry, AccessLog, LogDirError, Logs, format_combined, format_json};
 pub use server::Proxy;
 pub use signals::Signals;
-pub use tls::{CertError, CertStore, describe, generate_into, generate_into_with};
+pub use tls::{
+    CA_DAYS, CertError, CertStore, LEAF_DAYS, LEAF_ORG, describe, generate_into,
+    generate_into_with, trust,
+};
 pub use upstream::{Lookup, SystemLookup};

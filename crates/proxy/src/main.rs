@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 ///   PROXY_HTTPS_PORT         port written into redirects; omitted when 443 [443]
 ///   PROXY_TLS_CERT           PEM chain, leaf first [/etc/proxy/tls/localhost.crt]
 ///   PROXY_TLS_KEY            PEM private key [/etc/proxy/tls/localhost.key]
-///   PROXY_TLS_GENERATE       generate a self-signed pair when both files are absent [true]
+///   PROXY_TLS_GENERATE       both files absent: create a development CA (ca.crt, ca.key
+///                            beside them) and a leaf it signs; renew that leaf [true]
+///   PROXY_TLS_NAMES          names of a generated leaf, and all the CA may sign for
+///                            [localhost, 127.0.0.1, ::1]
+///   PROXY_TLS_RENEW_INTERVAL how often the CA-issued leaf is checked for renewal [1h]
 ///   PROXY_HSTS               Strict-Transport-Security value; empty turns it off [max-age=63072000]
 ///   PROXY_UPSTREAM           host:port of the HTTPS app, re-resolved per connection [app:8000]
 ///   PROXY_UPSTREAM_CA        PEM CA to verify the upstream with; unset: not verified []
@@ -56,7 +60,8 @@ struct Cli {
 enum Command {
     /// Exit 0 when the local HTTPS listener completes a TLS handshake (Docker HEALTHCHECK).
     Healthcheck,
-    /// Print the certificate the proxy would serve (subject, SANs, validity, fingerprint).
+    /// Print the certificate the proxy would serve (subject, SANs, validity, fingerprint, chain)
+    /// and the development CA beside it (name constraints, expiry, renewal).
     Cert {
         #[command(subcommand)]
         action: Option<CertAction>,
@@ -65,6 +70,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CertAction {
+    /// Print the commands that trust the development CA (ca.crt) on each OS, how to undo them,
+    /// and its fingerprint. In Docker: `docker compose run --rm proxy cert trust`.
+    Trust {
+        /// How the commands name ca.crt [conf/tls/ca.crt for the image's default folder].
+        #[arg(long)]
+        path: Option<String>,
+    },
     /// Write a new self-signed pair (localhost.crt, localhost.key) into a folder.
     Generate {
         /// Folder to write into (a running proxy watching it picks the pair up).
@@ -85,6 +97,9 @@ fn run() -> anyhow::Result<()> {
     let config = proxy::Config::from_env(&common::env::Env::process())?;
     match cli.command {
         Some(Command::Cert { action: None }) => print!("{}", proxy::cert(&config)?),
+        Some(Command::Cert {
+            action: Some(CertAction::Trust { path }),
+        }) => print!("{}", proxy::cert_trust(&config, path.as_deref())?),
         Some(Command::Cert {
             action: Some(CertAction::Generate { out, force }),
         }) => print!("{}", proxy::cert_generate(&out, force)?),

@@ -72,6 +72,7 @@ impl Proxy {
     /// reported and the others serve on.
     pub async fn run(self, http: TcpListener, https: TcpListener, shutdown: CancellationToken) {
         self.certs.spawn_watcher(shutdown.clone());
+        self.certs.spawn_renewal(shutdown.clone());
         let site = Site {
             tls: tokio_rustls::TlsAcceptor::from(self.tls),
             http_permits: server::connection_permits(&self.limits),

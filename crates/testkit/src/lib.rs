@@ -1,6 +1,6 @@
 //! Test helpers both crates' tests share (a dev-dependency, never in an image): polling for a
 //! condition, HTTPS clients that accept the test servers' self-signed certificates, throwaway
-//! keypairs, and what a TLS listener serves.
+//! keypairs (self-signed, or signed with a CA's key), and what a TLS listener serves.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -72,6 +72,42 @@ impl Pair {
             fingerprint: common::tls::fingerprint(cert.der()),
             cert: cert.pem(),
             key: key.serialize_pem(),
+        }
+    }
+
+    /// A leaf for `sans` (the first is also the CN) with `org` as its organisation, signed with
+    /// a CA's key (both PEM, as on disk), valid from `from` to `until` days from now.
+    pub fn signed_by(
+        ca_crt: &str,
+        ca_key: &str,
+        sans: &[&str],
+        org: &str,
+        from: i64,
+        until: i64,
+    ) -> Pair {
+        let key = rcgen::KeyPair::from_pem(ca_key).expect("CA key");
+        let issuer = rcgen::Issuer::from_ca_cert_pem(ca_crt, key).expect("CA certificate");
+        let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let names: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            sans.first().copied().unwrap_or("localhost"),
+        );
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, org);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(from);
+        params.not_after = now + time::Duration::days(until);
+        let cert = params.signed_by(&leaf_key, &issuer).expect("sign");
+        Pair {
+            fingerprint: common::tls::fingerprint(cert.der()),
+            cert: cert.pem(),
+            key: leaf_key.serialize_pem(),
         }
     }
 

@@ -21,6 +21,20 @@ pub const TLS_CERT: &str = "/etc/proxy/tls/localhost.crt";
 pub const TLS_KEY: &str = "/etc/proxy/tls/localhost.key";
 /// `PROXY_TLS_GENERATE`
 pub const TLS_GENERATE: bool = true;
+/// File name of the development CA's certificate, in the folder of `PROXY_TLS_CERT`.
+pub const CA_CERT_NAME: &str = "ca.crt";
+/// File name of the development CA's private key, in the folder of `PROXY_TLS_CERT`.
+pub const CA_KEY_NAME: &str = "ca.key";
+/// `PROXY_TLS_NAMES`: what a generated leaf is for, and all the development CA may sign (the
+/// DNS constraint `localhost` covers every name under it too, e.g. `app.localhost`).
+pub const TLS_NAMES: &str = "localhost, 127.0.0.1, ::1";
+/// Most names `PROXY_TLS_NAMES` may list.
+pub const MAX_TLS_NAMES: usize = 64;
+/// `PROXY_TLS_RENEW_INTERVAL`: how often the CA-issued leaf is checked for renewal.
+pub const TLS_RENEW_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Accepted `PROXY_TLS_RENEW_INTERVAL` values: 1 s to 24 h.
+pub const TLS_RENEW_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(24 * 60 * 60));
 /// `PROXY_UPSTREAM`
 pub const UPSTREAM: &str = "app:8000";
 /// `PROXY_UPSTREAM_TIMEOUT` (nginx `proxy_read_timeout`)

@@ -3,9 +3,12 @@
 //! each) and imports nothing else of the crate. Defaults live in [`defaults`].
 
 pub mod defaults;
+mod tls;
+
+pub use tls::{TlsFiles, TlsName, TlsNames};
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -60,25 +63,6 @@ pub enum UpstreamHttp2 {
     Never,
 }
 
-/// Where the keypair lives and whether a missing pair may be generated.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub generate: bool,
-}
-
-impl TlsFiles {
-    /// `localhost.crt` and `localhost.key` in `dir`, generation allowed.
-    pub fn in_dir(dir: &Path) -> Self {
-        TlsFiles {
-            cert: dir.join(defaults::CERT_NAME),
-            key: dir.join(defaults::KEY_NAME),
-            generate: true,
-        }
-    }
-}
-
 /// Where and how the proxy logs.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -123,11 +107,7 @@ impl Config {
             https_port: env
                 .parsed("PROXY_HTTPS_PORT", Port(defaults::HTTPS_PORT))?
                 .0,
-            tls: TlsFiles {
-                cert: path_or(env, "PROXY_TLS_CERT", defaults::TLS_CERT)?,
-                key: path_or(env, "PROXY_TLS_KEY", defaults::TLS_KEY)?,
-                generate: env.bool("PROXY_TLS_GENERATE", defaults::TLS_GENERATE)?,
-            },
+            tls: TlsFiles::from_env(env)?,
             hsts: env.parsed("PROXY_HSTS", Hsts::default())?.0,
             upstream: env.parsed("PROXY_UPSTREAM", Upstream::default())?,
             upstream_ca: env.path("PROXY_UPSTREAM_CA")?,

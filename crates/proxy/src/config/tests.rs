@@ -99,3 +99,70 @@ fn format_parses_from_settings() {
     assert_eq!("combined".parse::<LogFormat>(), Ok(LogFormat::Combined));
     assert!("xml".parse::<LogFormat>().is_err());
 }
+
+#[test]
+fn tls_names_parse_dedupe_and_refuse_what_clients_would() {
+    let names = |v: &str| Config::from_env(&Env::from_pairs([("PROXY_TLS_NAMES", v)]));
+    let default = Config::from_env(&Env::from_pairs::<&str, &str>([])).expect("defaults");
+    assert_eq!(
+        default.tls.names.strings(),
+        ["localhost", "127.0.0.1", "::1"]
+    );
+    let cfg =
+        names("LocalHost, myhost.lan *.api.myhost.lan,[::1] 192.168.1.5,localhost").expect("names");
+    assert_eq!(
+        cfg.tls.names.strings(),
+        [
+            "localhost",
+            "myhost.lan",
+            "*.api.myhost.lan",
+            "::1",
+            "192.168.1.5"
+        ]
+    );
+    assert_eq!(cfg.tls.names.0[2].dns_subtree(), Some("api.myhost.lan"));
+    for (bad, why) in [
+        ("*.localhost", "a wildcard needs two labels after '*.'"),
+        ("127.0.0.1, ::1", "at least one DNS name"),
+        ("local_host", "expected a DNS name"),
+        ("a.*.b", "expected a DNS name"),
+        ("-x.test", "expected a DNS name"),
+        ("", "at least one DNS name"),
+    ] {
+        let err = names(bad).expect_err(bad).to_string();
+        assert!(
+            err.starts_with("PROXY_TLS_NAMES=") && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
+    let many = (0..65)
+        .map(|i| format!("h{i}.test"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(
+        names(&many)
+            .expect_err("too many")
+            .to_string()
+            .contains("at most 64")
+    );
+}
+
+#[test]
+fn tls_files_sit_beside_the_cert_and_renewal_interval_is_bounded() {
+    let cfg = Config::from_env(&Env::from_pairs([("PROXY_TLS_CERT", "/srv/tls/site.pem")]))
+        .expect("config");
+    assert_eq!(cfg.tls.ca_cert, PathBuf::from("/srv/tls/ca.crt"));
+    assert_eq!(cfg.tls.ca_key, PathBuf::from("/srv/tls/ca.key"));
+    assert_eq!(cfg.tls.renew_interval, Duration::from_secs(3600));
+    let every = |v: &str| {
+        Config::from_env(&Env::from_pairs([("PROXY_TLS_RENEW_INTERVAL", v)]))
+            .map(|c| c.tls.renew_interval)
+    };
+    assert_eq!(every("250ms").ok(), None, "below 1s");
+    assert_eq!(every("2s").ok(), Some(Duration::from_secs(2)));
+    let err = every("25h").expect_err("above 24h").to_string();
+    assert!(
+        err.starts_with("PROXY_TLS_RENEW_INTERVAL=") && err.contains("between 1s and 24h"),
+        "{err}"
+    );
+}

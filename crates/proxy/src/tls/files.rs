@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use common::tls::TlsError;
+use time::OffsetDateTime;
 
 use crate::config::TlsFiles;
 
@@ -16,6 +17,8 @@ pub const CERT_SETTING: &str = "PROXY_TLS_CERT";
 pub const KEY_SETTING: &str = "PROXY_TLS_KEY";
 /// Setting allowing a self-signed pair to be generated when both files are absent.
 pub const GENERATE_SETTING: &str = "PROXY_TLS_GENERATE";
+/// Setting listing the names a generated leaf is for.
+pub const NAMES_SETTING: &str = "PROXY_TLS_NAMES";
 /// A file an error is about: the setting that names it (when it came from one) and its path.
 #[derive(Debug, Clone)]
 pub struct FileRef {
@@ -79,12 +82,38 @@ pub enum CertError {
     },
     #[error("{file}: already exists; refusing to overwrite it (use --force)")]
     Exists { file: FileRef },
-    #[error("{file}: cannot generate a self-signed keypair: {source}")]
+    #[error("{file}: cannot generate: {source}")]
     Generate {
         file: FileRef,
         #[source]
         source: Box<TlsError>,
     },
+    /// `ca.crt` or `ca.key` is there but unusable (the reason names the file).
+    #[error(
+        "cannot use the development CA: {reason}; restore {}, or delete ca.crt, ca.key and the \
+         leaf pair in its folder to have a new CA created (and trust that one instead)",
+        path.display()
+    )]
+    Ca { path: PathBuf, reason: String },
+    /// A name of `PROXY_TLS_NAMES` lies outside what the existing CA may sign for.
+    #[error(
+        "{NAMES_SETTING}: {name} is not a name the development CA {} may sign for ({reason}). \
+         Its name constraints are fixed when it is created: remove {name} from \
+         {NAMES_SETTING}, or delete ca.crt, ca.key and the leaf pair in its folder to create a \
+         new CA for the new names (and trust that one instead)",
+        ca.display()
+    )]
+    NameOutsideCa {
+        name: String,
+        ca: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "{}: no development CA here yet. Start the proxy once with an empty folder and \
+         {GENERATE_SETTING}=true: it creates the CA and a leaf signed by it",
+        path.display()
+    )]
+    NoCa { path: PathBuf },
 }
 
 /// Which of the two files exist.
@@ -107,7 +136,7 @@ pub(super) fn half_pair(files: &TlsFiles, cert_present: bool) -> CertError {
     let cert = file_ref(CERT_SETTING, &files.cert, true);
     let key = file_ref(KEY_SETTING, &files.key, true);
     let hint = if files.generate {
-        "provide the matching file, or remove both to have a self-signed pair generated"
+        "provide the matching file, or remove both to have a new pair issued by the development CA"
     } else {
         "provide the matching file"
     };
@@ -128,4 +157,10 @@ pub(super) fn file_ref(setting: &'static str, path: &Path, named: bool) -> FileR
         setting: named.then_some(setting),
         path: path.to_owned(),
     }
+}
+
+/// `2026-11-29T14:18:30Z`.
+pub(super) fn fmt_time(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }

@@ -1,5 +1,5 @@
-//! A self-signed keypair for a fresh checkout (or `proxy cert generate`), written atomically:
-//! key first with mode 0600, each file to a temporary name, synced, renamed into place.
+//! Writing keys and certificates atomically (key first with mode 0600; each file to a temporary
+//! name, synced, renamed into place), and the self-signed pair of `proxy cert generate`.
 
 use std::fs;
 use std::io::{self, Write};
@@ -34,7 +34,7 @@ pub(super) fn generate_pair(cert: &Path, key: &Path, named: bool) -> Result<Cert
 }
 
 /// Write `bytes` to a temporary file next to `file` (created with `mode`), fsync, rename over.
-fn write_atomic(file: FileRef, bytes: &[u8], mode: u32) -> Result<(), CertError> {
+pub(super) fn write_atomic(file: FileRef, bytes: &[u8], mode: u32) -> Result<(), CertError> {
     let path = &file.path;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

@@ -1,4 +1,4 @@
-//! The keypair store: the pair new handshakes get, loaded (or generated on a fresh checkout),
+//! The keypair store: the pair new handshakes get, loaded (or issued on a fresh checkout),
 //! validated, and swapped atomically on reload, keeping the last good pair when a new one is
 //! broken. Every error names the setting and the file.
 
@@ -13,10 +13,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use time::OffsetDateTime;
 
-use super::files::{CERT_SETTING, CertError, KEY_SETTING, half_pair, presence};
-use super::generate::generate_pair;
+pub(super) use super::files::fmt_time;
+use super::files::{CERT_SETTING, CertError, KEY_SETTING};
+use super::leaf::provision;
 use crate::config::TlsFiles;
-use crate::config::defaults::{CERT_NAME, KEY_NAME};
 
 /// A certificate expiring within this many days is warned about at start, on reload and daily.
 pub const EXPIRY_WARNING_DAYS: i64 = 14;
@@ -29,7 +29,7 @@ pub enum Reloaded {
     /// A new pair now serves new handshakes.
     Changed {
         previous_fingerprint: String,
-        info: CertInfo,
+        info: Box<CertInfo>,
         warnings: Vec<String>,
     },
 }
@@ -53,52 +53,13 @@ pub struct CertStore {
 }
 
 impl CertStore {
-    /// Load and validate the pair; on a fresh folder (both files absent) generate a self-signed
-    /// one first unless `generate` is off.
+    /// Load and validate the pair. With `generate` on: in a fresh folder (both files absent)
+    /// create the development CA (unless `ca.crt`/`ca.key` are there) and a leaf it signs; renew
+    /// the proxy's own leaf when it is due (see `renew`).
     pub fn open(files: TlsFiles, provider: Arc<CryptoProvider>) -> Result<Arc<Self>, CertError> {
-        let generated = match presence(&files)? {
-            (true, true) => false,
-            (false, false) if files.generate => {
-                generate_pair(&files.cert, &files.key, true)?;
-                true
-            }
-            (false, false) => {
-                return Err(CertError::Missing {
-                    cert: files.cert.clone(),
-                    key: files.key.clone(),
-                });
-            }
-            (cert, _) => return Err(half_pair(&files, cert)),
-        };
+        let provisioned = provision(&files, OffsetDateTime::now_utc())?;
         let (served, warnings) = validate(&files, &provider, OffsetDateTime::now_utc())?;
-        let info = &served.info;
-        if generated {
-            tracing::warn!(
-                "generated a self-signed TLS keypair ({}, {}; ECDSA P-256, valid until {}), \
-                 SHA-256 fingerprint {}",
-                files.cert.display(),
-                files.key.display(),
-                fmt_time(info.not_after),
-                info.fingerprint
-            );
-            tracing::warn!(
-                "to trust it, import {} into your browser/OS trust store (or `curl --cacert`); \
-                 to replace it, put your own {} and {} in its place (conf/tls/ on the host) \
-                 and they are picked up without a restart",
-                files.cert.display(),
-                CERT_NAME,
-                KEY_NAME
-            );
-        } else {
-            tracing::info!(
-                "TLS keypair {}: subject {}, SANs [{}], valid until {}, SHA-256 fingerprint {}",
-                files.cert.display(),
-                info.subject,
-                info.sans.join(", "),
-                fmt_time(info.not_after),
-                info.fingerprint
-            );
-        }
+        provisioned.log(&files, &served.info);
         for w in &warnings {
             tracing::warn!("{w}");
         }
@@ -125,7 +86,7 @@ impl CertStore {
             return Ok(Reloaded::Unchanged);
         }
         let previous_fingerprint = old.info.fingerprint.clone();
-        let info = served.info.clone();
+        let info = Box::new(served.info.clone());
         self.current.store(Arc::new(served));
         self.changes.fetch_add(1, Ordering::Relaxed);
         Ok(Reloaded::Changed {
@@ -267,10 +228,4 @@ fn warnings(infos: &[CertInfo], path: &Path, now: OffsetDateTime) -> Vec<String>
         }
     }
     warnings
-}
-
-/// `2026-11-29T14:18:30Z`.
-pub(super) fn fmt_time(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }

@@ -1,4 +1,5 @@
-//! Unit tests for the keypair store: generation, start-up refusals, reload refusals, chains, `describe`.
+//! Unit tests for the keypair store: first-start generation, start-up refusals, reload refusals,
+//! chains, `describe`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +13,7 @@ use super::files::CertError;
 use super::store::{CertStore, Reloaded, validate};
 use super::tools::{describe, generate_into, generate_into_with};
 use crate::config::TlsFiles;
-use crate::config::defaults::{CERT_NAME, KEY_NAME};
+use crate::config::defaults::{CA_CERT_NAME, CA_KEY_NAME, CERT_NAME, KEY_NAME};
 
 use testkit::Pair as Pem;
 
@@ -39,7 +40,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 #[test]
-fn fresh_folder_gets_a_self_signed_pair() {
+fn fresh_folder_gets_a_ca_and_a_leaf_it_signed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tls = dir.path().join("conf").join("tls");
     let store = open(TlsFiles::in_dir(&tls)).expect("open");
@@ -47,8 +48,18 @@ fn fresh_folder_gets_a_self_signed_pair() {
     assert_eq!(info.sans, ["localhost", "127.0.0.1", "::1"]);
     let days = (info.not_after - OffsetDateTime::now_utc()).whole_days();
     assert!((89..=90).contains(&days), "{days}");
-    assert_eq!(mode(&tls.join(KEY_NAME)), 0o600);
-    assert_eq!(mode(&tls.join(CERT_NAME)), 0o644);
+    assert!(
+        info.issuer.contains("containerize development CA"),
+        "{info:?}"
+    );
+    for (name, want) in [
+        (KEY_NAME, 0o600),
+        (CERT_NAME, 0o644),
+        (CA_KEY_NAME, 0o600),
+        (CA_CERT_NAME, 0o644),
+    ] {
+        assert_eq!(mode(&tls.join(name)), want, "{name}");
+    }
     let on_disk = Keypair::load(&tls.join(CERT_NAME), &tls.join(KEY_NAME)).expect("load");
     assert_eq!(
         common::tls::fingerprint(&on_disk.chain[0]),
@@ -61,12 +72,14 @@ fn fresh_folder_gets_a_self_signed_pair() {
     names.sort();
     assert_eq!(
         names,
-        [CERT_NAME, KEY_NAME],
+        [CA_CERT_NAME, CA_KEY_NAME, CERT_NAME, KEY_NAME],
         "no temporary files left behind"
     );
-    // A restart reuses the pair rather than generating another.
+    // A restart reuses the pair (and the CA) rather than generating another.
+    let ca = fs::read(tls.join(CA_CERT_NAME)).expect("ca");
     let again = open(TlsFiles::in_dir(&tls)).expect("reopen");
     assert_eq!(again.fingerprint(), store.fingerprint());
+    assert_eq!(fs::read(tls.join(CA_CERT_NAME)).expect("ca"), ca);
 }
 
 #[test]

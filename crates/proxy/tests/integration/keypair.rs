@@ -7,12 +7,12 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{ProxyOptions, TestApp, TestProxy, eventually, served_fingerprint};
-use common::env::Env;
+use crate::support::load::{Load, mixed_clients};
+use crate::support::{
+    Captured, ProxyOptions, TestApp, TestProxy, eventually, served_fingerprint, start_up_error,
+};
 use common::tls::rcgen;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -130,47 +130,11 @@ async fn hot_reload_by_kubernetes_symlink_swap() {
     await_served(proxy.https, &b.fingerprint).await;
 }
 
-/// Log lines at INFO and above, captured from this (current-thread) runtime's thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 /// SIGHUP alone reloads: the configured files are hard links into another folder and are
 /// rewritten through that folder, which the proxy's folder watch cannot see.
 #[tokio::test]
 async fn sighup_reloads_the_pair() {
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::layer::SubscriberExt;
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::registry().with(
-        tracing_subscriber::fmt::layer()
-            .with_writer(captured.clone())
-            .with_ansi(false)
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-    );
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::info();
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (tls, elsewhere) = (dir.path().join("tls"), dir.path().join("elsewhere"));
@@ -298,37 +262,6 @@ async fn a_chain_is_served_leaf_first_after_a_hot_reload() {
     assert_eq!(served_chain(proxy.https).await, want);
 }
 
-/// Settings as `support` uses them, for proxies expected not to start.
-fn start_up_error(tls_dir: &Path, extra: &[(&str, &str)]) -> String {
-    let logs = tempfile::tempdir().expect("tempdir");
-    let mut pairs = vec![
-        ("PROXY_UPSTREAM".to_owned(), "127.0.0.1:9".to_owned()),
-        (
-            "PROXY_TLS_CERT".to_owned(),
-            crt(tls_dir).display().to_string(),
-        ),
-        (
-            "PROXY_TLS_KEY".to_owned(),
-            key(tls_dir).display().to_string(),
-        ),
-        (
-            "PROXY_LOG_DIR".to_owned(),
-            logs.path().display().to_string(),
-        ),
-        ("LOG_RETENTION".to_owned(), "false".to_owned()),
-    ];
-    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = proxy::Config::from_env(&Env::from_pairs(pairs)).expect("config");
-    let logs = proxy::Logs::open(&config.logs).expect("logs");
-    match proxy::Proxy::new(&config, logs.access()) {
-        Ok(_) => panic!(
-            "the proxy started on a bad keypair in {}",
-            tls_dir.display()
-        ),
-        Err(e) => e.to_string(),
-    }
-}
-
 #[test]
 fn bad_pairs_stop_start_up_with_clear_errors() {
     let (a, b) = (Pair::new("a.test"), Pair::new("b.test"));
@@ -366,44 +299,11 @@ fn bad_pairs_stop_start_up_with_clear_errors() {
 async fn ten_rotations_under_load_fail_no_request() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (proxy, _app) = proxy_on(dir.path()).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut clients = Vec::new();
-    for n in 0..6 {
-        let client = match n % 3 {
-            0 => crate::support::client(),
-            1 => crate::support::client_h1(),
-            _ => reqwest::Client::builder()
-                .danger_accept_invalid_certs(true)
-                .pool_max_idle_per_host(0)
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("client"),
-        };
-        let url = proxy.url("/");
-        let (stop, ok, failed, errors) = (stop.clone(), ok.clone(), failed.clone(), errors.clone());
-        clients.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let outcome = match client.get(&url).send().await {
-                    Ok(r) if r.status() == 200 => {
-                        r.bytes().await.map(drop).map_err(|e| format!("{e:?}"))
-                    }
-                    other => Err(format!("{other:?}")),
-                };
-                match outcome {
-                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(e) => {
-                        errors.lock().expect("lock").push(e);
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }));
-    }
+    let clients = mixed_clients(|| reqwest::Client::builder().danger_accept_invalid_certs(true));
+    let load = Load::start(&proxy.url("/"), clients);
     for i in 0..10 {
         let next = Pair::new(&format!("rotation{i}.test"));
-        let before = ok.load(Ordering::Relaxed);
+        let before = load.ok();
         if i % 2 == 0 {
             write_renaming(dir.path(), &next);
         } else {
@@ -411,26 +311,17 @@ async fn ten_rotations_under_load_fail_no_request() {
         }
         await_served(proxy.https, &next.fingerprint).await;
         // Keep the load going across each swap.
-        let progressed = eventually(DEADLINE, || async {
-            ok.load(Ordering::Relaxed) > before + 20
-        })
-        .await;
-        assert!(progressed, "requests stalled after rotation {i}");
+        assert!(
+            load.progressed(before, 20, DEADLINE).await,
+            "requests stalled after rotation {i}"
+        );
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.expect("client task");
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let out = load.stop().await;
     println!(
-        "rotation under load: {ok} requests succeeded, {failed} failed (6 clients, 10 rotations)"
+        "rotation under load: {} requests succeeded, {} failed (6 clients, 10 rotations)",
+        out.ok, out.failed
     );
-    assert_eq!(
-        failed,
-        0,
-        "failed requests: {:?}",
-        errors.lock().expect("lock")
-    );
+    assert_eq!(out.failed, 0, "failed requests: {:?}", out.errors);
     assert_eq!(proxy.certs.changes(), 10);
 }
 

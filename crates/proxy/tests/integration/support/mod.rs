@@ -1,13 +1,15 @@
 //! Test support: start the real proxy in-process on 127.0.0.1:0 (real TLS, real log folder,
 //! real keypair folder), the real app or a test upstream behind it, and real HTTP clients.
 //! Every server is stopped by dropping its guard. Beside it: the real binary as a child process
-//! (`binary`), raw HTTP/1.1 and HTTP/2 clients (`raw`, `h2raw`) and test upstreams (`upstream`,
-//! `recorder`).
+//! (`binary`), raw HTTP/1.1 and HTTP/2 clients (`raw`, `h2raw`), test upstreams (`upstream`,
+//! `recorder`), a steady load (`load`) and log capture (`capture`).
 
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod capture;
 pub mod h2raw;
+pub mod load;
 pub mod raw;
 pub mod recorder;
 pub mod upstream;
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use capture::{Captured, start_up_error};
 use common::env::Env;
 use proxy::{Logs, Lookup};
 pub use testkit::{client, client_h1, eventually, served_fingerprint};
