@@ -1,10 +1,15 @@
 //! The connection loop both services run: accept (bounded), optional TLS (with a handshake
 //! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 via hyper-util
-//! with the per-connection timeouts (`conn`), graceful drain.
+//! with the per-connection timeouts and keep-alive limits (`conn`), graceful drain. Beside it:
+//! `activity` (the byte clock), `lease` (what a tunnel borrows from its connection), `rawhead`
+//! (HTTP/1 heads as sent, before hyper folds them).
 
+mod activity;
 mod conn;
 mod handshake;
+mod lease;
 mod limits;
+mod rawhead;
 mod service;
 
 use std::future::Future;
@@ -20,9 +25,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use activity::{Activity, Tracked};
 use conn::Conn;
 use handshake::handshake;
+pub use lease::Lease;
 pub use limits::Limits;
+pub use rawhead::RawHead;
 pub use service::{BoxError, HttpService};
 
 /// Facts about one accepted connection, handed to the service factory.
@@ -37,7 +45,9 @@ pub struct ConnInfo {
 /// so certificate reloads take effect on new handshakes.
 #[derive(Clone)]
 pub enum Transport {
+    /// HTTP/1.1 only, without upgrades: no HTTP/2 prior knowledge (h2c) on a cleartext port.
     Plain,
+    /// HTTP/1.1 and HTTP/2 (by ALPN), with upgrades.
     Tls(TlsAcceptor),
 }
 
@@ -115,6 +125,7 @@ pub async fn serve_with_permits<F, S>(
 struct Connections {
     builder: Arc<auto::Builder<TokioExecutor>>,
     transport: Transport,
+    h1_only: bool,
     limits: Limits,
     tracker: TaskTracker,
     /// Cancelled on shutdown: connections finish their requests and close.
@@ -125,9 +136,17 @@ struct Connections {
 
 impl Connections {
     fn new(transport: Transport, limits: Limits) -> Self {
+        let h1_only = matches!(transport, Transport::Plain);
+        let builder = http_builder(&limits);
+        let builder = if h1_only {
+            builder.http1_only()
+        } else {
+            builder
+        };
         Connections {
-            builder: Arc::new(http_builder(&limits)),
+            builder: Arc::new(builder),
             transport,
+            h1_only,
             limits,
             tracker: TaskTracker::new(),
             closing: CancellationToken::new(),
@@ -136,7 +155,7 @@ impl Connections {
     }
 
     /// Serve one accepted connection (TLS first, when the listener has it) on its own task,
-    /// holding `permit` until it ends.
+    /// holding `permit` until it ends (and any tunnel it became, through its [`Lease`]).
     fn spawn<S: HttpService>(
         &self,
         stream: TcpStream,
@@ -146,14 +165,15 @@ impl Connections {
     ) {
         let conn = Conn {
             builder: self.builder.clone(),
+            h1_only: self.h1_only,
             limits: self.limits.clone(),
             closing: self.closing.clone(),
             aborting: self.aborting.clone(),
+            lease: Lease::new(permit, self.tracker.clone(), self.aborting.clone()),
             peer,
         };
         let transport = self.transport.clone();
         self.tracker.spawn(async move {
-            let _permit = permit;
             match transport {
                 Transport::Plain => conn.drive(stream, service).await,
                 Transport::Tls(acceptor) => {
@@ -175,8 +195,8 @@ impl Connections {
         });
     }
 
-    /// Ask every connection to close after its requests, wait for them (at most the drain
-    /// timeout), then close what is left.
+    /// Ask every connection to close after its requests, wait for them and their tunnels (at
+    /// most the drain timeout), then close what is left.
     async fn drain(self) {
         self.closing.cancel();
         self.tracker.close();
@@ -198,9 +218,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // Headroom above the limit so the service can answer 431 with a proper page; hyper
-        // itself answers a bare 431 beyond it.
-        .max_buf_size(limits.max_header_bytes.saturating_mul(2).max(16 * 1024) + 8192)
+        .max_buf_size(limits.read_buffer())
         .keep_alive(true);
     builder
         .http2()
