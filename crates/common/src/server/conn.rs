@@ -2,7 +2,8 @@
 //! header timeout before the first request, the idle timeout, the keep-alive limits (requests,
 //! lifetime) and the drop of a connection that makes no progress after it was asked to close;
 //! shutdown closes it gracefully. The service is wrapped ([`Counted`]) to count requests, mark
-//! the last one, and hand each request the connection's [`Lease`] and its [`RawHead`].
+//! the last one, and hand an HTTP/1 request the connection's [`Lease`] (when it asks for an
+//! upgrade) and its [`RawHead`] (when the head held more than one framing field).
 //!
 //! Idle means no request: none open, and none started or finished for the idle timeout; bytes
 //! alone (HTTP/2 PINGs, a trickled header) do not keep a connection. While a request is open,
@@ -33,8 +34,6 @@ use super::service::HttpService;
 /// One accepted connection and what it is served with.
 pub(super) struct Conn {
     pub(super) builder: Arc<auto::Builder<TokioExecutor>>,
-    /// HTTP/1.1 only, without upgrades (the builder is `http1_only`).
-    pub(super) h1_only: bool,
     pub(super) limits: Limits,
     pub(super) closing: CancellationToken,
     pub(super) aborting: CancellationToken,
@@ -70,15 +69,9 @@ impl Conn {
             heads,
             lease: self.lease.clone(),
         };
-        if self.h1_only {
-            let conn = self.builder.serve_connection(io, service);
-            self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
-                .await;
-        } else {
-            let conn = self.builder.serve_connection_with_upgrades(io, service);
-            self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
-                .await;
-        }
+        let conn = self.builder.serve_connection_with_upgrades(io, service);
+        self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
+            .await;
     }
 
     /// Run `conn` to its end, closing it gracefully (`graceful`) or dropping it when the
@@ -257,7 +250,7 @@ impl Drop for Guard {
 }
 
 /// A service that keeps [`Counts`], closes HTTP/1.1 connections after their last request, and
-/// hands every request the connection's [`Lease`] and (HTTP/1) its [`RawHead`].
+/// hands HTTP/1 requests the connection's [`Lease`] (upgrades) and their [`RawHead`].
 struct Counted<S> {
     inner: S,
     counts: Counts,
@@ -293,11 +286,17 @@ where
         }
         let h1 = req.version() < Version::HTTP_2;
         if h1 {
+            // Only a head that says more than the parsed request is worth an extension.
             if let Some(raw) = self.heads.take(req.method(), req.uri()) {
-                req.extensions_mut().insert(raw);
+                if raw.content_length_fields + raw.transfer_encoding_fields > 1 {
+                    req.extensions_mut().insert(raw);
+                }
+            }
+            // Only an upgrade can outlive the exchange.
+            if req.headers().contains_key(header::UPGRADE) {
+                req.extensions_mut().insert(self.lease.clone());
             }
         }
-        req.extensions_mut().insert(self.lease.clone());
         let fut = self.inner.call(req);
         Box::pin(async move {
             let resp = fut.await;

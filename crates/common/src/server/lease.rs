@@ -1,5 +1,6 @@
-//! What a connection lends the requests it carries (a [`Lease`] in every request's extensions),
-//! so that an upgraded connection — a tunnel, which hyper detaches from the connection task —
+//! What a connection lends the requests that may outlive their exchange (a [`Lease`] in the
+//! extensions of every HTTP/1.1 request with an `Upgrade` field), so that an upgraded
+//! connection — a tunnel, which hyper detaches from the connection task —
 //! still lives under the connection's rules: it keeps the connection's slot (the listener's
 //! `max_connections` permit), the drain waits for it, and it learns when the drain is over.
 

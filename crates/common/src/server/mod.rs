@@ -1,10 +1,12 @@
 //! The connection loop both services run: accept (bounded), optional TLS (with a handshake
 //! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 via hyper-util
 //! with the per-connection timeouts and keep-alive limits (`conn`), graceful drain. Beside it:
-//! `activity` (the byte clock), `lease` (what a tunnel borrows from its connection), `rawhead`
-//! (HTTP/1 heads as sent, before hyper folds them).
+//! `activity` (the byte clock), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
+//! (what a tunnel borrows from its connection), `rawhead` (HTTP/1 heads as sent, before hyper
+//! folds them).
 
 mod activity;
+mod cleartext;
 mod conn;
 mod handshake;
 mod lease;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use activity::{Activity, Tracked};
+use cleartext::Cleartext;
 use conn::Conn;
 use handshake::handshake;
 pub use lease::Lease;
@@ -45,7 +48,7 @@ pub struct ConnInfo {
 /// so certificate reloads take effect on new handshakes.
 #[derive(Clone)]
 pub enum Transport {
-    /// HTTP/1.1 only, without upgrades: no HTTP/2 prior knowledge (h2c) on a cleartext port.
+    /// HTTP/1.1 only: no HTTP/2 prior knowledge (h2c) on a cleartext port.
     Plain,
     /// HTTP/1.1 and HTTP/2 (by ALPN), with upgrades.
     Tls(TlsAcceptor),
@@ -121,11 +124,15 @@ pub async fn serve_with_permits<F, S>(
     connections.drain().await;
 }
 
+/// An accepted connection's byte stream, TLS or cleartext.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
 /// The connections one listener has accepted: how they are served, and their drain.
 struct Connections {
     builder: Arc<auto::Builder<TokioExecutor>>,
     transport: Transport,
-    h1_only: bool,
     limits: Limits,
     tracker: TaskTracker,
     /// Cancelled on shutdown: connections finish their requests and close.
@@ -136,17 +143,9 @@ struct Connections {
 
 impl Connections {
     fn new(transport: Transport, limits: Limits) -> Self {
-        let h1_only = matches!(transport, Transport::Plain);
-        let builder = http_builder(&limits);
-        let builder = if h1_only {
-            builder.http1_only()
-        } else {
-            builder
-        };
         Connections {
-            builder: Arc::new(builder),
+            builder: Arc::new(http_builder(&limits)),
             transport,
-            h1_only,
             limits,
             tracker: TaskTracker::new(),
             closing: CancellationToken::new(),
@@ -165,7 +164,6 @@ impl Connections {
     ) {
         let conn = Conn {
             builder: self.builder.clone(),
-            h1_only: self.h1_only,
             limits: self.limits.clone(),
             closing: self.closing.clone(),
             aborting: self.aborting.clone(),
@@ -174,8 +172,10 @@ impl Connections {
         };
         let transport = self.transport.clone();
         self.tracker.spawn(async move {
-            match transport {
-                Transport::Plain => conn.drive(stream, service).await,
+            // One stream type for both transports: hyper's connection machinery is compiled
+            // once per service, not once per service and transport.
+            let io: Box<dyn Stream> = match transport {
+                Transport::Plain => Box::new(Cleartext::new(stream)),
                 Transport::Tls(acceptor) => {
                     let handshake = tokio::time::timeout(
                         conn.limits.handshake_timeout,
@@ -186,12 +186,16 @@ impl Connections {
                         r = handshake => r,
                     };
                     match tls {
-                        Ok(Some(s)) => conn.drive(s, service).await,
-                        Ok(None) => {}
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Some(s)) => Box::new(s),
+                        Ok(None) => return,
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     }
                 }
-            }
+            };
+            conn.drive(io, service).await;
         });
     }
 

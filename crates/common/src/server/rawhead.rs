@@ -17,7 +17,8 @@ use http::{Method, Uri};
 
 use super::activity::ReadObserver;
 
-/// What the head of an HTTP/1 request held, as sent (in the request's extensions).
+/// What the head of an HTTP/1 request held, as sent: in the request's extensions when it held
+/// more than one framing field (so the parsed request alone may not show it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RawHead {
     /// `Content-Length` fields.
