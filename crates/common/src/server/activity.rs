@@ -1,6 +1,7 @@
 //! When bytes last moved: [`Activity`] (a clock shared by whoever watches it) and [`Tracked`] (an
-//! I/O stream that touches it on every read and write, and can hand what it reads to an observer
-//! such as the HTTP/1 head scanner). Connections and upgrade tunnels both use them.
+//! I/O stream that touches it on every read and write, and can hand what it reads to observers
+//! such as the HTTP/1 head scanner, which may also refuse it). Connections and upgrade tunnels
+//! both use them.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,16 +39,16 @@ impl Activity {
     }
 }
 
-/// Sees every byte read from a [`Tracked`] stream, in order.
+/// Sees every byte read from a [`Tracked`] stream, in order; an error fails that read.
 pub trait ReadObserver: Send {
-    fn observe(&mut self, bytes: &[u8]);
+    fn observe(&mut self, bytes: &[u8]) -> std::io::Result<()>;
 }
 
 /// An I/O stream that touches its [`Activity`] on every successful read or write.
 pub struct Tracked<IO> {
     inner: IO,
     activity: Activity,
-    observer: Option<Box<dyn ReadObserver>>,
+    observers: Vec<Box<dyn ReadObserver>>,
 }
 
 impl<IO> Tracked<IO> {
@@ -55,13 +56,13 @@ impl<IO> Tracked<IO> {
         Tracked {
             inner,
             activity,
-            observer: None,
+            observers: Vec::new(),
         }
     }
 
-    /// Also hand every byte read to `observer`.
+    /// Also hand every byte read to `observer` (after the observers already there).
     pub(super) fn observed(mut self, observer: Box<dyn ReadObserver>) -> Self {
-        self.observer = Some(observer);
+        self.observers.push(observer);
         self
     }
 }
@@ -72,12 +73,15 @@ impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<IO> {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-            if let Some(observer) = self.observer.as_mut() {
-                observer.observe(&buf.filled()[before..]);
+            this.activity.touch();
+            for observer in &mut this.observers {
+                if let Err(e) = observer.observe(&buf.filled()[before..]) {
+                    return Poll::Ready(Err(e));
+                }
             }
         }
         r

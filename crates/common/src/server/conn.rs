@@ -26,6 +26,7 @@ use hyper_util::server::conn::auto;
 use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, Tracked};
+use super::cleartext::NoPriorKnowledge;
 use super::lease::Lease;
 use super::limits::Limits;
 use super::rawhead::{HeadScanner, Heads};
@@ -34,6 +35,8 @@ use super::service::HttpService;
 /// One accepted connection and what it is served with.
 pub(super) struct Conn {
     pub(super) builder: Arc<auto::Builder<TokioExecutor>>,
+    /// A cleartext listener: HTTP/1.1 only (the HTTP/2 preface is refused).
+    pub(super) cleartext: bool,
     pub(super) limits: Limits,
     pub(super) closing: CancellationToken,
     pub(super) aborting: CancellationToken,
@@ -61,7 +64,11 @@ impl Conn {
         let bytes = Activity::default();
         let heads = Heads::default();
         let scanner = HeadScanner::new(heads.clone(), self.limits.read_buffer());
-        let io = TokioIo::new(Tracked::new(io, bytes.clone()).observed(Box::new(scanner)));
+        let mut io = Tracked::new(io, bytes.clone());
+        if self.cleartext {
+            io = io.observed(Box::new(NoPriorKnowledge::default()));
+        }
+        let io = TokioIo::new(io.observed(Box::new(scanner)));
         let counts = Counts::new(&self.limits);
         let service = Counted {
             inner: service,

@@ -28,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use activity::{Activity, Tracked};
-use cleartext::Cleartext;
 use conn::Conn;
 use handshake::handshake;
 pub use lease::Lease;
@@ -164,6 +163,7 @@ impl Connections {
     ) {
         let conn = Conn {
             builder: self.builder.clone(),
+            cleartext: matches!(self.transport, Transport::Plain),
             limits: self.limits.clone(),
             closing: self.closing.clone(),
             aborting: self.aborting.clone(),
@@ -175,7 +175,7 @@ impl Connections {
             // One stream type for both transports: hyper's connection machinery is compiled
             // once per service, not once per service and transport.
             let io: Box<dyn Stream> = match transport {
-                Transport::Plain => Box::new(Cleartext::new(stream)),
+                Transport::Plain => Box::new(stream),
                 Transport::Tls(acceptor) => {
                     let handshake = tokio::time::timeout(
                         conn.limits.handshake_timeout,

@@ -291,8 +291,9 @@ impl HeadScanner {
 }
 
 impl ReadObserver for HeadScanner {
-    fn observe(&mut self, bytes: &[u8]) {
+    fn observe(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.feed(bytes);
+        Ok(())
     }
 }
 

@@ -84,6 +84,13 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
 /// Remove hop-by-hop headers and every header `Connection` names. `TE: trailers` survives (it
 /// is end-to-end in meaning) and so does an upgrade when `upgrade` is `Some`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
+    // Read before `Connection` is applied: a sender of TE lists it there (RFC 9110 §10.1.4).
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = connection_tokens(headers)
             .filter_map(|t| HeaderName::from_bytes(t).ok())
@@ -92,12 +99,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) 
             headers.remove(name);
         }
     }
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     for name in &HOP_BY_HOP_NAMES {
         headers.remove(name);
     }
@@ -324,6 +325,14 @@ mod tests {
         }
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn te_trailers_survives_being_named_in_connection() {
+        let mut h = map(&[("connection", "TE"), ("te", "trailers, gzip")]);
+        strip_hop_by_hop(&mut h, None);
+        assert_eq!(h["te"], "trailers");
+        assert!(h.get("connection").is_none());
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn run(stream: &[u8], step: usize) -> (Vec<(String, RawHead)>, bool) {
     let heads = Heads::default();
     let mut scanner = HeadScanner::new(heads.clone(), 64 * 1024);
     for piece in stream.chunks(step) {
-        scanner.observe(piece);
+        scanner.feed(piece);
     }
     let queue = heads.0.queue.lock().expect("lock");
     let seen = queue
@@ -107,7 +107,7 @@ fn what_hyper_refuses_or_cannot_be_followed_turns_it_off() {
 fn an_oversized_head_turns_it_off() {
     let heads = Heads::default();
     let mut scanner = HeadScanner::new(heads, 64);
-    scanner.observe(format!("GET / HTTP/1.1\r\nX: {}\r\n", "v".repeat(100)).as_bytes());
+    scanner.feed(format!("GET / HTTP/1.1\r\nX: {}\r\n", "v".repeat(100)).as_bytes());
     assert_eq!(scanner.state, State::Off);
 }
 
@@ -115,12 +115,12 @@ fn an_oversized_head_turns_it_off() {
 fn a_request_that_does_not_match_its_head_turns_it_off() {
     let heads = Heads::default();
     let mut scanner = HeadScanner::new(heads.clone(), 1024);
-    scanner.observe(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    scanner.feed(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
     let a: Uri = "/a".parse().expect("uri");
     assert_eq!(heads.take(&Method::GET, &a), Some(raw(0, 0)));
     let other: Uri = "/other".parse().expect("uri");
     assert_eq!(heads.take(&Method::GET, &other), None);
-    scanner.observe(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    scanner.feed(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
     let c: Uri = "/c".parse().expect("uri");
     assert_eq!(heads.take(&Method::GET, &c), None, "off after the mismatch");
     let absolute: Uri = "https://x/abs?q".parse().expect("uri");
