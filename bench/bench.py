@@ -516,7 +516,10 @@ class Bench:
                     "PROXY_HTTPS_LISTEN": f"127.0.0.1:{self.ports[name]}",
                     "PROXY_UPSTREAM": f"127.0.0.1:{upstream}",
                     "PROXY_TLS_CERT": self.cert, "PROXY_TLS_KEY": self.key, "PROXY_TLS_GENERATE": "false",
-                    "PROXY_LOG_DIR": logs, "LOG_RETENTION": "false", "PROXY_LOG": "warn"})
+                    "PROXY_LOG_DIR": logs, "LOG_RETENTION": "false", "PROXY_LOG": "warn",
+                    # As nginx-tuned (keepalive_requests): h2load never reconnects an HTTP/2
+                    # connection after the GOAWAY that ends its 1,000 requests (nghttp2#1197).
+                    "PROXY_KEEPALIVE_REQUESTS": "1000000"})
         env.update(extra or {})
         p = PROCS.start(name, [self.a.proxy_bin], env, os.path.join(d, "stdout.log"))
         wait_ready(name, self.ports[name], path, p, 20)
@@ -677,7 +680,7 @@ def docker_section(bench: Bench) -> dict:
                           "PROXY_UPSTREAM": f"127.0.0.1:{bench.ports['app']}",
                           "PROXY_TLS_CERT": "/bench-tls/cert.pem", "PROXY_TLS_KEY": "/bench-tls/key.pem",
                           "PROXY_TLS_GENERATE": "false", "LOG_RETENTION": "false", "PROXY_LOG": "warn",
-                          "PROXY_LOG_DIR": "/bench-logs"}}[kind]
+                          "PROXY_LOG_DIR": "/bench-logs", "PROXY_KEEPALIVE_REQUESTS": "1000000"}}[kind]
         # host network: the container listens on the host's 127.0.0.1 only, no port publishing
         logdir = os.path.join(bench.run_dir, f"docker-{kind}-logs")
         os.makedirs(logdir, exist_ok=True)

@@ -11,8 +11,9 @@
 //! signals.rs    TERM/INT → shutdown, HUP → keypair reload, USR1 → log reopen (the only handlers)
 //! error.rs      ProxyError: why the proxy could not start
 //! config/       every setting: one typed Config, one FromStr per setting, the defaults (a leaf)
-//! http/         a request's trip: the two services, hygiene, header rewriting, body guards,
-//!               upgrades, the one failure type and the error pages it becomes
+//! http/         a request's trip: the two services, hygiene (Host, path normalisation),
+//!               header rewriting, body guards, upgrade tunnels, the one failure type and the
+//!               error pages it becomes
 //! upstream/     the way to the app: dial (resolve, rotate, connect), the HTTP/1.1 pool, the
 //!               HTTP/2 multiplexer, and the choice between them
 //! tls/          the keypair store, the server configuration, the folder watch, the development
@@ -36,8 +37,8 @@ mod upstream;
 
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Config, Limits, LogConfig, LogFormat, TlsFiles, TlsName, TlsNames, Upstream, UpstreamHttp2,
-    defaults,
+    Config, Limits, LogConfig, LogFormat, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream,
+    UpstreamHttp2, defaults,
 };
 pub use error::ProxyError;
 pub use http::headers;

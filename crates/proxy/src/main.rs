@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 ///
 /// Settings (environment variables; each also accepted as NAME_FILE, read from that file).
 /// Defaults in brackets; README.md has the full table.
-///   PROXY_HTTP_LISTEN        plain-HTTP listener, redirects only [0.0.0.0:80]
+///   PROXY_HTTP_LISTEN        plain-HTTP listener, HTTP/1.1, redirects only [0.0.0.0:80]
 ///   PROXY_HTTPS_LISTEN       HTTPS listener [0.0.0.0:443]
 ///   PROXY_HTTPS_PORT         port written into redirects; omitted when 443 [443]
 ///   PROXY_TLS_CERT           PEM chain, leaf first [/etc/proxy/tls/localhost.crt]
@@ -29,7 +29,12 @@ use clap::{Parser, Subcommand};
 ///                            true: HTTP/2 only; false: HTTP/1.1 only [auto]
 ///   PROXY_WORKERS            event-loop threads, each with its own upstream pool; 0 = one per
 ///                            CPU (nginx `worker_processes auto`) [0]
-///   PROXY_TRUSTED_PROXIES    CIDRs whose X-Forwarded-For is kept and appended to []
+///   PROXY_TRUSTED_PROXIES    CIDRs whose X-Forwarded-For is kept and appended to, and whose
+///                            X-Request-Id is kept []
+///   PROXY_UPGRADE_PROTOCOLS  Upgrade protocols tunnelled; others go as plain requests; never
+///                            h2c [websocket]
+///   PROXY_UNDERSCORES_IN_HEADERS  forward header names containing `_` (nginx
+///                            underscores_in_headers) [false]
 ///   PROXY_ERROR_PAGE         minijinja HTML template for error answers [built-in]
 ///   PROXY_INTERCEPT_ERRORS   replace upstream error bodies (>= 400) with the page [true]
 ///   PROXY_LOG_DIR            folder for access.log and error.log [/var/log/proxy]
@@ -39,14 +44,17 @@ use clap::{Parser, Subcommand};
 ///   PROXY_LOG                stdout log filter, e.g. info, debug [info]
 ///   PROXY_HANDSHAKE_TIMEOUT  TLS handshake [10s]
 ///   PROXY_HEADER_TIMEOUT     receive a request's headers [60s]
-///   PROXY_KEEPALIVE_TIMEOUT  idle keep-alive connection [75s]
+///   PROXY_KEEPALIVE_TIMEOUT  connection without a request (PINGs do not count) [75s]
+///   PROXY_KEEPALIVE_REQUESTS requests per connection, then closed gracefully [1000]
+///   PROXY_KEEPALIVE_LIFETIME age of a connection, then closed gracefully [1h]
 ///   PROXY_BODY_TIMEOUT       longest gap while reading a request body, then 408 [60s]
 ///   PROXY_MAX_HEADER_SIZE    request header block [32k]
 ///   PROXY_MAX_URI_LENGTH     request target, then 414 [8192]
 ///   PROXY_MAX_BODY_SIZE      request body, then 413; 0 = unlimited [1m]
 ///   PROXY_MAX_CONNECTIONS    connections served at once per listener [10000]
 ///   PROXY_H2_MAX_STREAMS     concurrent HTTP/2 streams per connection [128]
-///   PROXY_DRAIN_TIMEOUT      SIGTERM waits this long for in-flight requests [10s]
+///   PROXY_TUNNEL_IDLE_TIMEOUT  WebSocket tunnel silent both ways, then closed [60s]
+///   PROXY_DRAIN_TIMEOUT      SIGTERM waits this long for in-flight requests and tunnels [10s]
 ///
 /// Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the keypair; SIGUSR1 reopens logs.
 #[derive(Parser)]

@@ -1,29 +1,46 @@
 //! One connection's life after accept: hyper-util serves it while a periodic check enforces the
-//! header timeout before the first request, the idle timeout, and the drop of a connection
-//! that makes no progress after it was asked to close; shutdown closes it gracefully.
+//! header timeout before the first request, the idle timeout, the keep-alive limits (requests,
+//! lifetime) and the drop of a connection that makes no progress after it was asked to close;
+//! shutdown closes it gracefully. The service is wrapped ([`Counted`]) to count requests, mark
+//! the last one, and hand an HTTP/1 request the connection's [`Lease`] (when it asks for an
+//! upgrade) and its [`RawHead`] (when the head held more than one framing field).
+//!
+//! Idle means no request: none open, and none started or finished for the idle timeout; bytes
+//! alone (HTTP/2 PINGs, a trickled header) do not keep a connection. While a request is open,
+//! the byte clock still closes a connection on which nothing moves (a client that stopped
+//! reading).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::{Activity, Tracked};
+use super::cleartext::NoPriorKnowledge;
+use super::lease::Lease;
 use super::limits::Limits;
+use super::rawhead::{HeadScanner, Heads};
 use super::service::HttpService;
 
 /// One accepted connection and what it is served with.
 pub(super) struct Conn {
     pub(super) builder: Arc<auto::Builder<TokioExecutor>>,
+    /// A cleartext listener: HTTP/1.1 only (the HTTP/2 preface is refused).
+    pub(super) cleartext: bool,
     pub(super) limits: Limits,
     pub(super) closing: CancellationToken,
     pub(super) aborting: CancellationToken,
+    pub(super) lease: Lease,
     pub(super) peer: SocketAddr,
 }
 
@@ -37,39 +54,62 @@ enum Verdict {
 }
 
 impl Conn {
-    /// Serve the connection until it ends; on shutdown or after `idle_timeout` without traffic,
+    /// Serve the connection until it ends; on shutdown, when idle, or at a keep-alive limit,
     /// shut it down gracefully (in-flight requests complete, then it closes).
     pub(super) async fn drive<IO, S>(self, io: IO, service: S)
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         S: HttpService,
     {
-        let peer = self.peer;
-        let activity = Activity::default();
-        let io = Tracked {
-            inner: io,
-            activity: activity.clone(),
-        };
-        let counts = Counts::default();
+        let bytes = Activity::default();
+        let heads = Heads::default();
+        let scanner = HeadScanner::new(heads.clone(), self.limits.read_buffer());
+        let mut io = Tracked::new(io, bytes.clone());
+        if self.cleartext {
+            io = io.observed(Box::new(NoPriorKnowledge::default()));
+        }
+        let io = TokioIo::new(io.observed(Box::new(scanner)));
+        let counts = Counts::new(&self.limits);
         let service = Counted {
             inner: service,
             counts: counts.clone(),
+            heads,
+            lease: self.lease.clone(),
         };
-        let opened = Instant::now();
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        let conn = self.builder.serve_connection_with_upgrades(io, service);
+        self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
+            .await;
+    }
+
+    /// Run `conn` to its end, closing it gracefully (`graceful`) or dropping it when the
+    /// periodic check, the shutdown or the keep-alive limits say so.
+    async fn supervise<C, E>(
+        &self,
+        conn: C,
+        graceful: impl Fn(Pin<&mut C>),
+        bytes: &Activity,
+        counts: &Counts,
+    ) where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let peer = self.peer;
         tokio::pin!(conn);
-        let tick = (self
-            .limits
-            .idle_timeout
-            .min(self.limits.header_read_timeout)
-            / 4)
-        .clamp(Duration::from_millis(10), Duration::from_secs(5));
+        let limits = &self.limits;
+        let shortest = [
+            Some(limits.idle_timeout),
+            Some(limits.header_read_timeout),
+            limits.max_lifetime,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(limits.idle_timeout);
+        let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
         let mut check = tokio::time::interval(tick);
-        let mut stopping = false;
+        let mut stopping: Option<Instant> = None;
         loop {
-            tokio::select! {
+            let close = tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -78,36 +118,39 @@ impl Conn {
                 }
                 // Past the drain timeout: close whatever is left.
                 _ = self.aborting.cancelled() => return,
-                _ = self.closing.cancelled(), if !stopping => {
-                    stopping = true;
-                    conn.as_mut().graceful_shutdown();
+                _ = self.closing.cancelled(), if stopping.is_none() => true,
+                _ = counts.0.retire.cancelled(), if stopping.is_none() => {
+                    tracing::debug!(%peer, "keep-alive limit reached; closing after this answer");
+                    true
                 }
-                _ = check.tick() => match self.verdict(&activity, &counts, opened, stopping, tick) {
-                    Verdict::Fine => {}
-                    Verdict::Close => {
-                        stopping = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
+                _ = check.tick() => match self.verdict(bytes, counts, stopping, tick) {
+                    Verdict::Fine => false,
+                    Verdict::Close => true,
                     Verdict::Drop => return,
                 },
+            };
+            if close && stopping.is_none() {
+                stopping = Some(Instant::now());
+                graceful(conn.as_mut());
             }
         }
     }
 
-    /// The periodic check: header timeout before the first request, idle timeout, and a
+    /// The periodic check: header timeout before the first request, idleness, lifetime, and a
     /// connection that makes no progress after it was asked to close.
     fn verdict(
         &self,
-        activity: &Activity,
+        bytes: &Activity,
         counts: &Counts,
-        opened: Instant,
-        stopping: bool,
+        stopping: Option<Instant>,
         tick: Duration,
     ) -> Verdict {
         let peer = self.peer;
-        let idle = activity.idle_for();
-        if counts.started.load(Ordering::Acquire) == 0
-            && opened.elapsed() >= self.limits.header_read_timeout
+        let limits = &self.limits;
+        let c = &counts.0;
+        let open = c.open.load(Ordering::Acquire);
+        if c.started.load(Ordering::Acquire) == 0
+            && c.opened.elapsed() >= limits.header_read_timeout
         {
             // No complete request head since the connection opened: silent after the
             // handshake, or trickling an HTTP/2 HEADERS frame (hyper's own header timer covers
@@ -115,153 +158,202 @@ impl Conn {
             tracing::debug!(%peer, "no request within the header timeout; closing");
             return Verdict::Drop;
         }
-        if !stopping && idle >= self.limits.idle_timeout {
-            tracing::debug!(%peer, "idle timeout; closing the connection");
-            return Verdict::Close;
-        }
-        if stopping
-            && idle >= self.limits.idle_timeout + 2 * tick
-            && counts.pending.load(Ordering::Acquire) == 0
-        {
+        let Some(since) = stopping else {
+            if open == 0 && c.requests.idle_for() >= limits.idle_timeout {
+                tracing::debug!(%peer, "idle timeout; closing the connection");
+                return Verdict::Close;
+            }
+            if bytes.idle_for() >= limits.idle_timeout {
+                tracing::debug!(%peer, "nothing moved for the idle timeout; closing");
+                return Verdict::Close;
+            }
+            if counts.past_lifetime() {
+                tracing::debug!(%peer, "keep-alive lifetime reached; closing");
+                return Verdict::Close;
+            }
+            return Verdict::Fine;
+        };
+        let grace = limits.idle_timeout + 2 * tick;
+        if bytes.idle_for() >= grace && c.pending.load(Ordering::Acquire) == 0 {
             // Asked to close, yet nothing moves and no request waits for its answer: a client
             // that stopped reading, or an HTTP/2 peer that never acks the GOAWAY ping (nginx
             // `send_timeout`). Drop it.
             tracing::debug!(%peer, "no progress after graceful close; dropping the connection");
             return Verdict::Drop;
         }
+        if open == 0 && since.elapsed() >= grace {
+            // Asked to close, nothing open, and still there (an HTTP/2 peer that keeps sending
+            // PINGs but never completes the GOAWAY).
+            tracing::debug!(%peer, "still open long after graceful close; dropping the connection");
+            return Verdict::Drop;
+        }
         Verdict::Fine
     }
 }
 
-/// Requests of one connection: whose answer head is not ready yet, and how many ever started.
-#[derive(Clone, Default)]
-struct Counts {
+/// Requests of one connection, shared by the service wrapper and the periodic check.
+#[derive(Clone)]
+struct Counts(Arc<CountsInner>);
+
+struct CountsInner {
     /// Answer heads not ready yet: a stalled connection is only cut while none is legitimately
     /// waiting (e.g. for a slow upstream).
-    pending: Arc<AtomicUsize>,
+    pending: AtomicUsize,
+    /// Requests whose answer has not ended (head and body).
+    open: AtomicUsize,
     /// Requests whose head arrived, ever.
-    started: Arc<AtomicUsize>,
+    started: AtomicUsize,
+    /// When a request last started or finished.
+    requests: Activity,
+    /// Cancelled once the connection has taken its last request: close gracefully.
+    retire: CancellationToken,
+    opened: Instant,
+    max_requests: Option<usize>,
+    max_lifetime: Option<Duration>,
 }
 
-/// A service that keeps [`Counts`].
-struct Counted<S> {
-    inner: S,
-    counts: Counts,
-}
+impl Counts {
+    fn new(limits: &Limits) -> Self {
+        Counts(Arc::new(CountsInner {
+            pending: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+            requests: Activity::default(),
+            retire: CancellationToken::new(),
+            opened: Instant::now(),
+            max_requests: limits.max_requests,
+            max_lifetime: limits.max_lifetime,
+        }))
+    }
 
-struct PendingGuard(Arc<AtomicUsize>);
+    fn past_lifetime(&self) -> bool {
+        self.0
+            .max_lifetime
+            .is_some_and(|l| self.0.opened.elapsed() >= l)
+    }
 
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+    /// Request number `n` is the connection's last (a keep-alive limit).
+    fn is_last(&self, n: usize) -> bool {
+        self.0.max_requests.is_some_and(|m| n >= m) || self.past_lifetime()
     }
 }
 
-impl<S, R> Service<R> for Counted<S>
+/// Decrements a counter of [`Counts`] when dropped; `finish` also marks request activity.
+struct Guard {
+    counts: Counts,
+    finish: bool,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let c = &self.counts.0;
+        if self.finish {
+            c.open.fetch_sub(1, Ordering::AcqRel);
+            c.requests.touch();
+        } else {
+            c.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// A service that keeps [`Counts`], closes HTTP/1.1 connections after their last request, and
+/// hands HTTP/1 requests the connection's [`Lease`] (upgrades) and their [`RawHead`].
+struct Counted<S> {
+    inner: S,
+    counts: Counts,
+    heads: Heads,
+    lease: Lease,
+}
+
+impl<S, B, RB> Service<Request<B>> for Counted<S>
 where
-    S: Service<R>,
+    S: Service<Request<B>, Response = Response<RB>>,
     S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = Response<Finishing<RB>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
-    fn call(&self, req: R) -> Self::Future {
-        self.counts.pending.fetch_add(1, Ordering::AcqRel);
-        self.counts.started.fetch_add(1, Ordering::AcqRel);
-        let guard = PendingGuard(self.counts.pending.clone());
+    fn call(&self, mut req: Request<B>) -> Self::Future {
+        let c = &self.counts.0;
+        c.pending.fetch_add(1, Ordering::AcqRel);
+        c.open.fetch_add(1, Ordering::AcqRel);
+        let n = c.started.fetch_add(1, Ordering::AcqRel) + 1;
+        c.requests.touch();
+        let pending = Guard {
+            counts: self.counts.clone(),
+            finish: false,
+        };
+        let open = Guard {
+            counts: self.counts.clone(),
+            finish: true,
+        };
+        if self.counts.is_last(n) {
+            c.retire.cancel();
+        }
+        let h1 = req.version() < Version::HTTP_2;
+        if h1 {
+            // Only a head that says more than the parsed request is worth an extension.
+            if let Some(raw) = self.heads.take(req.method(), req.uri()) {
+                if raw.content_length_fields + raw.transfer_encoding_fields > 1 {
+                    req.extensions_mut().insert(raw);
+                }
+            }
+            // Only an upgrade can outlive the exchange.
+            if req.headers().contains_key(header::UPGRADE) {
+                req.extensions_mut().insert(self.lease.clone());
+            }
+        }
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let out = fut.await;
-            drop(guard);
-            out
+            let resp = fut.await;
+            drop(pending);
+            resp.map(|resp| {
+                let (mut parts, body) = resp.into_parts();
+                // The last answer on an HTTP/1.1 connection says so (hyper then closes it).
+                if h1 && parts.status != StatusCode::SWITCHING_PROTOCOLS && open.counts.is_last(n) {
+                    parts
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Response::from_parts(
+                    parts,
+                    Finishing {
+                        inner: body,
+                        _open: open,
+                    },
+                )
+            })
         })
     }
 }
 
-/// When a connection last moved a byte.
-#[derive(Clone)]
-struct Activity {
-    base: Instant,
-    last_ms: Arc<AtomicU64>,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity {
-            base: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-        }
+pin_project_lite::pin_project! {
+    /// A response body that ends its request's `open` count when it is dropped (sent, failed or
+    /// abandoned).
+    struct Finishing<B> {
+        #[pin]
+        inner: B,
+        _open: Guard,
     }
 }
 
-impl Activity {
-    fn touch(&self) {
-        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
+impl<B: Body> Body for Finishing<B> {
+    type Data = B::Data;
+    type Error = B::Error;
 
-    fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.base.elapsed().saturating_sub(last)
-    }
-}
-
-/// An I/O stream that records activity on every successful read or write.
-struct Tracked<IO> {
-    inner: IO,
-    activity: Activity,
-}
-
-impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+    fn poll_frame(
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        r
-    }
-}
-
-impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

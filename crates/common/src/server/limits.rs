@@ -19,9 +19,24 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
-    /// A connection with no bytes read or written for this long is closed gracefully
-    /// (nginx `keepalive_timeout`); an in-flight request still completes.
+    /// A connection without a request for this long (HTTP/2 PINGs do not count), or that moved
+    /// no byte for this long while a request is open, is closed gracefully (nginx
+    /// `keepalive_timeout`); an in-flight request still completes.
     pub idle_timeout: Duration,
+    /// Requests served on one connection, then it is closed gracefully: HTTP/1.1 `Connection:
+    /// close` on the last answer, HTTP/2 GOAWAY (nginx `keepalive_requests`). `None`: no limit.
+    pub max_requests: Option<usize>,
+    /// Age of a connection after which it is closed gracefully, after the answer in flight
+    /// (nginx `keepalive_time`). `None`: no limit.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Limits {
+    /// hyper's HTTP/1 read buffer: headroom above `max_header_bytes`, so the service can answer
+    /// 431 with a proper page (hyper itself answers a bare 431 beyond it).
+    pub fn read_buffer(&self) -> usize {
+        self.max_header_bytes.saturating_mul(2).max(16 * 1024) + 8192
+    }
 }
 
 impl Default for Limits {
@@ -35,6 +50,11 @@ impl Default for Limits {
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
+            // Unbounded by default: the app's one client is the proxy, whose multiplexed
+            // upstream connection should not be recycled every few thousand requests. The
+            // proxy sets nginx's 1000 requests and 1 h for its own clients.
+            max_requests: None,
+            max_lifetime: None,
         }
     }
 }

@@ -1,10 +1,17 @@
 //! The connection loop both services run: accept (bounded), optional TLS (with a handshake
 //! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 via hyper-util
-//! with the per-connection timeouts (`conn`), graceful drain.
+//! with the per-connection timeouts and keep-alive limits (`conn`), graceful drain. Beside it:
+//! `activity` (the byte clock), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
+//! (what a tunnel borrows from its connection), `rawhead` (HTTP/1 heads as sent, before hyper
+//! folds them).
 
+mod activity;
+mod cleartext;
 mod conn;
 mod handshake;
+mod lease;
 mod limits;
+mod rawhead;
 mod service;
 
 use std::future::Future;
@@ -20,9 +27,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use activity::{Activity, Tracked};
 use conn::Conn;
 use handshake::handshake;
+pub use lease::Lease;
 pub use limits::Limits;
+pub use rawhead::RawHead;
 pub use service::{BoxError, HttpService};
 
 /// Facts about one accepted connection, handed to the service factory.
@@ -37,7 +47,9 @@ pub struct ConnInfo {
 /// so certificate reloads take effect on new handshakes.
 #[derive(Clone)]
 pub enum Transport {
+    /// HTTP/1.1 only: no HTTP/2 prior knowledge (h2c) on a cleartext port.
     Plain,
+    /// HTTP/1.1 and HTTP/2 (by ALPN), with upgrades.
     Tls(TlsAcceptor),
 }
 
@@ -111,6 +123,11 @@ pub async fn serve_with_permits<F, S>(
     connections.drain().await;
 }
 
+/// An accepted connection's byte stream, TLS or cleartext.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
 /// The connections one listener has accepted: how they are served, and their drain.
 struct Connections {
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -136,7 +153,7 @@ impl Connections {
     }
 
     /// Serve one accepted connection (TLS first, when the listener has it) on its own task,
-    /// holding `permit` until it ends.
+    /// holding `permit` until it ends (and any tunnel it became, through its [`Lease`]).
     fn spawn<S: HttpService>(
         &self,
         stream: TcpStream,
@@ -146,16 +163,19 @@ impl Connections {
     ) {
         let conn = Conn {
             builder: self.builder.clone(),
+            cleartext: matches!(self.transport, Transport::Plain),
             limits: self.limits.clone(),
             closing: self.closing.clone(),
             aborting: self.aborting.clone(),
+            lease: Lease::new(permit, self.tracker.clone(), self.aborting.clone()),
             peer,
         };
         let transport = self.transport.clone();
         self.tracker.spawn(async move {
-            let _permit = permit;
-            match transport {
-                Transport::Plain => conn.drive(stream, service).await,
+            // One stream type for both transports: hyper's connection machinery is compiled
+            // once per service, not once per service and transport.
+            let io: Box<dyn Stream> = match transport {
+                Transport::Plain => Box::new(stream),
                 Transport::Tls(acceptor) => {
                     let handshake = tokio::time::timeout(
                         conn.limits.handshake_timeout,
@@ -166,17 +186,21 @@ impl Connections {
                         r = handshake => r,
                     };
                     match tls {
-                        Ok(Some(s)) => conn.drive(s, service).await,
-                        Ok(None) => {}
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Some(s)) => Box::new(s),
+                        Ok(None) => return,
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     }
                 }
-            }
+            };
+            conn.drive(io, service).await;
         });
     }
 
-    /// Ask every connection to close after its requests, wait for them (at most the drain
-    /// timeout), then close what is left.
+    /// Ask every connection to close after its requests, wait for them and their tunnels (at
+    /// most the drain timeout), then close what is left.
     async fn drain(self) {
         self.closing.cancel();
         self.tracker.close();
@@ -198,9 +222,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // Headroom above the limit so the service can answer 431 with a proper page; hyper
-        // itself answers a bare 431 beyond it.
-        .max_buf_size(limits.max_header_bytes.saturating_mul(2).max(16 * 1024) + 8192)
+        .max_buf_size(limits.read_buffer())
         .keep_alive(true);
     builder
         .http2()

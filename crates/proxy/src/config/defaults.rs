@@ -83,3 +83,13 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 pub const H2_MAX_STREAMS: u32 = 128;
 /// `PROXY_DRAIN_TIMEOUT`
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// `PROXY_KEEPALIVE_REQUESTS` (nginx `keepalive_requests`)
+pub const KEEPALIVE_REQUESTS: usize = 1000;
+/// `PROXY_KEEPALIVE_LIFETIME` (nginx `keepalive_time`)
+pub const KEEPALIVE_LIFETIME: Duration = Duration::from_secs(3600);
+/// `PROXY_UPGRADE_PROTOCOLS`: the `Upgrade` tokens tunnelled.
+pub const UPGRADE_PROTOCOLS: &[&str] = &["websocket"];
+/// `PROXY_TUNNEL_IDLE_TIMEOUT` (nginx `proxy_read_timeout` on a WebSocket)
+pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `PROXY_UNDERSCORES_IN_HEADERS` (nginx `underscores_in_headers off`)
+pub const UNDERSCORES_IN_HEADERS: bool = false;

@@ -34,6 +34,10 @@ pub struct Config {
     /// `PROXY_WORKERS`, resolved: at least 1.
     pub workers: usize,
     pub trusted_proxies: Vec<IpNet>,
+    /// `PROXY_UPGRADE_PROTOCOLS`
+    pub upgrade_protocols: UpgradeProtocols,
+    /// `PROXY_UNDERSCORES_IN_HEADERS`: forward header fields whose names contain `_`.
+    pub underscores_in_headers: bool,
     pub error_page: Option<PathBuf>,
     pub intercept_errors: bool,
     pub logs: LogConfig,
@@ -96,7 +100,14 @@ pub struct Limits {
     pub max_uri_length: usize,
     /// `PROXY_MAX_BODY_SIZE`; 0: unlimited.
     pub max_body_size: u64,
+    /// `PROXY_TUNNEL_IDLE_TIMEOUT`: an upgrade tunnel silent both ways this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
+
+/// `PROXY_UPGRADE_PROTOCOLS`: the `Upgrade` protocols tunnelled (lower case); any other upgrade
+/// request is forwarded as a plain request, without its upgrade. Never `h2c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeProtocols(Vec<String>);
 
 impl Config {
     /// Read and validate every `PROXY_*` setting (and `LOG_RETENTION`).
@@ -125,6 +136,12 @@ impl Config {
             trusted_proxies: env
                 .parsed("PROXY_TRUSTED_PROXIES", TrustedProxies::default())?
                 .0,
+            upgrade_protocols: env
+                .parsed("PROXY_UPGRADE_PROTOCOLS", UpgradeProtocols::default())?,
+            underscores_in_headers: env.bool(
+                "PROXY_UNDERSCORES_IN_HEADERS",
+                defaults::UNDERSCORES_IN_HEADERS,
+            )?,
             error_page: env.path("PROXY_ERROR_PAGE")?,
             intercept_errors: env.bool("PROXY_INTERCEPT_ERRORS", defaults::INTERCEPT_ERRORS)?,
             logs: LogConfig {
@@ -168,12 +185,24 @@ impl Limits {
             max_connections,
             drain_timeout: env.duration("PROXY_DRAIN_TIMEOUT", defaults::DRAIN_TIMEOUT)?,
             idle_timeout: env.duration("PROXY_KEEPALIVE_TIMEOUT", defaults::KEEPALIVE_TIMEOUT)?,
+            max_requests: Some(
+                env.parsed(
+                    "PROXY_KEEPALIVE_REQUESTS",
+                    AtLeastOne(defaults::KEEPALIVE_REQUESTS),
+                )?
+                .0,
+            ),
+            max_lifetime: Some(
+                env.duration("PROXY_KEEPALIVE_LIFETIME", defaults::KEEPALIVE_LIFETIME)?,
+            ),
         };
         Ok(Limits {
             connection,
             body_timeout: env.duration("PROXY_BODY_TIMEOUT", defaults::BODY_TIMEOUT)?,
             max_uri_length: env.parsed("PROXY_MAX_URI_LENGTH", defaults::MAX_URI_LENGTH)?,
             max_body_size: env.size("PROXY_MAX_BODY_SIZE", defaults::MAX_BODY_SIZE)?,
+            tunnel_idle_timeout: env
+                .duration("PROXY_TUNNEL_IDLE_TIMEOUT", defaults::TUNNEL_IDLE_TIMEOUT)?,
         })
     }
 }
@@ -269,7 +298,62 @@ impl FromStr for Port {
     }
 }
 
-/// A count that must be at least 1 (`PROXY_MAX_CONNECTIONS`).
+impl Default for UpgradeProtocols {
+    fn default() -> Self {
+        UpgradeProtocols(
+            defaults::UPGRADE_PROTOCOLS
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+        )
+    }
+}
+
+impl UpgradeProtocols {
+    /// Is `token` (one protocol of an `Upgrade` field, `name` or `name/version`) tunnelled? A
+    /// listed name without a version allows every version. `h2c` never is.
+    pub fn allows(&self, token: &str) -> bool {
+        let name = token.split('/').next().unwrap_or(token);
+        !name.eq_ignore_ascii_case("h2c")
+            && self.0.iter().any(|p| {
+                p.eq_ignore_ascii_case(token) || (!p.contains('/') && p.eq_ignore_ascii_case(name))
+            })
+    }
+}
+
+impl FromStr for UpgradeProtocols {
+    type Err = String;
+
+    /// `websocket`, or a comma-separated list of protocol tokens (`name` or `name/version`, any
+    /// case); empty: no upgrade is tunnelled.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let mut parts = p.splitn(2, '/');
+                let name = parts.next().unwrap_or_default();
+                if name.eq_ignore_ascii_case("h2c") {
+                    return Err("h2c is never tunnelled: an h2c upgrade through a proxy \
+                                bypasses its request checks (h2c smuggling)"
+                        .to_owned());
+                }
+                if !token(name) || !parts.next().is_none_or(token) {
+                    return Err(format!("{p}: expected a protocol token such as websocket"));
+                }
+                Ok(p.to_ascii_lowercase())
+            })
+            .collect::<Result<_, _>>()
+            .map(UpgradeProtocols)
+    }
+}
+
+/// A count that must be at least 1 (`PROXY_MAX_CONNECTIONS`, `PROXY_KEEPALIVE_REQUESTS`).
 struct AtLeastOne(usize);
 
 impl FromStr for AtLeastOne {

@@ -166,3 +166,57 @@ fn tls_files_sit_beside_the_cert_and_renewal_interval_is_bounded() {
         "{err}"
     );
 }
+
+#[test]
+fn upgrade_protocols_never_include_h2c() {
+    for bad in ["h2c", "websocket, H2C", "h2c/1.0"] {
+        let err =
+            Config::from_env(&Env::from_pairs([("PROXY_UPGRADE_PROTOCOLS", bad)])).expect_err(bad);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("PROXY_UPGRADE_PROTOCOLS=") && text.contains("h2c"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn keepalive_tunnel_and_header_settings_have_nginx_defaults() {
+    let cfg = Config::from_env(&Env::from_pairs::<&str, &str>([])).expect("defaults");
+    assert_eq!(cfg.limits.connection.max_requests, Some(1000));
+    assert_eq!(
+        cfg.limits.connection.max_lifetime,
+        Some(Duration::from_secs(3600))
+    );
+    assert_eq!(cfg.limits.tunnel_idle_timeout, Duration::from_secs(60));
+    assert!(!cfg.underscores_in_headers);
+    let p = &cfg.upgrade_protocols;
+    assert!(p.allows("websocket") && p.allows("WebSocket") && p.allows("websocket/13"));
+    assert!(!p.allows("h2c") && !p.allows("foo"));
+    let err = Config::from_env(&Env::from_pairs([("PROXY_KEEPALIVE_REQUESTS", "0")]))
+        .expect_err("0 requests");
+    assert!(
+        err.to_string().starts_with("PROXY_KEEPALIVE_REQUESTS="),
+        "{err}"
+    );
+}
+
+#[test]
+fn upgrade_protocols_are_a_list_of_tokens() {
+    let protocols = |v: &str| {
+        Config::from_env(&Env::from_pairs([("PROXY_UPGRADE_PROTOCOLS", v)]))
+            .map(|c| c.upgrade_protocols)
+    };
+    let p = protocols(" WebSocket , echo/2 ").expect("list");
+    assert!(p.allows("websocket") && p.allows("ECHO/2"));
+    assert!(!p.allows("echo") && !p.allows("echo/1"));
+    let none = protocols("").expect("empty");
+    assert!(!none.allows("websocket"));
+    for bad in ["web socket", "a/b/c", "ws/"] {
+        let err = protocols(bad).expect_err(bad);
+        assert!(
+            err.to_string().starts_with("PROXY_UPGRADE_PROTOCOLS="),
+            "{err}"
+        );
+    }
+}

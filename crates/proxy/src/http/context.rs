@@ -35,9 +35,10 @@ pub struct Started {
 
 impl Started {
     /// Capture what the access log needs before the request is consumed. Header values and the
-    /// target are shared with the request, not copied.
-    pub fn new<B>(req: &Request<B>, conn: &ConnInfo) -> Self {
-        let request_id = headers::request_id(req.headers());
+    /// target are shared with the request, not copied. A client-sent request id is kept only
+    /// from a `trusted` peer.
+    pub fn new<B>(req: &Request<B>, conn: &ConnInfo, trusted: bool) -> Self {
+        let request_id = headers::request_id(req.headers(), trusted);
         let header = |name: header::HeaderName| req.headers().get(name).cloned().map(Into::into);
         let entry = AccessEntry {
             remote_addr: headers::canonical(conn.peer.ip()),
@@ -82,6 +83,12 @@ fn protocol(v: Version) -> &'static str {
 }
 
 impl Shared {
+    /// What `req`, arriving on `conn`, starts with (its request id from a trusted proxy, if any).
+    pub fn started<B>(&self, req: &Request<B>, conn: &ConnInfo) -> Started {
+        let trusted = headers::is_trusted(conn.peer.ip(), &self.config.trusted_proxies);
+        Started::new(req, conn, trusted)
+    }
+
     /// The proxy's own answer for `status` (HTML, JSON or text by the client's `Accept`).
     pub fn page(
         &self,

@@ -8,15 +8,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::server::ConnInfo;
+use common::server::{ConnInfo, Lease, RawHead};
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery};
+use http::uri::Authority;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::body::{BodyFault, FaultFlag, Guarded, ProxyBody};
-use super::context::{Shared, Started};
+use super::context::Shared;
 use super::error::Failure;
 use super::headers;
 use super::hygiene;
@@ -37,8 +37,9 @@ pub async fn forward(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let mut started = Started::new(&req, &conn);
+    let mut started = shared.started(&req, &conn);
     let head = req.method() == Method::HEAD;
+    let h1 = req.version() < Version::HTTP_2;
     // Only `Accept` matters for an error page; keep it instead of the whole header map.
     let mut accept = HeaderMap::new();
     if let Some(value) = req.headers().get(header::ACCEPT) {
@@ -52,7 +53,14 @@ pub async fn forward(
         }
         Err(failure) => {
             failure.log(started.id());
-            shared.page(failure.status(), &started.request_id, &accept, head)
+            let mut page = shared.page(failure.status(), &started.request_id, &accept, head);
+            if h1 && matches!(failure, Failure::Refused(_)) {
+                // As nginx does: a refused request's connection is not reused (its body, if
+                // any, was never read).
+                page.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            page
         }
     };
     Ok(shared.finish(resp, started, true))
@@ -96,12 +104,13 @@ async fn proxy(
         (Failure::Upstream(_), BodyFault::TooSlow) => Failure::BodyTooSlow,
         (failure, _) => failure,
     })?;
+    let tunnel_idle = shared.config.limits.tunnel_idle_timeout;
     let time = sent.elapsed();
     let addr = resp
         .extensions()
         .get::<UpstreamAddr>()
         .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |a| a.0);
-    let response = respond(resp, outgoing.upgrade)?;
+    let response = respond(resp, outgoing.upgrade, tunnel_idle)?;
     Ok(Answer {
         response,
         addr,
@@ -109,31 +118,31 @@ async fn proxy(
     })
 }
 
-/// Check the request and rewrite it for the upstream: its URI, its headers (hop-by-hop gone,
-/// X-Forwarded-*, request id), its body behind the size and read-gap guard.
+/// Check the request and rewrite it for the upstream: its URI (the path normalised), its
+/// headers (hop-by-hop gone, X-Forwarded-*, request id, names with `_`, cookie crumbs), its
+/// body behind the size and read-gap guard.
 fn prepare(
     shared: &Shared,
     conn: ConnInfo,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
 ) -> Result<Outgoing, Failure> {
-    let limits = &shared.config.limits;
-    let host = hygiene::check(&req, limits)?;
+    let config = &shared.config;
+    let limits = &config.limits;
+    let hygiene::Checked { host, target } = hygiene::check(&req, limits)?;
     let host_value = HeaderValue::from_str(host.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
     let max = limits.max_body_size;
     if max > 0 && declared_length(req.headers()).is_some_and(|n| n > max) {
         return Err(StatusCode::PAYLOAD_TOO_LARGE.into());
     }
-    let upgrade = Upgrade::from_request(&mut req);
-    let pq = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // What the connection lent this request stays here, never travels upstream.
+    let lease = req.extensions_mut().remove::<Lease>();
+    req.extensions_mut().remove::<RawHead>();
+    let upgrade = Upgrade::from_request(&mut req, &config.upgrade_protocols, lease);
     let (mut parts, body) = req.into_parts();
     parts.uri = shared
         .upstream
-        .uri(pq)
+        .uri(target)
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     parts.version = Version::HTTP_11;
     let peer = conn.peer.ip();
@@ -147,6 +156,10 @@ fn prepare(
         request_id,
         protocol,
     );
+    if !config.underscores_in_headers {
+        headers::drop_underscored(&mut parts.headers);
+    }
+    headers::join_cookies(&mut parts.headers);
     let fault = FaultFlag::default();
     let body = Guarded::new(body, max, limits.body_timeout, fault.clone()).boxed();
     Ok(Outgoing {
@@ -181,14 +194,15 @@ async fn exchange(
 }
 
 /// The client's answer: hop-by-hop headers gone, the body streamed; after a 101 to an upgrade
-/// request, the tunnel.
+/// request, the tunnel (closed after `tunnel_idle` without traffic).
 fn respond(
     resp: Response<Incoming>,
     upgrade: Option<Upgrade>,
+    tunnel_idle: Duration,
 ) -> Result<Response<ProxyBody>, Failure> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upgrade = upgrade.ok_or(Failure::UnexpectedUpgrade)?;
-        return Ok(upgrade.tunnel(resp));
+        return upgrade.tunnel(resp, tunnel_idle);
     }
     let (mut parts, body) = resp.into_parts();
     headers::response_headers(&mut parts.headers, None);

@@ -1,5 +1,6 @@
 //! Request and response header rewriting for forwarding: hop-by-hop removal, the X-Forwarded-*
-//! rule, request ids. Pure functions over `HeaderMap`, so they can be tested and fuzzed alone.
+//! rule, request ids, names with `_`, cookie crumbs. Pure functions over `HeaderMap`, so they
+//! can be tested and fuzzed alone.
 
 use std::net::IpAddr;
 
@@ -7,8 +8,9 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-pub const HOP_BY_HOP: [&str; 8] = [
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1; `HTTP2-Settings`
+/// belongs to the h2c upgrade, RFC 7540 §3.2.1).
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -17,10 +19,11 @@ pub const HOP_BY_HOP: [&str; 8] = [
     "transfer-encoding",
     "upgrade",
     "proxy-authenticate",
+    "http2-settings",
 ];
 
 /// [`HOP_BY_HOP`] as header names (no parsing per request).
-static HOP_BY_HOP_NAMES: [HeaderName; 8] = [
+static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -29,6 +32,7 @@ static HOP_BY_HOP_NAMES: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// The request-id header, sent upstream and returned to the client.
@@ -80,6 +84,13 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
 /// Remove hop-by-hop headers and every header `Connection` names. `TE: trailers` survives (it
 /// is end-to-end in meaning) and so does an upgrade when `upgrade` is `Some`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
+    // Read before `Connection` is applied: a sender of TE lists it there (RFC 9110 §10.1.4).
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = connection_tokens(headers)
             .filter_map(|t| HeaderName::from_bytes(t).ok())
@@ -88,12 +99,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) 
             headers.remove(name);
         }
     }
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     for name in &HOP_BY_HOP_NAMES {
         headers.remove(name);
     }
@@ -106,9 +111,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) 
     }
 }
 
-/// A client-sent request id is kept when sane (1–128 of `[A-Za-z0-9._:-]`), else a new one.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
+/// The request's id: the one a trusted proxy sent when sane (1–128 of `[A-Za-z0-9._:-]`),
+/// else a new one (a client choosing its own id could pass for another request in the logs).
+pub fn request_id(headers: &HeaderMap, trusted: bool) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID).filter(|_| trusted) {
         let b = v.as_bytes();
         if !b.is_empty()
             && b.len() <= 128
@@ -159,14 +165,7 @@ pub fn request_headers(
     } else {
         // Untrusted clients cannot speak for the proxy chain: every X-Forwarded-* header
         // (Host, Port, Server, Prefix, Ssl, …) and Forwarded go.
-        let spoofable: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-forwarded-"))
-            .cloned()
-            .collect();
-        for name in spoofable {
-            headers.remove(name);
-        }
+        remove_where(headers, |name| name.starts_with("x-forwarded-"));
         headers.remove(&FORWARDED);
         peer_text.clone()
     };
@@ -180,6 +179,47 @@ pub fn request_headers(
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     headers.insert(header::HOST, host.clone());
     headers.insert(&X_REQUEST_ID, request_id.clone());
+}
+
+/// Remove header fields whose names contain `_` (nginx `underscores_in_headers off`): CGI,
+/// WSGI, PHP and Rack map `_` and `-` to the same variable, so `X-Real_IP` would pass for the
+/// proxy's `X-Real-IP`.
+pub fn drop_underscored(headers: &mut HeaderMap) {
+    remove_where(headers, |name| name.contains('_'));
+}
+
+/// Remove every field whose (lower-case) name satisfies `doomed`.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    if !headers.keys().any(|k| doomed(k.as_str())) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| doomed(k.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Several `cookie` fields as one, joined with `; ` (HTTP/2 sends each cookie as its own field;
+/// RFC 9113 §8.2.3: they MUST be joined for HTTP/1.1, and one field is valid HTTP/2 too).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(_), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
 }
 
 /// Rewrite an upstream answer's headers for the client.
@@ -288,6 +328,14 @@ mod tests {
     }
 
     #[test]
+    fn te_trailers_survives_being_named_in_connection() {
+        let mut h = map(&[("connection", "TE"), ("te", "trailers, gzip")]);
+        strip_hop_by_hop(&mut h, None);
+        assert_eq!(h["te"], "trailers");
+        assert!(h.get("connection").is_none());
+    }
+
+    #[test]
     fn websocket_upgrade_is_kept() {
         let h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         let up = upgrade_request(&h).expect("upgrade");
@@ -305,10 +353,34 @@ mod tests {
     }
 
     #[test]
-    fn request_ids_are_kept_when_sane() {
-        assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
-        let fresh = request_id(&map(&[("x-request-id", "a b\"c")]));
+    fn request_ids_are_kept_when_sane_and_trusted() {
+        let sane = map(&[("x-request-id", "abc-123")]);
+        assert_eq!(request_id(&sane, true), "abc-123");
+        assert_ne!(request_id(&sane, false), "abc-123");
+        let fresh = request_id(&map(&[("x-request-id", "a b\"c")]), true);
         assert_eq!(fresh.len(), 32);
-        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+        assert_ne!(
+            request_id(&HeaderMap::new(), true),
+            request_id(&HeaderMap::new(), true)
+        );
+    }
+
+    #[test]
+    fn underscored_names_go_and_cookies_are_joined() {
+        let mut h = map(&[
+            ("x-real_ip", "6.6.6.6"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x-kept", "1"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+        ]);
+        drop_underscored(&mut h);
+        join_cookies(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["x-kept"], "1");
+        assert_eq!(h.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+        let mut one = map(&[("cookie", "a=1; b=2")]);
+        join_cookies(&mut one);
+        assert_eq!(one["cookie"], "a=1; b=2");
     }
 }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use common::server::ConnInfo;
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, Uri};
+use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 
 use super::body::ProxyBody;
-use super::context::{Shared, Started};
+use super::context::Shared;
 use super::hygiene;
 
 /// The HTTP listener's service: 301 to HTTPS, or the error page.
@@ -21,10 +21,10 @@ pub async fn redirect(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let started = Started::new(&req, &conn);
+    let started = shared.started(&req, &conn);
     let head = req.method() == Method::HEAD;
-    let checked = hygiene::check(&req, &shared.config.limits).and_then(|host| {
-        let target = location(&host, req.uri(), shared.config.https_port);
+    let checked = hygiene::check(&req, &shared.config.limits).and_then(|checked| {
+        let target = location(&checked.host, &checked.target, shared.config.https_port);
         HeaderValue::from_str(&target).map_err(|_| StatusCode::BAD_REQUEST)
     });
     let resp = match checked {
@@ -40,8 +40,8 @@ pub async fn redirect(
 }
 
 /// `https://<host>[:port]<path-and-query>`; the port only when it isn't 443.
-pub fn location(host: &Authority, uri: &Uri, https_port: u16) -> String {
-    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+pub fn location(host: &Authority, target: &PathAndQuery, https_port: u16) -> String {
+    let path = target.as_str();
     let path = if path.starts_with('/') { path } else { "/" };
     if https_port == 443 {
         format!("https://{}{path}", host.host())
@@ -55,11 +55,16 @@ mod tests {
     use super::*;
     use crate::http::hygiene::{BadHost, request_host};
     use http::HeaderMap;
+    use http::uri::Uri;
 
     /// The redirect target for a request with these headers, or why there is none.
     fn location(uri: &Uri, headers: &HeaderMap, https_port: u16) -> Result<String, BadHost> {
         let host = request_host(uri, headers)?;
-        Ok(super::location(&host, uri, https_port))
+        let target = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        Ok(super::location(&host, &target, https_port))
     }
 
     fn with_host(h: &str) -> HeaderMap {

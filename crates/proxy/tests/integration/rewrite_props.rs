@@ -227,7 +227,7 @@ proptest! {
         host in "[a-z]{1,10}(\\.[a-z]{1,5})?(:[0-9]{1,5})?",
     ) {
         let host = HeaderValue::from_str(&host).expect("host");
-        let rid = forward::request_id(&before);
+        let rid = forward::request_id(&before, trusted);
         let mut after = before.clone();
         forward::request_headers(&mut after, peer, trusted, &host, &rid, up.as_ref());
         let peer_text = forward::canonical(peer).to_string();
@@ -295,7 +295,7 @@ proptest! {
         trusted in any::<bool>(),
         up in upgrade(),
     ) {
-        let rid = forward::request_id(&before);
+        let rid = forward::request_id(&before, trusted);
         let mut req = before.clone();
         forward::request_headers(
             &mut req, peer, trusted, &HeaderValue::from_static("h"), &rid, up.as_ref(),

@@ -1,6 +1,6 @@
 //! A test-only HTTPS upstream (the app has no echo or big routes, and must not grow test-only
 //! ones): echoes bodies, lists received headers, streams big bodies, waits, answers any status,
-//! tunnels an upgrade, and says which instance answered.
+//! tunnels an upgrade (echoing what is sent), and says which instance answered.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -125,8 +125,12 @@ fn big(total: u64) -> Response<Body> {
     Response::new(StreamBody::new(stream).boxed())
 }
 
-/// 101 to protocol `echo`, then everything sent comes back.
+/// 101 to the protocol the request asked for, then everything sent comes back; a request that
+/// arrives without `Upgrade` (the proxy forwarded it as a plain request) gets `200 not upgraded`.
 fn echo_upgrade(req: &mut Request<Incoming>) -> Response<Body> {
+    let Some(protocol) = req.headers().get(http::header::UPGRADE).cloned() else {
+        return full(StatusCode::OK, "not upgraded");
+    };
     let on = hyper::upgrade::on(req);
     tokio::spawn(async move {
         if let Ok(up) = on.await {
@@ -138,8 +142,7 @@ fn echo_upgrade(req: &mut Request<Incoming>) -> Response<Body> {
     let mut r = full(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
     r.headers_mut()
         .insert("connection", "upgrade".parse().expect("v"));
-    r.headers_mut()
-        .insert("upgrade", "echo".parse().expect("v"));
+    r.headers_mut().insert(http::header::UPGRADE, protocol);
     r
 }
 
