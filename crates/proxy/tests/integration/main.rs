@@ -4,6 +4,7 @@
 //! runs one area.
 
 mod dev_ca;
+mod error_page_live;
 mod error_pages;
 mod faults;
 mod forwarding;
