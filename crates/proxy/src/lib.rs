@@ -7,6 +7,7 @@
 //! ```text
 //! main.rs       CLI dispatch only
 //! commands.rs   what each subcommand does: serve, healthcheck, cert, cert trust, cert generate
+//! check.rs      `proxy check`: every setting and every file it names, validated and printed
 //! server.rs     Proxy: the workers, the site they serve, the two listeners
 //! signals.rs    TERM/INT → shutdown, HUP → keypair and error page reload, USR1 → log reopen
 //!               (the only handlers)
@@ -27,6 +28,7 @@
 //! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
 //! Modules are private: what `main.rs` and the tests need is re-exported below.
 
+mod check;
 mod commands;
 mod config;
 mod error;
@@ -38,6 +40,7 @@ mod tls;
 mod upstream;
 mod watch;
 
+pub use check::{CheckReport, check};
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
     Config, Limits, LogConfig, LogFormat, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream,
