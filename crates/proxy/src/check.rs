@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::env::Env;
 
-use crate::config::{Config, LogFormat, UpstreamHttp2};
+use crate::config::{Config, Limits, LogFormat, UpstreamHttp2};
 use crate::http::ErrorPages;
 use crate::tls;
 
@@ -188,9 +188,7 @@ fn effective(c: &Config) -> Vec<(&'static str, String)> {
         p.as_ref()
             .map_or_else(String::new, |p| p.display().to_string())
     };
-    let l = &c.limits;
-    let cl = &l.connection;
-    vec![
+    let mut all = vec![
         ("PROXY_HTTP_LISTEN", c.http_listen.to_string()),
         ("PROXY_HTTPS_LISTEN", c.https_listen.to_string()),
         ("PROXY_HTTPS_PORT", c.https_port.to_string()),
@@ -247,6 +245,15 @@ fn effective(c: &Config) -> Vec<(&'static str, String)> {
             .into(),
         ),
         ("PROXY_LOG", c.log.clone()),
+    ];
+    all.extend(limits(&c.limits));
+    all
+}
+
+/// The limits' and timeouts' effective values (the README's "Limits and timeouts").
+fn limits(l: &Limits) -> Vec<(&'static str, String)> {
+    let cl = &l.connection;
+    vec![
         ("PROXY_HANDSHAKE_TIMEOUT", secs(cl.handshake_timeout)),
         ("PROXY_HEADER_TIMEOUT", secs(cl.header_read_timeout)),
         ("PROXY_KEEPALIVE_TIMEOUT", secs(cl.idle_timeout)),
