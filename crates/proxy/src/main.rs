@@ -35,7 +35,8 @@ use clap::{Parser, Subcommand};
 ///                            h2c [websocket]
 ///   PROXY_UNDERSCORES_IN_HEADERS  forward header names containing `_` (nginx
 ///                            underscores_in_headers) [false]
-///   PROXY_ERROR_PAGE         minijinja HTML template for error answers [built-in]
+///   PROXY_ERROR_PAGE         minijinja HTML template for error answers, re-read when it
+///                            changes (a bad edit keeps the old page) [built-in]
 ///   PROXY_INTERCEPT_ERRORS   replace upstream error bodies (>= 400) with the page [true]
 ///   PROXY_LOG_DIR            folder for access.log and error.log [/var/log/proxy]
 ///   LOG_RETENTION            a new dated folder per start, `latest` symlink [true]

@@ -134,6 +134,10 @@ fn a_broken_set_exits_1_and_names_every_problem() {
         assert!(problems.contains(want), "{want} missing in:\n{out}");
     }
     assert!(out.starts_with("Settings"), "{out}");
+    assert!(
+        out.contains(&format!("{:<31} (invalid, see below)", "PROXY_WORKERS")),
+        "{out}"
+    );
     assert!(out.contains("5 problem(s):"), "{out}");
     assert!(!out.contains("configuration OK"), "{out}");
 }
