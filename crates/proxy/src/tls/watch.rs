@@ -1,6 +1,7 @@
 //! Reload triggers for [`CertStore`] besides SIGHUP (which `signals` owns): the shared folder
-//! watch (`crate::watch`) on the keypair's folder(s) and a daily expiry check. Each reload re-reads through the configured
-//! paths; a refused pair is logged and the previous one keeps serving.
+//! watch (`crate::watch`) on the keypair's folder(s) and a daily expiry check. Each reload
+//! re-reads through the configured paths; a refused pair is logged and the previous one keeps
+//! serving.
 
 use std::sync::Arc;
 use std::time::Duration;
