@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-/// Addresses one request tries before it fails: the next in the rotation and one more.
-pub const TRIES: usize = 2;
+/// Addresses one request tries at most before it fails: every resolved address, up to this.
+pub const MAX_TRIES: usize = 8;
 
 /// A resolver: name and port to addresses. The default asks the system (getaddrinfo, so
 /// `/etc/hosts` and Docker's DNS) every time; tests plug in one they can change.
@@ -99,13 +99,14 @@ impl Dialer {
     }
 
     /// The addresses one request tries, in order: the rotation's next one and the ones after
-    /// it, at most [`TRIES`]. Each call moves the rotation on by one.
-    pub fn candidates(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    /// it, `tries` in all (wrapping around: with one address, `[a, a]` for two tries). Each
+    /// call moves the rotation on by one.
+    pub fn candidates(&self, addrs: &[SocketAddr], tries: usize) -> Vec<SocketAddr> {
         if addrs.is_empty() {
             return Vec::new();
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..addrs.len().min(TRIES))
+        (0..tries)
             .map(|i| addrs[(start + i) % addrs.len()])
             .collect()
     }

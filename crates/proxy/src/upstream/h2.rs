@@ -15,7 +15,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-use super::dial::{DialError, Dialer};
+use super::detach::Detach;
+use super::dial::{DialError, Dialer, MAX_TRIES};
+use super::retry;
 use super::types::{UpstreamAddr, UpstreamBody};
 use crate::config::Upstream;
 
@@ -67,6 +69,8 @@ pub struct H2Upstream {
     server_name: ServerName<'static>,
     tls: TlsConnector,
     state: Mutex<State>,
+    /// Exchanges the client abandoned, still waiting for their answer head ([`Detach`]).
+    orphans: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The per-address dialing gate, and how the last attempt failed (so the requests that waited
@@ -76,12 +80,21 @@ struct Dial {
     gate: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
 
+/// One open upstream connection.
+struct Conn {
+    addr: SocketAddr,
+    id: u64,
+    sender: SendRequest<UpstreamBody>,
+}
+
 #[derive(Default)]
 struct State {
     addrs: Vec<SocketAddr>,
     resolved: Option<Instant>,
     resolving: bool,
-    conns: Vec<(SocketAddr, SendRequest<UpstreamBody>)>,
+    conns: Vec<Conn>,
+    /// The id the next connection gets.
+    next_id: u64,
     /// One dialer per address: a burst of requests that finds no connection waits for one
     /// connection instead of opening one each.
     dialing: Vec<(SocketAddr, Arc<Dial>)>,
@@ -92,7 +105,7 @@ struct State {
 impl State {
     /// Forget connections that have ended (GOAWAY, error, peer gone).
     fn drop_closed(&mut self) {
-        self.conns.retain(|(_, s)| !s.is_closed());
+        self.conns.retain(|c| !c.sender.is_closed());
     }
 }
 
@@ -114,6 +127,7 @@ impl H2Upstream {
             server_name: ServerName::try_from(upstream.host.clone())?,
             tls: TlsConnector::from(Arc::new(tls)),
             state: Mutex::new(State::default()),
+            orphans: Arc::default(),
         })
     }
 
@@ -128,7 +142,11 @@ impl H2Upstream {
 
     /// Send `req` (an HTTP/2 request whose URI carries the authority to present) to the next
     /// address. A connection that cannot be made, or that closed before the request went out,
-    /// is replaced by the next address's, once.
+    /// is replaced by the next address's (every address once, at most [`MAX_TRIES`], plus one
+    /// fresh connection). A bodiless request that failed before its answer head is sent again
+    /// the same way when the upstream refused it unprocessed (GOAWAY above its last stream id,
+    /// REFUSED_STREAM; RFC 9113 §8.7) or when its method is idempotent (as nginx's
+    /// `proxy_next_upstream error`).
     pub async fn request(
         &self,
         req: Request<UpstreamBody>,
@@ -142,10 +160,14 @@ impl H2Upstream {
                 });
             }
         };
+        let replay = retry::copy(&req);
         let mut req = req;
         let mut last = None;
-        for addr in self.dialer.candidates(&addrs) {
-            let mut sender = match self.sender(addr).await {
+        for addr in self
+            .dialer
+            .candidates(&addrs, addrs.len().min(MAX_TRIES) + 1)
+        {
+            let (id, mut sender) = match self.sender(addr).await {
                 Ok(s) => s,
                 Err(e @ H2Error::NotH2 { .. }) if self.fallback => {
                     self.state().h1_until = Some(Instant::now() + FALLBACK_FOR);
@@ -161,31 +183,38 @@ impl H2Upstream {
                     continue;
                 }
             };
-            match sender.try_send_request(req).await {
+            let sent = Detach::new(sender.try_send_request(req), self.orphans.clone()).await;
+            let mut e = match sent {
                 Ok(mut resp) => {
                     resp.extensions_mut().insert(UpstreamAddr(addr));
                     return Ok(resp);
                 }
-                Err(mut e) => match e.take_message() {
-                    // Never reached the connection (it was closing): safe to send elsewhere.
-                    // (`open` drops the closed connection before the next lookup.)
-                    Some(unsent) => {
-                        req = unsent;
-                        last = Some(H2Error::Request {
-                            addr,
-                            source: e.into_error(),
-                        });
-                    }
-                    None => {
-                        return Err(H2Failure {
-                            error: H2Error::Request {
-                                addr,
-                                source: e.into_error(),
-                            },
-                            unsent: None,
-                        });
-                    }
-                },
+                Err(e) => e,
+            };
+            // This connection failed the request: the next one goes elsewhere or to a new one.
+            self.forget(id);
+            let unsent = e.take_message();
+            let source = e.into_error();
+            let again = match unsent {
+                Some(unsent) => Some(unsent),
+                None => replay
+                    .as_ref()
+                    .filter(|r| retry::may_resend(r, &source))
+                    .map(retry::rebuild),
+            };
+            let error = H2Error::Request { addr, source };
+            match again {
+                Some(again) => {
+                    tracing::debug!(error = %common::error_chain(&error), "upstream request not processed; sending it again");
+                    req = again;
+                    last = Some(error);
+                }
+                None => {
+                    return Err(H2Failure {
+                        error,
+                        unsent: None,
+                    });
+                }
             }
         }
         Err(H2Failure {
@@ -215,7 +244,7 @@ impl H2Upstream {
         st.resolving = false;
         let error = match found {
             Ok(addrs) => {
-                st.conns.retain(|(a, _)| addrs.contains(a));
+                st.conns.retain(|c| addrs.contains(&c.addr));
                 st.dialing.retain(|(a, _)| addrs.contains(a));
                 st.addrs = addrs;
                 st.resolved = Some(Instant::now());
@@ -224,7 +253,8 @@ impl H2Upstream {
             Err(e) => H2Error::from(e),
         };
         st.drop_closed();
-        let live: Vec<SocketAddr> = st.conns.iter().map(|(a, _)| *a).collect();
+        let mut live: Vec<SocketAddr> = st.conns.iter().map(|c| c.addr).collect();
+        live.dedup();
         if live.is_empty() {
             st.addrs.clear();
             st.resolved = None;
@@ -237,17 +267,22 @@ impl H2Upstream {
     }
 
     /// The open connection to `addr`, if any.
-    fn open(&self, addr: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
+    fn open(&self, addr: SocketAddr) -> Option<(u64, SendRequest<UpstreamBody>)> {
         let mut st = self.state();
         st.drop_closed();
         st.conns
             .iter()
-            .find(|(a, _)| *a == addr)
-            .map(|(_, s)| s.clone())
+            .find(|c| c.addr == addr)
+            .map(|c| (c.id, c.sender.clone()))
+    }
+
+    /// No new request goes to connection `id` (it failed one).
+    fn forget(&self, id: u64) {
+        self.state().conns.retain(|c| c.id != id);
     }
 
     /// The open connection to `addr`, or a new one (one dial at a time per address).
-    async fn sender(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {
+    async fn sender(&self, addr: SocketAddr) -> Result<(u64, SendRequest<UpstreamBody>), H2Error> {
         if let Some(s) = self.open(addr) {
             return Ok(s);
         }
@@ -280,9 +315,15 @@ impl H2Upstream {
             Ok(sender) => {
                 *last_failure = None;
                 let mut st = self.state();
-                st.conns.retain(|(a, _)| *a != addr);
-                st.conns.push((addr, sender.clone()));
-                Ok(sender)
+                let id = st.next_id;
+                st.next_id += 1;
+                st.conns.retain(|c| c.addr != addr);
+                st.conns.push(Conn {
+                    addr,
+                    id,
+                    sender: sender.clone(),
+                });
+                Ok((id, sender))
             }
             Err(e) => {
                 *last_failure = Some((Instant::now(), common::error_chain(&e)));

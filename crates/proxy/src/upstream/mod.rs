@@ -3,9 +3,11 @@
 //! `auto`. Inside: `dial` (resolve, rotate, connect: shared by both), `h1`, `h2`, and `types`
 //! (what they all pass around).
 
+mod detach;
 mod dial;
 mod h1;
 mod h2;
+mod retry;
 mod types;
 
 use std::sync::Arc;

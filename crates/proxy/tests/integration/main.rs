@@ -17,6 +17,7 @@ mod keepalive_limits;
 mod keypair;
 mod logs;
 mod logs_e2e;
+mod reset_flood;
 mod rewrite_props;
 mod support;
 mod tunnels;
