@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::dial::{DialError, Dialer, MAX_TRIES};
+use super::dial::{DialError, Dialer};
 use super::types::{UpstreamAddr, UpstreamBody};
 
 /// The pooled client.
@@ -49,7 +49,7 @@ impl RoundRobin {
         let port = uri.port_u16().unwrap_or(443);
         let addrs = self.0.resolve(host, port).await?;
         let mut last = None;
-        for addr in self.0.candidates(&addrs, addrs.len().min(MAX_TRIES)) {
+        for addr in self.0.candidates(&addrs, 0) {
             match self.0.tcp(addr).await {
                 Ok(tcp) => {
                     return Ok(Stream {

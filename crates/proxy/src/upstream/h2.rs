@@ -16,7 +16,7 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use super::detach::Detach;
-use super::dial::{DialError, Dialer, MAX_TRIES};
+use super::dial::{DialError, Dialer};
 use super::retry;
 use super::types::{UpstreamAddr, UpstreamBody};
 use crate::config::Upstream;
@@ -142,7 +142,7 @@ impl H2Upstream {
 
     /// Send `req` (an HTTP/2 request whose URI carries the authority to present) to the next
     /// address. A connection that cannot be made, or that closed before the request went out,
-    /// is replaced by the next address's (every address once, at most [`MAX_TRIES`], plus one
+    /// is replaced by the next address's (every live address once, at most `MAX_TRIES`, plus one
     /// fresh connection). A bodiless request that failed before its answer head is sent again
     /// the same way when the upstream refused it unprocessed (GOAWAY above its last stream id,
     /// REFUSED_STREAM; RFC 9113 §8.7) or when its method is idempotent (as nginx's
@@ -163,10 +163,7 @@ impl H2Upstream {
         let replay = retry::copy(&req);
         let mut req = req;
         let mut last = None;
-        for addr in self
-            .dialer
-            .candidates(&addrs, addrs.len().min(MAX_TRIES) + 1)
-        {
+        for addr in self.dialer.candidates(&addrs, 1) {
             let (id, mut sender) = match self.sender(addr).await {
                 Ok(s) => s,
                 Err(e @ H2Error::NotH2 { .. }) if self.fallback => {

@@ -22,3 +22,4 @@ mod rewrite_props;
 mod support;
 mod tunnels;
 mod upstream_h2;
+mod upstream_health;

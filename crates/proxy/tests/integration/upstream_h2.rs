@@ -176,7 +176,7 @@ async fn a_burst_waits_for_one_new_connection() {
 }
 
 #[tokio::test]
-async fn a_name_that_stops_resolving_is_a_502_not_a_wait_on_the_old_address() {
+async fn a_name_that_stops_resolving_is_a_503_not_a_wait_on_the_old_address() {
     let up = TestUpstream::start_h2("a").await;
     let old = up.addr;
     let lookup = SwapLookup::new(vec![old]);
@@ -194,7 +194,8 @@ async fn a_name_that_stops_resolving_is_a_502_not_a_wait_on_the_old_address() {
         .send()
         .await
         .expect("request");
-    assert_eq!(resp.status(), 502);
+    // As while a fresh deploy's app does not exist yet: 503 with Retry-After.
+    assert_eq!(resp.status(), 503);
     let log = proxy.error_log();
     assert!(log.contains("resolves to no address"), "{log}");
     assert!(
