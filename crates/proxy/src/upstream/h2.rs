@@ -17,9 +17,10 @@ use tokio_rustls::TlsConnector;
 
 use super::detach::Detach;
 use super::dial::{DialError, Dialer};
+use super::h2_pool::{Chosen, Pick, Pool};
 use super::retry;
 use super::types::{UpstreamAddr, UpstreamBody};
-use crate::config::Upstream;
+use crate::config::{H2Pool, Upstream};
 
 /// How long a resolved address list is used before the name is asked again.
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(1);
@@ -80,33 +81,16 @@ struct Dial {
     gate: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
 
-/// One open upstream connection.
-struct Conn {
-    addr: SocketAddr,
-    id: u64,
-    sender: SendRequest<UpstreamBody>,
-}
-
-#[derive(Default)]
 struct State {
     addrs: Vec<SocketAddr>,
     resolved: Option<Instant>,
     resolving: bool,
-    conns: Vec<Conn>,
-    /// The id the next connection gets.
-    next_id: u64,
+    conns: Pool,
     /// One dialer per address: a burst of requests that finds no connection waits for one
     /// connection instead of opening one each.
     dialing: Vec<(SocketAddr, Arc<Dial>)>,
     /// `auto` mode after the upstream declined HTTP/2: HTTP/1.1 until then.
     h1_until: Option<Instant>,
-}
-
-impl State {
-    /// Forget connections that have ended (GOAWAY, error, peer gone).
-    fn drop_closed(&mut self) {
-        self.conns.retain(|c| !c.sender.is_closed());
-    }
 }
 
 impl H2Upstream {
@@ -117,6 +101,7 @@ impl H2Upstream {
         mut tls: rustls::ClientConfig,
         dialer: Dialer,
         upstream: &Upstream,
+        pool: H2Pool,
         fallback: bool,
     ) -> Result<Self, rustls::pki_types::InvalidDnsNameError> {
         tls.alpn_protocols = vec![b"h2".to_vec()];
@@ -126,7 +111,14 @@ impl H2Upstream {
             upstream: upstream.clone(),
             server_name: ServerName::try_from(upstream.host.clone())?,
             tls: TlsConnector::from(Arc::new(tls)),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                addrs: Vec::new(),
+                resolved: None,
+                resolving: false,
+                conns: Pool::new(pool),
+                dialing: Vec::new(),
+                h1_until: None,
+            }),
             orphans: Arc::default(),
         })
     }
@@ -241,7 +233,7 @@ impl H2Upstream {
         st.resolving = false;
         let error = match found {
             Ok(addrs) => {
-                st.conns.retain(|c| addrs.contains(&c.addr));
+                st.conns.keep(&addrs);
                 st.dialing.retain(|(a, _)| addrs.contains(a));
                 st.addrs = addrs;
                 st.resolved = Some(Instant::now());
@@ -249,9 +241,7 @@ impl H2Upstream {
             }
             Err(e) => H2Error::from(e),
         };
-        st.drop_closed();
-        let mut live: Vec<SocketAddr> = st.conns.iter().map(|c| c.addr).collect();
-        live.dedup();
+        let live = st.conns.open_addrs();
         if live.is_empty() {
             st.addrs.clear();
             st.resolved = None;
@@ -263,68 +253,64 @@ impl H2Upstream {
         Ok(st.addrs.clone())
     }
 
-    /// The open connection to `addr`, if any.
-    fn open(&self, addr: SocketAddr) -> Option<(u64, SendRequest<UpstreamBody>)> {
-        let mut st = self.state();
-        st.drop_closed();
-        st.conns
-            .iter()
-            .find(|c| c.addr == addr)
-            .map(|c| (c.id, c.sender.clone()))
-    }
-
     /// No new request goes to connection `id` (it failed one).
     fn forget(&self, id: u64) {
-        self.state().conns.retain(|c| c.id != id);
+        self.state().conns.forget(id);
     }
 
-    /// The open connection to `addr`, or a new one (one dial at a time per address).
-    async fn sender(&self, addr: SocketAddr) -> Result<(u64, SendRequest<UpstreamBody>), H2Error> {
-        if let Some(s) = self.open(addr) {
-            return Ok(s);
+    /// The per-address dialing gate.
+    fn gate(&self, addr: SocketAddr) -> Arc<Dial> {
+        let mut st = self.state();
+        match st.dialing.iter().find(|(a, _)| *a == addr) {
+            Some((_, d)) => d.clone(),
+            None => {
+                let d = Arc::new(Dial::default());
+                st.dialing.push((addr, d.clone()));
+                d
+            }
         }
-        let dial = {
-            let mut st = self.state();
-            match st.dialing.iter().find(|(a, _)| *a == addr) {
-                Some((_, d)) => d.clone(),
-                None => {
-                    let d = Arc::new(Dial::default());
-                    st.dialing.push((addr, d.clone()));
-                    d
+    }
+
+    /// A connection to `addr`: the pool's next, or a new one when the pool is short (one dial
+    /// at a time per address; while one is under way, the others use what is open).
+    async fn sender(&self, addr: SocketAddr) -> Result<Chosen, H2Error> {
+        let spare = match self.state().conns.pick(addr) {
+            Pick::Use(c) => return Ok(c),
+            Pick::Grow(spare) => spare,
+        };
+        let dial = self.gate(addr);
+        let mut last_failure = match spare.clone() {
+            Some(c) => match dial.gate.try_lock() {
+                Ok(g) => g,
+                Err(_) => return Ok(c),
+            },
+            None => {
+                let waited_from = Instant::now();
+                let g = dial.gate.lock().await;
+                if let Pick::Use(c) | Pick::Grow(Some(c)) = self.state().conns.pick(addr) {
+                    return Ok(c);
                 }
+                if let Some((_, why)) = g.as_ref().filter(|(at, _)| *at >= waited_from) {
+                    return Err(DialError::Connect {
+                        addr,
+                        source: io::Error::other(format!(
+                            "the attempt this request waited for: {why}"
+                        )),
+                    }
+                    .into());
+                }
+                g
             }
         };
-        let waited_from = Instant::now();
-        let mut last_failure = dial.gate.lock().await;
-        if let Some(s) = self.open(addr) {
-            return Ok(s);
-        }
-        if let Some((at, why)) = last_failure.as_ref() {
-            if *at >= waited_from {
-                return Err(DialError::Connect {
-                    addr,
-                    source: io::Error::other(format!("the attempt this request waited for: {why}")),
-                }
-                .into());
-            }
-        }
         match self.connect(addr).await {
             Ok(sender) => {
                 *last_failure = None;
-                let mut st = self.state();
-                let id = st.next_id;
-                st.next_id += 1;
-                st.conns.retain(|c| c.addr != addr);
-                st.conns.push(Conn {
-                    addr,
-                    id,
-                    sender: sender.clone(),
-                });
-                Ok((id, sender))
+                Ok(self.state().conns.add(addr, sender))
             }
             Err(e) => {
                 *last_failure = Some((Instant::now(), common::error_chain(&e)));
-                Err(e)
+                // Short of a connection, not of one to use.
+                spare.ok_or(e)
             }
         }
     }

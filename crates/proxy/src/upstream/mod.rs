@@ -7,6 +7,7 @@ mod detach;
 mod dial;
 mod h1;
 mod h2;
+mod h2_pool;
 mod retry;
 mod types;
 
@@ -51,6 +52,7 @@ impl Client {
                     tls.clone(),
                     dialer.clone(),
                     &config.upstream,
+                    config.upstream_h2,
                     mode == UpstreamHttp2::Auto,
                 )
                 .map_err(|_| UpstreamError::ServerName(config.upstream.host.clone()))?,

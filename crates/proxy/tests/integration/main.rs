@@ -23,3 +23,4 @@ mod support;
 mod tunnels;
 mod upstream_h2;
 mod upstream_health;
+mod upstream_spread;
