@@ -180,10 +180,12 @@ impl H2Upstream {
                 }
                 Err(e) => e,
             };
-            // This connection failed the request: the next one goes elsewhere or to a new one.
-            self.forget(id);
             let unsent = e.take_message();
             let source = e.into_error();
+            if sender.is_closed() || retry::connection_failed(&source) {
+                // The next request goes elsewhere or to a new connection.
+                self.forget(id);
+            }
             let again = match unsent {
                 Some(unsent) => Some(unsent),
                 None => replay

@@ -49,6 +49,20 @@ fn idempotent(method: &Method) -> bool {
     )
 }
 
+/// Whether `error` broke the whole connection (GOAWAY, I/O, the connection task gone), rather
+/// than one stream (an RST_STREAM, a request body that failed its limits): only then is the
+/// connection left for a new one, so that a client cannot make the proxy re-dial at will.
+pub fn connection_failed(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return !h2.is_reset();
+        }
+        source = e.source();
+    }
+    error.is_closed() || error.is_canceled()
+}
+
 /// The upstream said it did not process the stream: a GOAWAY whose last stream id is below it
 /// (h2 fails exactly those streams with the GOAWAY), or REFUSED_STREAM.
 fn refused(error: &hyper::Error) -> bool {
