@@ -128,3 +128,29 @@ async fn cancel_flood_does_not_fail_bystanders() {
     let r = client().get(proxy.url("/id")).send().await.expect("after");
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_connection_that_keeps_cancelling_is_closed_gracefully() {
+    use crate::support::h2raw::{Conn, GOAWAY, get, rst};
+    let up = TestUpstream::start_h2("a").await;
+    let proxy = h2_upstream_proxy(&up, &[]).await;
+    let mut conn = Conn::open(proxy.https).await;
+    // Streams the proxy has accepted (not a rapid reset: 20 ms later), whose answers are still
+    // pending upstream, cancelled ten at a time: past common::server's MAX_CANCELLED, GOAWAY.
+    let mut stream = 1;
+    for _ in 0..15 {
+        let ids: Vec<u32> = (0..10).map(|i| stream + 2 * i).collect();
+        stream += 20;
+        let heads: Vec<u8> = ids.iter().flat_map(|&i| get(i, "/slow?ms=500")).collect();
+        conn.send(&heads).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let resets: Vec<u8> = ids.iter().flat_map(|&i| rst(i, 0x8)).collect();
+        conn.send(&resets).await;
+    }
+    let frames = conn.until(|f| f.kind == GOAWAY).await;
+    let goaway = frames.last().expect("GOAWAY");
+    assert_eq!(goaway.goaway_code(), 0, "a graceful close (NO_ERROR)");
+    // Everyone else is still served.
+    let r = client().get(proxy.url("/id")).send().await.expect("after");
+    assert_eq!(r.status(), 200);
+}
