@@ -409,6 +409,9 @@ SCENARIOS = [
     # so the run measures 1,000 established keep-alive connections, not the connection ramp.
     {"id": "h1-1000conns", "title": "HTTP/1.1 keep-alive, 1,000 concurrent connections", "kind": "h2load",
      "h1": True, "conns": 1000, "path": "/", "upstream": "app", "ramp": 3.0},
+    # bench/reset_attack.py: a cancel flood (HEADERS, 2 ms, RST_STREAM) beside this client.
+    {"id": "h2-reset-attack", "title": "HTTP/2 bystander (4 conns x 4 streams) during a stream-cancel flood",
+     "kind": "reset-attack", "conns": 4, "streams": 4, "path": "/", "upstream": "app"},
 ]
 
 
@@ -560,6 +563,10 @@ class Bench:
         try:
             if sc["kind"] == "wrk":
                 r = wrk_run(sc, port, duration, self.a.threads)
+            elif sc["kind"] == "reset-attack":
+                import reset_attack  # bench/reset_attack.py
+
+                r = reset_attack.run(sc, port, duration, self.a.threads, scratch, h2load_run)
             else:
                 r = h2load_run(sc, port, duration, self.a.threads, scratch)
         finally:

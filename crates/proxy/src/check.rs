@@ -211,7 +211,17 @@ fn effective(c: &Config) -> Vec<(&'static str, String)> {
             "PROXY_UPSTREAM_CONNECT_TIMEOUT",
             secs(c.upstream_connect_timeout),
         ),
+        ("PROXY_UPSTREAM_FAIL_TIMEOUT", secs(c.upstream_fail_timeout)),
         ("PROXY_UPSTREAM_KEEPALIVE", c.upstream_keepalive.to_string()),
+        (
+            "PROXY_UPSTREAM_H2_CONNECTIONS",
+            c.upstream_h2.connections.to_string(),
+        ),
+        (
+            "PROXY_UPSTREAM_H2_MAX_REQUESTS",
+            c.upstream_h2.max_requests.to_string(),
+        ),
+        ("PROXY_UPSTREAM_H2_LIFETIME", secs(c.upstream_h2.lifetime)),
         (
             "PROXY_UPSTREAM_HTTP2",
             match c.upstream_http2 {

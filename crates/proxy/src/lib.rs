@@ -16,11 +16,13 @@
 //! http/         a request's trip: the two services, hygiene (Host, path normalisation),
 //!               header rewriting, body guards, upgrade tunnels, the one failure type and the
 //!               error pages it becomes
-//! upstream/     the way to the app: dial (resolve, rotate, connect), the HTTP/1.1 pool, the
-//!               HTTP/2 multiplexer, and the choice between them
+//! upstream/     the way to the app: dial (resolve, rotate, connect, skip what failed), the
+//!               HTTP/1.1 pool, the HTTP/2 multiplexer and its connection pool, what may be sent
+//!               again (retry), abandoned exchanges kept until their head (detach), the choice
 //! tls/          the keypair store, the server configuration, its reload triggers, the development
 //!               CA and the renewal of its leaf, `proxy cert` and `proxy cert trust`
 //! logs/         the log folder, the queue, the writer thread, access lines, the error.log layer
+//!               and its per call site throttle
 //! watch.rs      the folder watch behind the live reloads (keypair, error page; a leaf)
 //! ```
 //!

@@ -23,10 +23,14 @@ use clap::{Parser, Subcommand};
 ///   PROXY_UPSTREAM           host:port of the HTTPS app, re-resolved per connection [app:8000]
 ///   PROXY_UPSTREAM_CA        PEM CA to verify the upstream with; unset: not verified []
 ///   PROXY_UPSTREAM_TIMEOUT   wait for the upstream's answer, then 504 [60s]
-///   PROXY_UPSTREAM_CONNECT_TIMEOUT  connect to the upstream, then 502 [60s]
+///   PROXY_UPSTREAM_CONNECT_TIMEOUT  connect to one upstream address, then the next [5s]
+///   PROXY_UPSTREAM_FAIL_TIMEOUT  skip an address whose connect failed this long [10s]
 ///   PROXY_UPSTREAM_KEEPALIVE idle pooled upstream connections kept [1024]
 ///   PROXY_UPSTREAM_HTTP2     auto: HTTP/2 to the upstream when it offers it, else HTTP/1.1;
 ///                            true: HTTP/2 only; false: HTTP/1.1 only [auto]
+///   PROXY_UPSTREAM_H2_CONNECTIONS  HTTP/2 connections per upstream address [2]
+///   PROXY_UPSTREAM_H2_MAX_REQUESTS  requests per upstream HTTP/2 connection [10000]
+///   PROXY_UPSTREAM_H2_LIFETIME  age at which one is replaced [60s]
 ///   PROXY_WORKERS            event-loop threads, each with its own upstream pool; 0 = one per
 ///                            CPU (nginx `worker_processes auto`) [0]
 ///   PROXY_TRUSTED_PROXIES    CIDRs whose X-Forwarded-For is kept and appended to, and whose

@@ -54,6 +54,12 @@ pub async fn forward(
         Err(failure) => {
             failure.log(started.id());
             let mut page = shared.page(failure.status(), &started.request_id, &accept, head);
+            if matches!(failure, Failure::Unresolved(_)) {
+                page.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(super::error::RETRY_AFTER_UNRESOLVED),
+                );
+            }
             if h1 && matches!(failure, Failure::Refused(_)) {
                 // As nginx does: a refused request's connection is not reused (its body, if
                 // any, was never read).
@@ -188,6 +194,7 @@ async fn exchange(
     let timeout = shared.config.upstream_timeout;
     match tokio::time::timeout(timeout, shared.upstream.send(request, host, upgrade)).await {
         Err(_) => Err(Failure::Timeout(timeout)),
+        Ok(Err(e)) if crate::upstream::is_unresolved(e.as_ref()) => Err(Failure::Unresolved(e)),
         Ok(Err(e)) => Err(Failure::Upstream(e)),
         Ok(Ok(resp)) => Ok(resp),
     }
