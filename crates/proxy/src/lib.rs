@@ -19,15 +19,22 @@
 //! tls/          the keypair store, the server configuration, the folder watch, the development
 //!               CA and the renewal of its leaf, `proxy cert` and `proxy cert trust`
 //! logs/         the log folder, the queue, the writer thread, access lines, the error.log layer
+//! files/        static files (`PROXY_STATIC`): the path resolved inside its root, ETag and
+//!               conditionals around tower-http's `ServeFile`
+//! compress/     on-the-fly compression (`PROXY_COMPRESSION`): negotiation, eligibility, the
+//!               streaming encoder body
 //! ```
 //!
-//! Imports point one way: `commands` → `server` → `http` → `upstream`; everything may use
+//! Imports point one way: `commands` → `server` → `http` → `upstream`; `http` → `files` →
+//! `compress`; everything may use
 //! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
 //! Modules are private: what `main.rs` and the tests need is re-exported below.
 
 mod commands;
+mod compress;
 mod config;
 mod error;
+mod files;
 mod http;
 mod logs;
 mod server;
@@ -37,8 +44,8 @@ mod upstream;
 
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Config, Limits, LogConfig, LogFormat, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream,
-    UpstreamHttp2, defaults,
+    Coding, Compression, Config, Limits, LogConfig, LogFormat, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream,
+    UpstreamHttp2, defaults, StaticFiles, StaticRoot, StaticRootProblem,
 };
 pub use error::ProxyError;
 pub use http::headers;

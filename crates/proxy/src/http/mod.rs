@@ -1,8 +1,8 @@
 //! A request's trip through the proxy, up to the upstream client: the two listeners' services
 //! (`redirect` for HTTP, `forward` for HTTPS), the checks every request passes (`hygiene`),
 //! header rewriting (`headers`), body guards (`body`), upgrades (`upgrade`), the one failure
-//! type (`error`) and the error pages it becomes (`error_page`). `context` holds what both
-//! services share.
+//! type (`error`) and the error pages it becomes (`error_page`), the static-file branch
+//! (`serve_files`). `context` holds what both services share.
 
 mod body;
 mod context;
@@ -12,6 +12,7 @@ mod forward;
 pub mod headers;
 mod hygiene;
 mod redirect;
+mod serve_files;
 mod upgrade;
 
 pub use context::Shared;
