@@ -44,8 +44,9 @@ mod upstream;
 
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Coding, Compression, Config, Limits, LogConfig, LogFormat, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream,
-    UpstreamHttp2, defaults, StaticFiles, StaticRoot, StaticRootProblem,
+    Coding, Compression, Config, Limits, LogConfig, LogFormat, StaticFiles, StaticRoot,
+    StaticRootProblem, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamHttp2,
+    defaults,
 };
 pub use error::ProxyError;
 pub use http::headers;

@@ -36,8 +36,7 @@ pub fn compress(
     mut resp: Response<Boxed>,
 ) -> Response<Boxed> {
     let ours = resp.extensions().get::<Ours>().is_some();
-    if config.codings.is_empty() || head || !(ours || config.upstream) || !eligible(&resp, config)
-    {
+    if config.codings.is_empty() || head || !(ours || config.upstream) || !eligible(&resp, config) {
         return resp;
     }
     add_vary(resp.headers_mut());

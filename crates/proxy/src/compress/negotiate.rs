@@ -38,7 +38,9 @@ fn quality(headers: &HeaderMap, token: &str) -> u16 {
         let q = parts
             .find_map(|p| {
                 let (k, v) = p.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("q").then(|| parse_q(v.trim()))
+                k.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| parse_q(v.trim()))
             })
             .unwrap_or(Some(1000));
         let Some(q) = q else { continue };
@@ -76,7 +78,10 @@ mod tests {
 
     fn pick(accept: &str, offered: &[Coding]) -> Option<Coding> {
         let mut h = HeaderMap::new();
-        h.insert(ACCEPT_ENCODING, HeaderValue::from_str(accept).expect("value"));
+        h.insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_str(accept).expect("value"),
+        );
         negotiate(&h, offered)
     }
 

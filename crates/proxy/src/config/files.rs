@@ -128,14 +128,8 @@ impl Compression {
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
         Ok(Compression {
             codings: env.parsed("PROXY_COMPRESSION", Codings::default())?.0,
-            min_size: env.size(
-                "PROXY_COMPRESSION_MIN_SIZE",
-                defaults::COMPRESSION_MIN_SIZE,
-            )?,
-            upstream: env.bool(
-                "PROXY_COMPRESSION_UPSTREAM",
-                defaults::COMPRESSION_UPSTREAM,
-            )?,
+            min_size: env.size("PROXY_COMPRESSION_MIN_SIZE", defaults::COMPRESSION_MIN_SIZE)?,
+            upstream: env.bool("PROXY_COMPRESSION_UPSTREAM", defaults::COMPRESSION_UPSTREAM)?,
         })
     }
 }
@@ -155,7 +149,9 @@ impl FromStr for StaticRoots {
                 .ok_or_else(|| format!("{pair}: expected PREFIX=DIR, e.g. /static/=/srv/static"))?;
             let (prefix, dir) = (prefix.trim(), Path::new(dir.trim()));
             if !prefix.starts_with('/') || prefix.contains(['?', '#', '%', '\\']) {
-                return Err(format!("{pair}: the prefix must be a plain path starting with /"));
+                return Err(format!(
+                    "{pair}: the prefix must be a plain path starting with /"
+                ));
             }
             if prefix.split('/').any(|seg| seg == "." || seg == "..") {
                 return Err(format!("{pair}: the prefix has a dot segment"));
@@ -245,7 +241,14 @@ mod tests {
         assert_eq!((root.dir.as_path(), rest), (Path::new("/srv/img"), "a.png"));
         assert!(files.route("/staticx").is_none());
         assert!(files.route("/static").is_none());
-        for bad in ["static=/srv", "/s/=rel", "/s/", "/a/=/x,/a=/y", "/../=/x", "/%2e/=/x"] {
+        for bad in [
+            "static=/srv",
+            "/s/=rel",
+            "/s/",
+            "/a/=/x,/a=/y",
+            "/../=/x",
+            "/%2e/=/x",
+        ] {
             assert!(bad.parse::<StaticRoots>().is_err(), "{bad}");
         }
     }

@@ -104,7 +104,11 @@ pub async fn serve<B>(
 
 /// Let `ServeFile` answer for `found` (200, 206 or 304 by `If-Modified-Since`); its other
 /// answers become refusals (the error page).
-async fn send<B>(found: &Found, etag: &HeaderValue, req: &Request<B>) -> Result<Response<Boxed>, Refusal> {
+async fn send<B>(
+    found: &Found,
+    etag: &HeaderValue,
+    req: &Request<B>,
+) -> Result<Response<Boxed>, Refusal> {
     let mut inner = Request::new(Empty::<Bytes>::new());
     *inner.method_mut() = req.method().clone();
     let asked = req.headers();
@@ -249,6 +253,8 @@ impl<B: Body + Unpin> Body for Shareable<B> {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.0.lock().map_or_else(|_| SizeHint::default(), |b| b.size_hint())
+        self.0
+            .lock()
+            .map_or_else(|_| SizeHint::default(), |b| b.size_hint())
     }
 }

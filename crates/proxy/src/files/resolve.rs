@@ -52,18 +52,20 @@ pub fn resolve(dir: &Path, rest: &str, siblings: &[Coding]) -> Resolved {
         Ok(found) => found,
         Err(e) => return miss(&e),
     };
-    if meta.is_dir() {
+    let slash = rest.is_empty() || rest.ends_with('/');
+    let folder = meta.is_dir();
+    if folder {
         base = named.join("index.html");
         match inside(&root, &base) {
-            Ok((_, m)) if m.is_file() && !(rest.is_empty() || rest.ends_with('/')) => {
+            Ok((_, m)) if m.is_file() && !slash => {
                 return Resolved::AddSlash;
             }
             Ok((path, m)) => (named, meta) = (path, m),
             Err(e) => return miss(&e),
         }
     }
-    if !meta.is_file() {
-        // Folders without an index, FIFOs, sockets and devices are never read.
+    if !meta.is_file() || (slash && !folder) {
+        // A file named as a folder (`a.txt/`), folders without an index, FIFOs, sockets and devices are never read.
         return Resolved::NotFound;
     }
     for &coding in siblings {
@@ -144,7 +146,14 @@ mod tests {
     #[test]
     fn refused_paths() {
         for rest in [
-            "a%2fb", "a%2Fb", "a%5cb", "a\\b", "a%00b", ".env", "a/.git/config", "%2e%2e/x",
+            "a%2fb",
+            "a%2Fb",
+            "a%5cb",
+            "a\\b",
+            "a%00b",
+            ".env",
+            "a/.git/config",
+            "%2e%2e/x",
             "a/%2ehidden",
         ] {
             assert!(relative_path(rest).is_none(), "{rest}");

@@ -3,6 +3,7 @@
 //! real app or test upstreams behind it. `cargo test -p proxy --test integration <module>::`
 //! runs one area.
 
+mod compression;
 mod dev_ca;
 mod error_pages;
 mod faults;
@@ -18,6 +19,7 @@ mod keypair;
 mod logs;
 mod logs_e2e;
 mod rewrite_props;
+mod static_files;
 mod support;
 mod tunnels;
 mod upstream_h2;
