@@ -171,7 +171,7 @@ impl FromStr for StaticRoots {
                 dir: dir.to_path_buf(),
             });
         }
-        roots.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        roots.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Ok(StaticRoots(roots))
     }
 }

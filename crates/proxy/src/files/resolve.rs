@@ -27,7 +27,7 @@ pub struct Found {
 /// What a request path comes to.
 #[derive(Debug)]
 pub enum Resolved {
-    File(Found),
+    File(Box<Found>),
     /// A folder with an `index.html`, named without the trailing `/`: redirect to add it.
     AddSlash,
     /// Nothing to serve (also: anything outside the root, a dotfile, a folder without index).
@@ -65,7 +65,8 @@ pub fn resolve(dir: &Path, rest: &str, siblings: &[Coding]) -> Resolved {
         }
     }
     if !meta.is_file() || (slash && !folder) {
-        // A file named as a folder (`a.txt/`), folders without an index, FIFOs, sockets and devices are never read.
+        // A file named as a folder (`a.txt/`), a folder without an index, FIFOs, sockets and
+        // devices are never read.
         return Resolved::NotFound;
     }
     for &coding in siblings {
@@ -73,21 +74,21 @@ pub fn resolve(dir: &Path, rest: &str, siblings: &[Coding]) -> Resolved {
         name.push(coding.extension());
         if let Ok((path, m)) = inside(&root, Path::new(&name)) {
             if m.is_file() {
-                return Resolved::File(Found {
+                return Resolved::File(Box::new(Found {
                     path,
                     meta: m,
                     named,
                     coding: Some(coding),
-                });
+                }));
             }
         }
     }
-    Resolved::File(Found {
+    Resolved::File(Box::new(Found {
         path: named.clone(),
         meta,
         named,
         coding: None,
-    })
+    }))
 }
 
 /// The decoded relative path, or `None` when it is refused: an encoded `/` or `\`, a NUL, a
