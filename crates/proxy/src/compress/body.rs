@@ -13,9 +13,9 @@ use http_body::{Body, Frame};
 use crate::config::Coding;
 use crate::upstream::BoxError;
 
-/// gzip level: nginx's `gzip_comp_level` is 1; 5 is most of level 9's ratio at a fraction of
-/// its CPU.
-const GZIP_LEVEL: u32 = 5;
+/// gzip level 1, nginx's default `gzip_comp_level`: on the fly, CPU matters more than the last
+/// tenth of the ratio (precompressed `.gz` siblings are for the best ratio).
+const GZIP_LEVEL: u32 = 1;
 /// zstd level 3 (zstd's default).
 const ZSTD_LEVEL: i32 = 3;
 /// zstd window: 256 KiB bounds the encoder's memory per response (level 3 would take 2 MiB).

@@ -254,6 +254,27 @@ mod tests {
     }
 
     #[test]
+    fn check_names_roots_that_are_not_folders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").expect("write");
+        let spec = format!(
+            "/ok/={},/file/={},/gone/={}",
+            dir.path().display(),
+            file.display(),
+            dir.path().join("gone").display()
+        );
+        let files = StaticFiles {
+            roots: spec.parse::<StaticRoots>().expect("parses").0,
+            cache_control: HeaderValue::from_static("no-cache"),
+        };
+        let problems: Vec<String> = files.check().iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("/file/=") && p.contains("not a folder")));
+        assert!(problems.iter().any(|p| p.starts_with("PROXY_STATIC: /gone/=")));
+    }
+
+    #[test]
     fn codings_parse_in_server_order() {
         let c: Codings = "gzip, ZSTD".parse().expect("parses");
         assert_eq!(c.0, vec![Coding::Gzip, Coding::Zstd]);
