@@ -270,8 +270,16 @@ mod tests {
         };
         let problems: Vec<String> = files.check().iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("/file/=") && p.contains("not a folder")));
-        assert!(problems.iter().any(|p| p.starts_with("PROXY_STATIC: /gone/=")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("/file/=") && p.contains("not a folder"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("PROXY_STATIC: /gone/="))
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub async fn serve<B>(
     head: bool,
 ) -> Option<Response<ProxyBody>> {
     let config = &shared.config;
+    if config.static_files.roots.is_empty() {
+        return None;
+    }
     // Routed by the normalised path (a path that does not normalise is the upstream branch's
     // 400); the prefix is matched before the full checks so a forwarded request pays nothing.
     let normalized = hygiene::normalize_path(req.uri().path()).ok()?;
