@@ -40,13 +40,7 @@ pub fn compress(
         return resp;
     }
     add_vary(resp.headers_mut());
-    let on_the_fly: Vec<Coding> = config
-        .codings
-        .iter()
-        .copied()
-        .filter(|c| c.on_the_fly())
-        .collect();
-    let Some(coding) = negotiate(req_headers, &on_the_fly) else {
+    let Some(coding) = negotiate(req_headers, &on_the_fly(config)) else {
         return resp;
     };
     let encoder = match Encoder::new(coding, resp.body().size_hint().exact()) {
@@ -69,6 +63,29 @@ pub fn compress(
         h.insert(header::ETAG, weak);
     }
     Response::from_parts(parts, body.boxed())
+}
+
+/// The codings of `config` the proxy encodes itself (brotli only precompressed).
+fn on_the_fly(config: &Compression) -> Vec<Coding> {
+    config
+        .codings
+        .iter()
+        .copied()
+        .filter(|c| c.on_the_fly())
+        .collect()
+}
+
+/// Whether a full answer of this type and length, to this request, would be compressed on the
+/// fly (a 304 then carries the weak tag the compressed 200 had).
+pub fn would_compress(
+    config: &Compression,
+    req_headers: &HeaderMap,
+    content_type: &HeaderValue,
+    length: u64,
+) -> bool {
+    compressible(content_type)
+        && length >= config.min_size
+        && negotiate(req_headers, &on_the_fly(config)).is_some()
 }
 
 /// A full answer of a compressible type, big enough (when its length is known), not encoded
@@ -146,7 +163,7 @@ pub fn add_vary(h: &mut HeaderMap) {
 }
 
 /// `"x"` → `W/"x"` (a compressed body is not byte-identical to the one the tag named).
-fn weaken(etag: &HeaderValue) -> Option<HeaderValue> {
+pub fn weaken(etag: &HeaderValue) -> Option<HeaderValue> {
     let bytes = etag.as_bytes();
     if bytes.starts_with(b"W/") {
         return None;

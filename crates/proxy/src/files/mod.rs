@@ -81,13 +81,25 @@ pub async fn serve<B>(
         Resolved::AddSlash => return Ok(add_slash(path, req.uri().query())),
     };
     let etag = etag(&found.meta, found.coding);
+    let mime = mime_guess::from_path(&found.named).first_or_octet_stream();
     let mut resp = if none_match(req.headers(), &etag) {
         not_modified(&found.meta)
     } else {
-        send(&found, &etag, req).await?
+        send(&found, &mime, &etag, req).await?
     };
+    let status = resp.status();
     let h = resp.headers_mut();
-    h.insert(header::ETAG, etag);
+    // A 304 names the tag the 200 would have had: weak when that one is compressed on the fly.
+    let compressed_200 = found.coding.is_none()
+        && HeaderValue::from_str(mime.as_ref()).is_ok_and(|ct| {
+            compress::would_compress(compression, req.headers(), &ct, found.meta.len())
+        });
+    match compress::weaken(&etag) {
+        Some(weak) if status == StatusCode::NOT_MODIFIED && compressed_200 => {
+            h.insert(header::ETAG, weak)
+        }
+        _ => h.insert(header::ETAG, etag),
+    };
     h.insert(header::CACHE_CONTROL, files.cache_control.clone());
     if let Some(coding) = found.coding {
         h.insert(
@@ -106,6 +118,7 @@ pub async fn serve<B>(
 /// answers become refusals (the error page).
 async fn send<B>(
     found: &Found,
+    mime: &mime::Mime,
     etag: &HeaderValue,
     req: &Request<B>,
 ) -> Result<Response<Boxed>, Refusal> {
@@ -124,8 +137,7 @@ async fn send<B>(
     if !if_range_holds(asked, etag, &found.meta) {
         inner.headers_mut().remove(header::RANGE);
     }
-    let mime = mime_guess::from_path(&found.named).first_or_octet_stream();
-    let resp = ServeFile::new_with_mime(&found.path, &mime)
+    let resp = ServeFile::new_with_mime(&found.path, mime)
         .try_call(inner)
         .await
         .map_err(|e| {

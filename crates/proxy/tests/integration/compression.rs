@@ -84,6 +84,13 @@ async fn each_coding_decompresses_to_the_original() {
         )
         .await;
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    // The 304 names the tag the compressed 200 had; without a coding, the strong one.
+    assert_eq!(header(&resp, "etag"), Some(format!("W/{tag}").as_str()));
+    let resp = site
+        .get("/static/plain.css", &[("if-none-match", &tag)])
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(header(&resp, "etag"), Some(tag.as_str()));
 }
 
 #[tokio::test]
