@@ -35,7 +35,8 @@ use clap::{Parser, Subcommand};
 ///                            h2c [websocket]
 ///   PROXY_UNDERSCORES_IN_HEADERS  forward header names containing `_` (nginx
 ///                            underscores_in_headers) [false]
-///   PROXY_ERROR_PAGE         minijinja HTML template for error answers [built-in]
+///   PROXY_ERROR_PAGE         minijinja HTML template for error answers, re-read when it
+///                            changes (a bad edit keeps the old page) [built-in]
 ///   PROXY_INTERCEPT_ERRORS   replace upstream error bodies (>= 400) with the page [true]
 ///   PROXY_STATIC             PREFIX=DIR pairs served from folders, never forwarded (nginx
 ///                            alias), e.g. /static/=/srv/static,/media/=/srv/media []
@@ -63,7 +64,8 @@ use clap::{Parser, Subcommand};
 ///   PROXY_TUNNEL_IDLE_TIMEOUT  WebSocket tunnel silent both ways, then closed [60s]
 ///   PROXY_DRAIN_TIMEOUT      SIGTERM waits this long for in-flight requests and tunnels [10s]
 ///
-/// Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the keypair; SIGUSR1 reopens logs.
+/// Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the keypair and the error page;
+/// SIGUSR1 reopens logs. `proxy check` validates all of the above without serving.
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -73,6 +75,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Validate every setting and every file and folder they name (keypair, CA, error page,
+    /// log folder), print the effective configuration (never secrets) and exit 0, or print
+    /// each problem and exit 1 (nginx -t). In Docker: `docker compose run --rm proxy check`.
+    Check,
     /// Exit 0 when the local HTTPS listener completes a TLS handshake (Docker HEALTHCHECK).
     Healthcheck,
     /// Print the certificate the proxy would serve (subject, SANs, validity, fingerprint, chain)
@@ -108,17 +114,27 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let config = proxy::Config::from_env(&common::env::Env::process())?;
-    match cli.command {
-        Some(Command::Cert { action: None }) => print!("{}", proxy::cert(&config)?),
+    let env = common::env::Env::process();
+    // Parsed by each subcommand that needs it; `check` reports every problem, not the first.
+    let config = || proxy::Config::from_env(&env);
+    match Cli::parse().command {
+        Some(Command::Check) => {
+            let report = proxy::check(&env);
+            print!("{}", report.text);
+            anyhow::ensure!(report.ok(), "{} problem(s) found", report.problems);
+        }
+        Some(Command::Cert { action: None }) => print!("{}", proxy::cert(&config()?)?),
         Some(Command::Cert {
             action: Some(CertAction::Trust { path }),
-        }) => print!("{}", proxy::cert_trust(&config, path.as_deref())?),
+        }) => print!("{}", proxy::cert_trust(&config()?, path.as_deref())?),
         Some(Command::Cert {
             action: Some(CertAction::Generate { out, force }),
-        }) => print!("{}", proxy::cert_generate(&out, force)?),
+        }) => {
+            config()?;
+            print!("{}", proxy::cert_generate(&out, force)?)
+        }
         Some(Command::Healthcheck) => {
+            let config = config()?;
             println!(
                 "{}",
                 common::cli::current_thread()?.block_on(proxy::healthcheck(&config))?
@@ -126,7 +142,7 @@ fn run() -> anyhow::Result<()> {
         }
         // The main thread's runtime runs the signals, the certificate watcher and the first
         // worker's event loop; the proxy starts the other workers on threads of their own.
-        None => common::cli::current_thread()?.block_on(proxy::serve(config))?,
+        None => common::cli::current_thread()?.block_on(proxy::serve(config()?))?,
     }
     Ok(())
 }

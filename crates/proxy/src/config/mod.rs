@@ -329,6 +329,13 @@ impl UpgradeProtocols {
     }
 }
 
+impl std::fmt::Display for UpgradeProtocols {
+    /// The list as it is set: `websocket`, comma-separated.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
 impl FromStr for UpgradeProtocols {
     type Err = String;
 

@@ -3,8 +3,10 @@
 //! real app or test upstreams behind it. `cargo test -p proxy --test integration <module>::`
 //! runs one area.
 
+mod check;
 mod compression;
 mod dev_ca;
+mod error_page_live;
 mod error_pages;
 mod faults;
 mod forwarding;
