@@ -23,6 +23,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("development CA", dev_ca),
     ("upstream", upstream),
     ("error page", error_page),
+    ("static files", static_files),
     ("log folder", log_folder),
 ];
 
@@ -154,6 +155,30 @@ fn error_page(c: &Config) -> Result<String, String> {
     })
 }
 
+/// Every `PROXY_STATIC` folder exists and is a folder.
+fn static_files(c: &Config) -> Result<String, String> {
+    let roots = &c.static_files.roots;
+    if roots.is_empty() {
+        return Ok("none (PROXY_STATIC is empty)".into());
+    }
+    let problems = c.static_files.check();
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(lines.join("\n"));
+    }
+    Ok(format!("served from {}", static_roots(c)))
+}
+
+/// `PROXY_STATIC` as `PREFIX=DIR, …`.
+fn static_roots(c: &Config) -> String {
+    list(
+        c.static_files
+            .roots
+            .iter()
+            .map(|r| format!("{}={}", r.prefix, r.dir.display())),
+    )
+}
+
 /// `PROXY_LOG_DIR` exists, is a folder, and this user may create files in it.
 fn log_folder(c: &Config) -> Result<String, String> {
     let dir = &c.logs.dir;
@@ -243,6 +268,26 @@ fn effective(c: &Config) -> Vec<(&'static str, String)> {
         ),
         ("PROXY_ERROR_PAGE", path(&c.error_page)),
         ("PROXY_INTERCEPT_ERRORS", c.intercept_errors.to_string()),
+        ("PROXY_STATIC", static_roots(c)),
+        (
+            "PROXY_STATIC_CACHE_CONTROL",
+            c.static_files.cache_control.to_str().unwrap_or("?").into(),
+        ),
+        (
+            "PROXY_COMPRESSION",
+            match c.compression.codings.as_slice() {
+                [] => "off".into(),
+                codings => list(codings.iter().map(|c| c.token().to_owned())),
+            },
+        ),
+        (
+            "PROXY_COMPRESSION_MIN_SIZE",
+            c.compression.min_size.to_string(),
+        ),
+        (
+            "PROXY_COMPRESSION_UPSTREAM",
+            c.compression.upstream.to_string(),
+        ),
         ("PROXY_LOG_DIR", c.logs.dir.display().to_string()),
         ("LOG_RETENTION", c.logs.retention.to_string()),
         ("PROXY_ACCESS_LOG", c.access_log.to_string()),

@@ -24,16 +24,23 @@
 //! logs/         the log folder, the queue, the writer thread, access lines, the error.log layer
 //!               and its per call site throttle
 //! watch.rs      the folder watch behind the live reloads (keypair, error page; a leaf)
+//! files/        static files (`PROXY_STATIC`): the path resolved inside its root, ETag and
+//!               conditionals around tower-http's `ServeFile`
+//! compress/     on-the-fly compression (`PROXY_COMPRESSION`): negotiation, eligibility, the
+//!               streaming encoder body
 //! ```
 //!
-//! Imports point one way: `commands` → `server` → `http` → `upstream`; everything may use
+//! Imports point one way: `commands` → `server` → `http` → `upstream`; `http` → `files` →
+//! `compress`; everything may use
 //! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
 //! Modules are private: what `main.rs` and the tests need is re-exported below.
 
 mod check;
 mod commands;
+mod compress;
 mod config;
 mod error;
+mod files;
 mod http;
 mod logs;
 mod server;
@@ -45,8 +52,9 @@ mod watch;
 pub use check::{CheckReport, check};
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Config, Limits, LogConfig, LogFormat, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream,
-    UpstreamHttp2, defaults,
+    Coding, Compression, Config, Limits, LogConfig, LogFormat, StaticFiles, StaticRoot,
+    StaticRootProblem, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamHttp2,
+    defaults,
 };
 pub use error::ProxyError;
 pub use http::headers;

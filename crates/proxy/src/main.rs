@@ -42,6 +42,13 @@ use clap::{Parser, Subcommand};
 ///   PROXY_ERROR_PAGE         minijinja HTML template for error answers, re-read when it
 ///                            changes (a bad edit keeps the old page) [built-in]
 ///   PROXY_INTERCEPT_ERRORS   replace upstream error bodies (>= 400) with the page [true]
+///   PROXY_STATIC             PREFIX=DIR pairs served from folders, never forwarded (nginx
+///                            alias), e.g. /static/=/srv/static,/media/=/srv/media []
+///   PROXY_STATIC_CACHE_CONTROL  Cache-Control of static files [no-cache]
+///   PROXY_COMPRESSION        codings in server preference, or off; br only as precompressed
+///                            .br files [zstd,br,gzip]
+///   PROXY_COMPRESSION_MIN_SIZE  smaller bodies are not compressed [1k]
+///   PROXY_COMPRESSION_UPSTREAM  compress the app's answers too (BREACH) [false]
 ///   PROXY_LOG_DIR            folder for access.log and error.log [/var/log/proxy]
 ///   LOG_RETENTION            a new dated folder per start, `latest` symlink [true]
 ///   PROXY_ACCESS_LOG         write access.log; false is nginx's `access_log off` [true]

@@ -40,6 +40,10 @@ impl Proxy {
         lookup: Arc<dyn Lookup>,
     ) -> Result<Self, ProxyError> {
         let pages = ErrorPages::load(config.error_page.as_deref())?;
+        // A missing static folder answers 404 until it appears (a volume mounted later).
+        for problem in config.static_files.check() {
+            tracing::warn!("{problem}; its files answer 404 until it exists");
+        }
         let certs = CertStore::open(config.tls.clone(), tls::shared_provider())?;
         let tls = tls::server_config(certs.clone())?;
         let config = Arc::new(config.clone());

@@ -106,3 +106,13 @@ pub const UPGRADE_PROTOCOLS: &[&str] = &["websocket"];
 pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `PROXY_UNDERSCORES_IN_HEADERS` (nginx `underscores_in_headers off`)
 pub const UNDERSCORES_IN_HEADERS: bool = false;
+/// `PROXY_STATIC_CACHE_CONTROL`: browsers revalidate every time (a cheap 304), so an edit shows
+/// at once.
+pub const STATIC_CACHE_CONTROL: &str = "no-cache";
+/// `PROXY_COMPRESSION`: server preference (br only as precompressed `.br` siblings).
+pub const COMPRESSION: &str = "zstd,br,gzip";
+/// `PROXY_COMPRESSION_MIN_SIZE` (nginx `gzip_min_length` is 20; 1 KiB saves the CPU on tiny
+/// bodies).
+pub const COMPRESSION_MIN_SIZE: u64 = 1024;
+/// `PROXY_COMPRESSION_UPSTREAM`: off, because of BREACH.
+pub const COMPRESSION_UPSTREAM: bool = false;

@@ -3,8 +3,10 @@
 //! each) and imports nothing else of the crate. Defaults live in [`defaults`].
 
 pub mod defaults;
+mod files;
 mod tls;
 
+pub use files::{Coding, Compression, StaticFiles, StaticRoot, StaticRootProblem};
 pub use tls::{TlsFiles, TlsName, TlsNames};
 
 use std::net::SocketAddr;
@@ -49,6 +51,10 @@ pub struct Config {
     pub access_log: bool,
     pub log: String,
     pub limits: Limits,
+    /// `PROXY_STATIC`, `PROXY_STATIC_CACHE_CONTROL`
+    pub static_files: StaticFiles,
+    /// `PROXY_COMPRESSION*`
+    pub compression: Compression,
 }
 
 /// Where requests go: `host:port`, resolved again for new connections.
@@ -161,6 +167,8 @@ impl Config {
             access_log: env.bool("PROXY_ACCESS_LOG", defaults::ACCESS_LOG)?,
             log: env.string("PROXY_LOG", defaults::LOG)?,
             limits: Limits::from_env(env)?,
+            static_files: StaticFiles::from_env(env)?,
+            compression: Compression::from_env(env)?,
         })
     }
 }

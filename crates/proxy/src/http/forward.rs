@@ -20,7 +20,9 @@ use super::context::Shared;
 use super::error::Failure;
 use super::headers;
 use super::hygiene;
+use super::serve_files;
 use super::upgrade::Upgrade;
+use crate::compress;
 use crate::upstream::{BoxError, UpstreamAddr, UpstreamBody};
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
@@ -40,10 +42,18 @@ pub async fn forward(
     let mut started = shared.started(&req, &conn);
     let head = req.method() == Method::HEAD;
     let h1 = req.version() < Version::HTTP_2;
-    // Only `Accept` matters for an error page; keep it instead of the whole header map.
+    // Only `Accept` (the error page) and `Accept-Encoding` (compression) matter for the answer;
+    // keep them instead of the whole header map.
     let mut accept = HeaderMap::new();
-    if let Some(value) = req.headers().get(header::ACCEPT) {
-        accept.insert(header::ACCEPT, value.clone());
+    for name in [header::ACCEPT, header::ACCEPT_ENCODING] {
+        for value in req.headers().get_all(&name) {
+            accept.append(&name, value.clone());
+        }
+    }
+    if let Some(resp) = serve_files::serve(&shared, &req, &started.request_id, &accept, head).await
+    {
+        let resp = compress::compress(&shared.config.compression, &accept, head, resp);
+        return Ok(shared.finish(resp, started, true));
     }
     let resp = match proxy(&shared, conn, req, &started.request_id).await {
         Ok(answer) => {
@@ -69,6 +79,7 @@ pub async fn forward(
             page
         }
     };
+    let resp = compress::compress(&shared.config.compression, &accept, head, resp);
     Ok(shared.finish(resp, started, true))
 }
 

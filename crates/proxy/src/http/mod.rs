@@ -2,7 +2,8 @@
 //! (`redirect` for HTTP, `forward` for HTTPS), the checks every request passes (`hygiene`),
 //! header rewriting (`headers`), body guards (`body`), upgrades (`upgrade`), the one failure
 //! type (`error`) and the error pages it becomes (`error_page`), live on edits
-//! (`page_reload`). `context` holds what both services share.
+//! (`page_reload`), the static-file branch (`serve_files`). `context` holds what both services
+//! share.
 
 mod body;
 mod context;
@@ -13,6 +14,7 @@ pub mod headers;
 mod hygiene;
 mod page_reload;
 mod redirect;
+mod serve_files;
 mod upgrade;
 
 pub use context::Shared;

@@ -37,6 +37,7 @@ fn path(p: &Path) -> String {
 /// A keypair, an error page and a log folder in `dir`; the settings naming them.
 fn good_set(dir: &Path) -> (Pair, Vec<(&'static str, String)>) {
     let (tls, logs) = (dir.join("tls"), dir.join("logs"));
+    std::fs::create_dir(dir.join("static")).expect("mkdir");
     std::fs::create_dir(&tls).expect("mkdir");
     std::fs::create_dir(&logs).expect("mkdir");
     chmod(&tls, 0o755);
@@ -59,6 +60,10 @@ fn good_set(dir: &Path) -> (Pair, Vec<(&'static str, String)>) {
         ("PROXY_LOG_DIR", path(&logs)),
         ("PROXY_UPSTREAM", "app:8000".into()),
         ("PROXY_HSTS_FILE", path(&dir.join("hsts"))),
+        (
+            "PROXY_STATIC",
+            format!("/static/={}", path(&dir.join("static"))),
+        ),
     ];
     (pair, envs)
 }
@@ -113,6 +118,7 @@ fn a_broken_set_exits_1_and_names_every_problem() {
     std::fs::remove_file(dir.path().join("tls/localhost.key")).expect("rm key");
     std::fs::write(dir.path().join("error.html"), "<h1>fine</h1>\n{% if %}\n").expect("page");
     chmod(&dir.path().join("logs"), 0o555);
+    std::fs::remove_dir(dir.path().join("static")).expect("rm static");
     envs.push(("PROXY_WORKERS", "lots".into()));
     envs.push(("PROXY_MAX_BODY_SIZE", "huge".into()));
     let (code, out) = check(dir.path(), &envs);
@@ -130,6 +136,10 @@ fn a_broken_set_exits_1_and_names_every_problem() {
             "PROXY_LOG_DIR={}: not writable",
             path(&dir.path().join("logs"))
         ),
+        &format!(
+            "PROXY_STATIC: /static/={}: ",
+            path(&dir.path().join("static"))
+        ),
     ] {
         assert!(problems.contains(want), "{want} missing in:\n{out}");
     }
@@ -138,6 +148,6 @@ fn a_broken_set_exits_1_and_names_every_problem() {
         out.contains(&format!("{:<31} (invalid, see below)", "PROXY_WORKERS")),
         "{out}"
     );
-    assert!(out.contains("5 problem(s):"), "{out}");
+    assert!(out.contains("6 problem(s):"), "{out}");
     assert!(!out.contains("configuration OK"), "{out}");
 }

@@ -4,6 +4,7 @@
 //! runs one area.
 
 mod check;
+mod compression;
 mod dev_ca;
 mod error_page_live;
 mod error_pages;
@@ -21,6 +22,7 @@ mod logs;
 mod logs_e2e;
 mod reset_flood;
 mod rewrite_props;
+mod static_files;
 mod support;
 mod tunnels;
 mod upstream_h2;
