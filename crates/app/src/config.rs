@@ -65,8 +65,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read and validate every `APP_*` setting.
+    /// Read and validate every `APP_*` setting. A value read from a
+    /// `NAME_FILE` is never quoted in the error.
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        Self::read(env).map_err(|e| env.redact(e))
+    }
+
+    fn read(env: &Env) -> Result<Self, EnvError> {
         let mode = env.parsed("APP_ENV", defaults::ENV)?;
         let cert = env.path("APP_TLS_CERT")?;
         let key = env.path("APP_TLS_KEY")?;

@@ -24,6 +24,14 @@ pub enum EnvError {
         value: String,
         reason: String,
     },
+    /// `Invalid` for a value read from `NAME_FILE`: the contents may be secret, so only the
+    /// file is named.
+    #[error("{name}_FILE={path}: the file's contents are not a valid value: {reason}")]
+    InvalidFile {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl EnvError {
@@ -32,7 +40,8 @@ impl EnvError {
         match self {
             EnvError::BothSet { name }
             | EnvError::ReadFile { name, .. }
-            | EnvError::Invalid { name, .. } => name,
+            | EnvError::Invalid { name, .. }
+            | EnvError::InvalidFile { name, .. } => name,
         }
     }
 
@@ -83,6 +92,30 @@ impl Env {
         vars.remove(name);
         vars.remove(&format!("{name}_FILE"));
         Env { vars: Some(vars) }
+    }
+
+    /// `err` with a value read from a `NAME_FILE` left out (secrets must not reach a log or a
+    /// terminal through an error message). Every service's `Config::from_env` ends with it.
+    pub fn redact(&self, err: EnvError) -> EnvError {
+        match err {
+            EnvError::Invalid {
+                name,
+                value,
+                reason,
+            } => match self.file_of(&name) {
+                Some(path) => EnvError::InvalidFile {
+                    name,
+                    path: path.into(),
+                    reason,
+                },
+                None => EnvError::Invalid {
+                    name,
+                    value,
+                    reason,
+                },
+            },
+            other => other,
+        }
     }
 
     /// The file `name_FILE` names, when `name` is read from one (its contents may be secret).
@@ -156,12 +189,20 @@ impl Env {
         }
     }
 
-    /// An optional path: unset or empty means `None`.
+    /// An optional path: unset or empty means `None`. A PEM block or several lines is refused
+    /// without being quoted (a key pasted where its file's path belongs must not be printed).
     pub fn path(&self, name: &str) -> Result<Option<PathBuf>, EnvError> {
-        Ok(self
-            .get(name)?
-            .filter(|v| !v.trim().is_empty())
-            .map(PathBuf::from))
+        let value = self.get(name)?.filter(|v| !v.trim().is_empty());
+        if let Some(v) = &value {
+            if v.contains('\n') || v.contains("-----BEGIN") {
+                return Err(EnvError::invalid(
+                    name,
+                    "(not shown: several lines or a PEM block)",
+                    "expected the path of a file, not its contents",
+                ));
+            }
+        }
+        Ok(value.map(PathBuf::from))
     }
 
     /// A boolean: `true/false`, `1/0`, `yes/no`, `on/off` (any case).
@@ -251,6 +292,31 @@ mod tests {
         f.write_all(b"secret\n\n").expect("write");
         let env = Env::from_pairs([("X_FILE", f.path().to_str().expect("utf8"))]);
         assert_eq!(env.get("X").expect("ok").as_deref(), Some("secret\n"));
+    }
+
+    #[test]
+    fn an_invalid_value_from_a_file_is_not_quoted() {
+        let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+        f.write_all(b"hunter2-secret\n").expect("write");
+        let path = f.path().to_str().expect("utf8");
+        let env = Env::from_pairs([("X_FILE", path)]);
+        let err = env.redact(env.parsed::<u16>("X", 1).expect_err("not a number"));
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.starts_with(&format!("X_FILE={path}:")), "{text}");
+        // A value set directly is still quoted: it is already in the environment.
+        let env = Env::from_pairs([("X", "abc")]);
+        let err = env.redact(env.parsed::<u16>("X", 1).expect_err("not a number"));
+        assert!(err.to_string().contains("\"abc\""), "{err}");
+    }
+
+    #[test]
+    fn a_pem_block_where_a_path_belongs_is_refused_unquoted() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----";
+        let env = Env::from_pairs([("K", pem)]);
+        let err = env.path("K").expect_err("a key, not a path").to_string();
+        assert!(err.starts_with("K="), "{err}");
+        assert!(!err.contains("MIGHAgEAMBMG"), "{err}");
     }
 
     #[test]

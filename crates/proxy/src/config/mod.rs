@@ -120,8 +120,13 @@ pub struct Limits {
 pub struct UpgradeProtocols(Vec<String>);
 
 impl Config {
-    /// Read and validate every `PROXY_*` setting (and `LOG_RETENTION`).
+    /// Read and validate every `PROXY_*` setting (and `LOG_RETENTION`). A value read from a
+    /// `NAME_FILE` is never quoted in the error.
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        Self::read(env).map_err(|e| env.redact(e))
+    }
+
+    fn read(env: &Env) -> Result<Self, EnvError> {
         Ok(Config {
             http_listen: env.parsed("PROXY_HTTP_LISTEN", defaults::HTTP_LISTEN)?,
             https_listen: env.parsed("PROXY_HTTPS_LISTEN", defaults::HTTPS_LISTEN)?,

@@ -151,3 +151,27 @@ fn a_broken_set_exits_1_and_names_every_problem() {
     assert!(out.contains("6 problem(s):"), "{out}");
     assert!(!out.contains("configuration OK"), "{out}");
 }
+
+#[test]
+fn a_bad_value_from_a_secret_file_is_named_but_never_printed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_pair, mut envs) = good_set(dir.path());
+    let secret = dir.path().join("workers");
+    std::fs::write(&secret, "hunter2-secret\n").expect("secret");
+    envs.push(("PROXY_WORKERS_FILE", path(&secret)));
+    // A key pasted where its path belongs (a Docker-secrets mix-up) must not be echoed either.
+    let key = std::fs::read_to_string(dir.path().join("tls/localhost.key")).expect("key");
+    envs.retain(|(k, _)| *k != "PROXY_TLS_KEY");
+    envs.push(("PROXY_TLS_KEY", key.clone()));
+    let (code, out) = check(dir.path(), &envs);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("PROXY_WORKERS_FILE={}:", path(&secret))),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+    assert!(out.contains("PROXY_TLS_KEY="), "{out}");
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+    let body = key.lines().nth(1).unwrap_or("-");
+    assert!(!out.contains(body), "{out}");
+}
