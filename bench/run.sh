@@ -8,7 +8,7 @@
 #
 # Extra options handled here: --no-build (use target/release/{app,proxy} as they are).
 # Then bench/idle.py (memory per idle keep-alive TLS connection, proxy vs tuned nginx) writes
-# idle.{md,json} beside latest.*; it gets --quick, --out, --app-bin, --proxy-bin, --port-base.
+# idle.{md,json} beside latest.*; it gets --quick, --out, --app-bin, --proxy-bin.
 # Installs nginx, wrk and h2load (nghttp2-client) with apt-get when missing (needs root).
 # Exits non-zero only when a tool or binary is missing, a contender cannot start, or a contender
 # answers nothing -- never because numbers are slow.
@@ -108,8 +108,8 @@ if ((rc == 0 && want_proxy)); then
     idle_args=()
     for ((i = 0; i < ${#args[@]}; i++)); do
         case "${args[$i]}" in
-            --quick|--out=*|--app-bin=*|--proxy-bin=*|--port-base=*) idle_args+=("${args[$i]}") ;;
-            --out|--app-bin|--proxy-bin|--port-base) idle_args+=("${args[$i]}" "${args[$((i + 1))]}") ;;
+            --quick|--out=*|--app-bin=*|--proxy-bin=*) idle_args+=("${args[$i]}") ;;
+            --out|--app-bin|--proxy-bin) idle_args+=("${args[$i]}" "${args[$((i + 1))]}") ;;
         esac
     done
     python3 "$here/idle.py" "${idle_args[@]}" &

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
+use super::Builders;
 use super::activity::{Activity, Tracked};
 use super::cleartext::NoPriorKnowledge;
 use super::lease::Lease;
@@ -34,7 +34,7 @@ use super::service::HttpService;
 
 /// One accepted connection and what it is served with.
 pub(super) struct Conn {
-    pub(super) builder: Arc<auto::Builder<TokioExecutor>>,
+    pub(super) builders: Arc<Builders>,
     /// A cleartext listener: HTTP/1.1 only (the HTTP/2 preface is refused).
     pub(super) cleartext: bool,
     pub(super) limits: Limits,
@@ -42,6 +42,25 @@ pub(super) struct Conn {
     pub(super) aborting: CancellationToken,
     pub(super) lease: Lease,
     pub(super) peer: SocketAddr,
+}
+
+/// The protocol a connection speaks, when its TLS handshake said (ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Proto {
+    H1,
+    H2,
+    /// Not said (cleartext, or no ALPN): hyper-util reads the HTTP/2 preface or not.
+    Sniff,
+}
+
+impl Proto {
+    pub(super) fn of_alpn(alpn: Option<&[u8]>) -> Self {
+        match alpn {
+            Some(b"h2") => Proto::H2,
+            Some(b"http/1.1") => Proto::H1,
+            _ => Proto::Sniff,
+        }
+    }
 }
 
 /// What the periodic check decided about a connection.
@@ -56,7 +75,7 @@ enum Verdict {
 impl Conn {
     /// Serve the connection until it ends; on shutdown, when idle, or at a keep-alive limit,
     /// shut it down gracefully (in-flight requests complete, then it closes).
-    pub(super) async fn drive<IO, S>(self, io: IO, service: S)
+    pub(super) async fn drive<IO, S>(self, io: IO, service: S, proto: Proto)
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         S: HttpService,
@@ -76,16 +95,33 @@ impl Conn {
             heads,
             lease: self.lease.clone(),
         };
-        let conn = self.builder.serve_connection_with_upgrades(io, service);
-        self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
-            .await;
+        // Each protocol's connection boxed on its own: an idle HTTP/1.1 connection does not
+        // carry room for an HTTP/2 one (and the reverse), nor hyper-util's version sniffing.
+        let b = &self.builders;
+        match proto {
+            Proto::H1 => {
+                let conn = Box::pin(b.h1.serve_connection(io, service).with_upgrades());
+                self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
+                    .await;
+            }
+            Proto::H2 => {
+                let conn = Box::pin(b.h2.serve_connection(io, service));
+                self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
+                    .await;
+            }
+            Proto::Sniff => {
+                let conn = Box::pin(b.auto.serve_connection_with_upgrades(io, service));
+                self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
+                    .await;
+            }
+        }
     }
 
     /// Run `conn` to its end, closing it gracefully (`graceful`) or dropping it when the
     /// periodic check, the shutdown or the keep-alive limits say so.
     async fn supervise<C, E>(
         &self,
-        conn: C,
+        mut conn: Pin<Box<C>>,
         graceful: impl Fn(Pin<&mut C>),
         bytes: &Activity,
         counts: &Counts,
@@ -94,7 +130,6 @@ impl Conn {
         E: std::fmt::Display,
     {
         let peer = self.peer;
-        tokio::pin!(conn);
         let limits = &self.limits;
         let shortest = [
             Some(limits.idle_timeout),
