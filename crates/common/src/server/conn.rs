@@ -339,7 +339,9 @@ where
                 req.extensions_mut().insert(self.lease.clone());
             }
         }
-        let fut = self.inner.call(req);
+        // Boxed where it is made: the service's future (the proxy's is large) is then copied
+        // once, not again into this wrapper's state and again into its box.
+        let fut = Box::pin(self.inner.call(req));
         Box::pin(async move {
             let resp = fut.await;
             drop(pending);
