@@ -1,5 +1,5 @@
-//! One connection's life after accept: hyper-util serves it while a periodic check enforces the
-//! header timeout before the first request, the idle timeout, the keep-alive limits (requests,
+//! One connection's life after accept: hyper (HTTP/1.1, or HTTP/2 when ALPN chose it) serves
+//! it while a periodic check enforces the header timeout before the first request, the idle timeout, the keep-alive limits (requests,
 //! lifetime) and the drop of a connection that makes no progress after it was asked to close;
 //! shutdown closes it gracefully. The service is wrapped ([`Counted`]) to count requests, mark
 //! the last one, and hand an HTTP/1 request the connection's [`Lease`] (when it asks for an
@@ -44,21 +44,18 @@ pub(super) struct Conn {
     pub(super) peer: SocketAddr,
 }
 
-/// The protocol a connection speaks, when its TLS handshake said (ALPN).
+/// The protocol a connection speaks: HTTP/2 only when its TLS handshake chose it (ALPN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Proto {
     H1,
     H2,
-    /// Not said (cleartext, or no ALPN): hyper-util reads the HTTP/2 preface or not.
-    Sniff,
 }
 
 impl Proto {
     pub(super) fn of_alpn(alpn: Option<&[u8]>) -> Self {
         match alpn {
             Some(b"h2") => Proto::H2,
-            Some(b"http/1.1") => Proto::H1,
-            _ => Proto::Sniff,
+            _ => Proto::H1,
         }
     }
 }
@@ -96,7 +93,7 @@ impl Conn {
             lease: self.lease.clone(),
         };
         // Each protocol's connection boxed on its own: an idle HTTP/1.1 connection does not
-        // carry room for an HTTP/2 one (and the reverse), nor hyper-util's version sniffing.
+        // carry room for an HTTP/2 one (and the reverse).
         let b = &self.builders;
         match proto {
             Proto::H1 => {
@@ -106,11 +103,6 @@ impl Conn {
             }
             Proto::H2 => {
                 let conn = Box::pin(b.h2.serve_connection(io, service));
-                self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
-                    .await;
-            }
-            Proto::Sniff => {
-                let conn = Box::pin(b.auto.serve_connection_with_upgrades(io, service));
                 self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
                     .await;
             }

@@ -1,5 +1,5 @@
 //! The connection loop both services run: accept (bounded), optional TLS (with a handshake
-//! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 via hyper-util
+//! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 (by ALPN) via hyper
 //! with the per-connection timeouts and keep-alive limits (`conn`), graceful drain. Beside it:
 //! `activity` (the byte clock), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
 //! (what a tunnel borrows from its connection), `rawhead` (HTTP/1 heads as sent, before hyper
@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -176,7 +175,7 @@ impl Connections {
             // One stream type for both transports: hyper's connection machinery is compiled
             // once per service, not once per service and transport.
             let (io, proto): (Box<dyn Stream>, Proto) = match transport {
-                Transport::Plain => (Box::new(stream), Proto::Sniff),
+                Transport::Plain => (Box::new(stream), Proto::H1),
                 Transport::Tls(acceptor) => {
                     // Boxed: the handshake's state (rustls mid-handshake, the timer) is freed
                     // once it is done instead of sizing the task for the connection's life.
@@ -221,46 +220,29 @@ impl Connections {
     }
 }
 
-/// The HTTP/1 settings, on hyper's builder or hyper-util's (same method names, other types).
-macro_rules! h1_settings {
-    ($b:expr, $limits:expr) => {
-        $b.timer(TokioTimer::new())
-            .header_read_timeout($limits.header_read_timeout)
-            .max_buf_size($limits.read_buffer())
-            .keep_alive(true)
-    };
-}
-
-/// The HTTP/2 settings, on hyper's builder or hyper-util's.
-macro_rules! h2_settings {
-    ($b:expr, $limits:expr) => {
-        $b.timer(TokioTimer::new())
-            .max_concurrent_streams($limits.h2_max_concurrent_streams)
-            .max_header_list_size($limits.h2_max_header_list_size)
-            // Rapid-reset (CVE-2023-44487) and error-reset floods: bounded.
-            .max_pending_accept_reset_streams(Some(20))
-            .max_local_error_reset_streams(Some(1024))
-    };
-}
-
-/// hyper's servers with the limits applied: HTTP/1.1 and HTTP/2 for a connection whose TLS
-/// handshake named its protocol (ALPN), hyper-util's sniffing one (preface) for the others.
+/// hyper's servers with the limits applied: HTTP/2 when the TLS handshake chose it (ALPN),
+/// HTTP/1.1 otherwise (cleartext, `http/1.1`, or no ALPN: HTTP/2 over TLS needs ALPN, RFC 9113
+/// §3.2, and nginx does not sniff either).
 pub(super) struct Builders {
-    pub(super) auto: auto::Builder<TokioExecutor>,
     pub(super) h1: http1::Builder,
     pub(super) h2: http2::Builder<TokioExecutor>,
 }
 
 impl Builders {
     fn new(limits: &Limits) -> Self {
-        let mut auto = auto::Builder::new(TokioExecutor::new());
-        h1_settings!(auto.http1(), limits);
-        h2_settings!(auto.http2(), limits);
         let mut h1 = http1::Builder::new();
-        h1_settings!(h1, limits);
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.read_buffer())
+            .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2_settings!(h2, limits);
-        Builders { auto, h1, h2 }
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .max_header_list_size(limits.h2_max_header_list_size)
+            // Rapid-reset (CVE-2023-44487) and error-reset floods: bounded.
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(1024));
+        Builders { h1, h2 }
     }
 }
 
