@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import resource
 import shutil
@@ -405,10 +406,19 @@ SCENARIOS = [
      "conns": 32, "streams": 16, "path": "/", "upstream": "app"},
     {"id": "h1-1mib", "title": "HTTP/1.1 keep-alive, 1 MiB responses (static upstream), 16 conns", "kind": "wrk",
      "conns": 16, "path": "/1m.bin", "upstream": "static"},
+    # A 100 KiB stylesheet served by the contender itself (nginx `alias`, our PROXY_STATIC); the
+    # "direct" column is the static upstream nginx serving the same file, uncompressed.
+    {"id": "static-100k", "title": "HTTP/1.1 keep-alive, 100 KiB static file, 64 conns", "kind": "wrk",
+     "conns": 64, "path": "/static/100k.css", "upstream": "static"},
+    {"id": "static-100k-gzip", "title": "HTTP/1.1 keep-alive, 100 KiB static file, gzip, 64 conns", "kind": "wrk",
+     "conns": 64, "path": "/static/100k.css", "upstream": "static", "headers": ["Accept-Encoding: gzip"]},
     # h2load rather than wrk: its uncounted warm-up lets all 1,000 TLS handshakes finish first,
     # so the run measures 1,000 established keep-alive connections, not the connection ramp.
     {"id": "h1-1000conns", "title": "HTTP/1.1 keep-alive, 1,000 concurrent connections", "kind": "h2load",
      "h1": True, "conns": 1000, "path": "/", "upstream": "app", "ramp": 3.0},
+    # bench/reset_attack.py: a cancel flood (HEADERS, 2 ms, RST_STREAM) beside this client.
+    {"id": "h2-reset-attack", "title": "HTTP/2 bystander (4 conns x 4 streams) during a stream-cancel flood",
+     "kind": "reset-attack", "conns": 4, "streams": 4, "path": "/", "upstream": "app"},
 ]
 
 
@@ -455,6 +465,16 @@ class Bench:
         os.makedirs(docroot)
         with open(os.path.join(docroot, "1m.bin"), "wb") as f:
             f.write(os.urandom(1 << 20))
+        # The static-100k scenarios' file: CSS-like text that compresses about as real CSS does.
+        os.makedirs(os.path.join(docroot, "static"))
+        rng = random.Random(100)
+        words = ["margin", "padding", "color", "display", "flex", "grid", "border", "auto", "none"]
+        css = []
+        while sum(map(len, css)) < 100 * 1024:
+            css.append(f".c{rng.randrange(10**6)} {{ {rng.choice(words)}: {rng.randrange(999)}px "
+                       f"#{rng.randrange(1 << 24):06x}; }}\n")
+        with open(os.path.join(docroot, "static", "100k.css"), "w") as f:
+            f.write("".join(css)[:100 * 1024])
 
     def render_nginx(self, template: str, prefix: str, listen: int, upstream: int, tuned: bool) -> str:
         for d in ("logs", "tmp"):
@@ -517,6 +537,8 @@ class Bench:
                     "PROXY_UPSTREAM": f"127.0.0.1:{upstream}",
                     "PROXY_TLS_CERT": self.cert, "PROXY_TLS_KEY": self.key, "PROXY_TLS_GENERATE": "false",
                     "PROXY_LOG_DIR": logs, "LOG_RETENTION": "false", "PROXY_LOG": "warn",
+                    # The static-100k scenarios (nginx: the /static/ location of its template).
+                    "PROXY_STATIC": f"/static/={os.path.join(self.run_dir, 'static-docroot', 'static')}",
                     # As nginx-tuned (keepalive_requests): h2load never reconnects an HTTP/2
                     # connection after the GOAWAY that ends its 1,000 requests (nghttp2#1197).
                     "PROXY_KEEPALIVE_REQUESTS": "1000000"})
@@ -560,6 +582,10 @@ class Bench:
         try:
             if sc["kind"] == "wrk":
                 r = wrk_run(sc, port, duration, self.a.threads)
+            elif sc["kind"] == "reset-attack":
+                import reset_attack  # bench/reset_attack.py
+
+                r = reset_attack.run(sc, port, duration, self.a.threads, scratch, h2load_run)
             else:
                 r = h2load_run(sc, port, duration, self.a.threads, scratch)
         finally:

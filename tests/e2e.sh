@@ -61,6 +61,8 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/containerize-e2e.XXXXXX")"
 mkdir -p "$WORK/conf/app" "$WORK/conf/tls" "$WORK/logs"
 cp -R "$ROOT/conf/app/templates" "$WORK/conf/app/templates"
 cp -R "$ROOT/conf/proxy" "$WORK/conf/proxy"
+cp -R "$ROOT/static" "$WORK/static"
+cp -R "$ROOT/media" "$WORK/media"
 chmod -R a+rX "$WORK"
 # The containers run as 1000:1000 and must write conf/tls (first-start generation) and logs.
 if [ "$(id -u)" = 0 ]; then
@@ -318,6 +320,29 @@ else
         fail "in-place edit not served within 1 s (answer: $(ck "$HTTPS_URL/" | head -n1))"
     fi
 fi
+
+# ---- 7a. static files: the repository's example, and a file created on the host ------------
+step "static files (PROXY_STATIC) served by the proxy from ./static"
+static_type=$(ck -o /dev/null -w '%{http_code} %{content_type}' "$HTTPS_URL/static/site.css")
+if [ "$static_type" = "200 text/css" ]; then
+    pass "GET /static/site.css -> $static_type (the repository's example file)"
+else
+    fail "GET /static/site.css -> '$static_type' (want 200 text/css)"
+fi
+static_name="e2e-$$-$(date +%s%N).txt"
+static_body="created on the host by e2e $$"
+static_served() { [ "$(ck "$HTTPS_URL/static/$static_name")" = "$static_body" ]; }
+t_edit=$(now)
+printf '%s\n' "$static_body" > "$WORK/static/$static_name"
+chmod 0644 "$WORK/static/$static_name"
+if wait_for 1 static_served; then
+    pass "a file created in ./static is served after $(elapsed "$t_edit" "$(now)") s (no restart)"
+else
+    fail "a file created in ./static is not served within 1 s ($(ck -o /dev/null -w '%{http_code}' "$HTTPS_URL/static/$static_name"))"
+fi
+rm -f "$WORK/static/$static_name"
+gone=$(ck -o /dev/null -w '%{http_code}' "$HTTPS_URL/static/$static_name")
+if [ "$gone" = 404 ]; then pass "removed again: 404"; else fail "removed file answers $gone (want 404)"; fi
 
 # ---- 7b. the name constraints hold: a leaf signed with ca.key for another name is refused --
 step "a certificate signed with conf/tls/ca.key for another name is refused by curl --cacert"

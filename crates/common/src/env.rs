@@ -27,6 +27,15 @@ pub enum EnvError {
 }
 
 impl EnvError {
+    /// The setting this error is about (without `_FILE`).
+    pub fn name(&self) -> &str {
+        match self {
+            EnvError::BothSet { name }
+            | EnvError::ReadFile { name, .. }
+            | EnvError::Invalid { name, .. } => name,
+        }
+    }
+
     /// An error for a value that was read but is not acceptable.
     pub fn invalid(name: &str, value: &str, reason: impl Display) -> Self {
         EnvError::Invalid {
@@ -61,6 +70,27 @@ impl Env {
                     .collect(),
             ),
         }
+    }
+
+    /// The same settings without `name` and `name_FILE`, so it falls back to its default (the
+    /// process environment is copied first; names or values that are not UTF-8 are left out).
+    pub fn without(&self, name: &str) -> Env {
+        let mut vars = self.vars.clone().unwrap_or_else(|| {
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect()
+        });
+        vars.remove(name);
+        vars.remove(&format!("{name}_FILE"));
+        Env { vars: Some(vars) }
+    }
+
+    /// The file `name_FILE` names, when `name` is read from one (its contents may be secret).
+    pub fn file_of(&self, name: &str) -> Option<String> {
+        let file = self
+            .raw(&format!("{name}_FILE"))
+            .filter(|p| !p.is_empty())?;
+        self.raw(name).is_none_or(|v| v.is_empty()).then_some(file)
     }
 
     fn raw(&self, name: &str) -> Option<String> {
@@ -239,6 +269,18 @@ mod tests {
         assert_eq!(env.get("X").expect("ok").as_deref(), Some("from-file"));
         let env = Env::from_pairs([("X", "direct"), ("X_FILE", "")]);
         assert_eq!(env.get("X").expect("ok").as_deref(), Some("direct"));
+    }
+
+    #[test]
+    fn without_drops_both_forms_and_file_of_names_the_file() {
+        let env = Env::from_pairs([("X_FILE", "/run/secrets/x"), ("Y", "1")]);
+        assert_eq!(env.file_of("X").as_deref(), Some("/run/secrets/x"));
+        assert_eq!(env.file_of("Y"), None);
+        let err = env.get("X").expect_err("missing file");
+        assert_eq!(err.name(), "X");
+        let env = env.without("X");
+        assert_eq!(env.get("X").expect("unset"), None);
+        assert_eq!(env.get("Y").expect("kept").as_deref(), Some("1"));
     }
 
     #[test]

@@ -51,6 +51,7 @@ async fn serve_with_logs(config: &Config, logs: &Logs) -> Result<(), ProxyError>
     Signals::new(shutdown.clone())
         .terminate()
         .reload_certs(proxy.certs().clone())
+        .reload_error_page(proxy.pages().clone())
         .reopen_logs(logs.clone())
         .spawn()
         .map_err(ProxyError::Signals)?;

@@ -7,38 +7,54 @@
 //! ```text
 //! main.rs       CLI dispatch only
 //! commands.rs   what each subcommand does: serve, healthcheck, cert, cert trust, cert generate
+//! check.rs      `proxy check`: every setting and every file it names, validated and printed
 //! server.rs     Proxy: the workers, the site they serve, the two listeners
-//! signals.rs    TERM/INT → shutdown, HUP → keypair reload, USR1 → log reopen (the only handlers)
+//! signals.rs    TERM/INT → shutdown, HUP → keypair and error page reload, USR1 → log reopen
+//!               (the only handlers)
 //! error.rs      ProxyError: why the proxy could not start
 //! config/       every setting: one typed Config, one FromStr per setting, the defaults (a leaf)
 //! http/         a request's trip: the two services, hygiene (Host, path normalisation),
 //!               header rewriting, body guards, upgrade tunnels, the one failure type and the
 //!               error pages it becomes
-//! upstream/     the way to the app: dial (resolve, rotate, connect), the HTTP/1.1 pool, the
-//!               HTTP/2 multiplexer, and the choice between them
-//! tls/          the keypair store, the server configuration, the folder watch, the development
+//! upstream/     the way to the app: dial (resolve, rotate, connect, skip what failed), the
+//!               HTTP/1.1 pool, the HTTP/2 multiplexer and its connection pool, what may be sent
+//!               again (retry), abandoned exchanges kept until their head (detach), the choice
+//! tls/          the keypair store, the server configuration, its reload triggers, the development
 //!               CA and the renewal of its leaf, `proxy cert` and `proxy cert trust`
 //! logs/         the log folder, the queue, the writer thread, access lines, the error.log layer
+//!               and its per call site throttle
+//! watch.rs      the folder watch behind the live reloads (keypair, error page; a leaf)
+//! files/        static files (`PROXY_STATIC`): the path resolved inside its root, ETag and
+//!               conditionals around tower-http's `ServeFile`
+//! compress/     on-the-fly compression (`PROXY_COMPRESSION`): negotiation, eligibility, the
+//!               streaming encoder body
 //! ```
 //!
-//! Imports point one way: `commands` → `server` → `http` → `upstream`; everything may use
+//! Imports point one way: `commands` → `server` → `http` → `upstream`; `http` → `files` →
+//! `compress`; everything may use
 //! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
 //! Modules are private: what `main.rs` and the tests need is re-exported below.
 
+mod check;
 mod commands;
+mod compress;
 mod config;
 mod error;
+mod files;
 mod http;
 mod logs;
 mod server;
 mod signals;
 mod tls;
 mod upstream;
+mod watch;
 
+pub use check::{CheckReport, check};
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Config, Limits, LogConfig, LogFormat, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream,
-    UpstreamHttp2, defaults,
+    Coding, Compression, Config, Limits, LogConfig, LogFormat, StaticFiles, StaticRoot,
+    StaticRootProblem, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamHttp2,
+    defaults,
 };
 pub use error::ProxyError;
 pub use http::headers;

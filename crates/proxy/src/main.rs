@@ -23,10 +23,14 @@ use clap::{Parser, Subcommand};
 ///   PROXY_UPSTREAM           host:port of the HTTPS app, re-resolved per connection [app:8000]
 ///   PROXY_UPSTREAM_CA        PEM CA to verify the upstream with; unset: not verified []
 ///   PROXY_UPSTREAM_TIMEOUT   wait for the upstream's answer, then 504 [60s]
-///   PROXY_UPSTREAM_CONNECT_TIMEOUT  connect to the upstream, then 502 [60s]
+///   PROXY_UPSTREAM_CONNECT_TIMEOUT  connect to one upstream address, then the next [5s]
+///   PROXY_UPSTREAM_FAIL_TIMEOUT  skip an address whose connect failed this long [10s]
 ///   PROXY_UPSTREAM_KEEPALIVE idle pooled upstream connections kept [1024]
 ///   PROXY_UPSTREAM_HTTP2     auto: HTTP/2 to the upstream when it offers it, else HTTP/1.1;
 ///                            true: HTTP/2 only; false: HTTP/1.1 only [auto]
+///   PROXY_UPSTREAM_H2_CONNECTIONS  HTTP/2 connections per upstream address [2]
+///   PROXY_UPSTREAM_H2_MAX_REQUESTS  requests per upstream HTTP/2 connection [10000]
+///   PROXY_UPSTREAM_H2_LIFETIME  age at which one is replaced [60s]
 ///   PROXY_WORKERS            event-loop threads, each with its own upstream pool; 0 = one per
 ///                            CPU (nginx `worker_processes auto`) [0]
 ///   PROXY_TRUSTED_PROXIES    CIDRs whose X-Forwarded-For is kept and appended to, and whose
@@ -35,8 +39,16 @@ use clap::{Parser, Subcommand};
 ///                            h2c [websocket]
 ///   PROXY_UNDERSCORES_IN_HEADERS  forward header names containing `_` (nginx
 ///                            underscores_in_headers) [false]
-///   PROXY_ERROR_PAGE         minijinja HTML template for error answers [built-in]
+///   PROXY_ERROR_PAGE         minijinja HTML template for error answers, re-read when it
+///                            changes (a bad edit keeps the old page) [built-in]
 ///   PROXY_INTERCEPT_ERRORS   replace upstream error bodies (>= 400) with the page [true]
+///   PROXY_STATIC             PREFIX=DIR pairs served from folders, never forwarded (nginx
+///                            alias), e.g. /static/=/srv/static,/media/=/srv/media []
+///   PROXY_STATIC_CACHE_CONTROL  Cache-Control of static files [no-cache]
+///   PROXY_COMPRESSION        codings in server preference, or off; br only as precompressed
+///                            .br files [zstd,br,gzip]
+///   PROXY_COMPRESSION_MIN_SIZE  smaller bodies are not compressed [1k]
+///   PROXY_COMPRESSION_UPSTREAM  compress the app's answers too (BREACH) [false]
 ///   PROXY_LOG_DIR            folder for access.log and error.log [/var/log/proxy]
 ///   LOG_RETENTION            a new dated folder per start, `latest` symlink [true]
 ///   PROXY_ACCESS_LOG         write access.log; false is nginx's `access_log off` [true]
@@ -56,7 +68,8 @@ use clap::{Parser, Subcommand};
 ///   PROXY_TUNNEL_IDLE_TIMEOUT  WebSocket tunnel silent both ways, then closed [60s]
 ///   PROXY_DRAIN_TIMEOUT      SIGTERM waits this long for in-flight requests and tunnels [10s]
 ///
-/// Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the keypair; SIGUSR1 reopens logs.
+/// Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the keypair and the error page;
+/// SIGUSR1 reopens logs. `proxy check` validates all of the above without serving.
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -66,6 +79,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Validate every setting and every file and folder they name (keypair, CA, error page,
+    /// log folder), print the effective configuration (never secrets) and exit 0, or print
+    /// each problem and exit 1 (nginx -t). In Docker: `docker compose run --rm proxy check`.
+    Check,
     /// Exit 0 when the local HTTPS listener completes a TLS handshake (Docker HEALTHCHECK).
     Healthcheck,
     /// Print the certificate the proxy would serve (subject, SANs, validity, fingerprint, chain)
@@ -101,17 +118,27 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let config = proxy::Config::from_env(&common::env::Env::process())?;
-    match cli.command {
-        Some(Command::Cert { action: None }) => print!("{}", proxy::cert(&config)?),
+    let env = common::env::Env::process();
+    // Parsed by each subcommand that needs it; `check` reports every problem, not the first.
+    let config = || proxy::Config::from_env(&env);
+    match Cli::parse().command {
+        Some(Command::Check) => {
+            let report = proxy::check(&env);
+            print!("{}", report.text);
+            anyhow::ensure!(report.ok(), "{} problem(s) found", report.problems);
+        }
+        Some(Command::Cert { action: None }) => print!("{}", proxy::cert(&config()?)?),
         Some(Command::Cert {
             action: Some(CertAction::Trust { path }),
-        }) => print!("{}", proxy::cert_trust(&config, path.as_deref())?),
+        }) => print!("{}", proxy::cert_trust(&config()?, path.as_deref())?),
         Some(Command::Cert {
             action: Some(CertAction::Generate { out, force }),
-        }) => print!("{}", proxy::cert_generate(&out, force)?),
+        }) => {
+            config()?;
+            print!("{}", proxy::cert_generate(&out, force)?)
+        }
         Some(Command::Healthcheck) => {
+            let config = config()?;
             println!(
                 "{}",
                 common::cli::current_thread()?.block_on(proxy::healthcheck(&config))?
@@ -119,7 +146,7 @@ fn run() -> anyhow::Result<()> {
         }
         // The main thread's runtime runs the signals, the certificate watcher and the first
         // worker's event loop; the proxy starts the other workers on threads of their own.
-        None => common::cli::current_thread()?.block_on(proxy::serve(config))?,
+        None => common::cli::current_thread()?.block_on(proxy::serve(config()?))?,
     }
     Ok(())
 }

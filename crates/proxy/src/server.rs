@@ -22,6 +22,8 @@ pub struct Proxy {
     workers: Vec<Arc<Shared>>,
     tls: Arc<rustls::ServerConfig>,
     certs: Arc<CertStore>,
+    /// The error page every worker renders (one shared, reloadable page).
+    pages: ErrorPages,
     limits: server::Limits,
 }
 
@@ -38,6 +40,10 @@ impl Proxy {
         lookup: Arc<dyn Lookup>,
     ) -> Result<Self, ProxyError> {
         let pages = ErrorPages::load(config.error_page.as_deref())?;
+        // A missing static folder answers 404 until it appears (a volume mounted later).
+        for problem in config.static_files.check() {
+            tracing::warn!("{problem}; its files answer 404 until it exists");
+        }
         let certs = CertStore::open(config.tls.clone(), tls::shared_provider())?;
         let tls = tls::server_config(certs.clone())?;
         let config = Arc::new(config.clone());
@@ -55,6 +61,7 @@ impl Proxy {
             workers,
             tls: Arc::new(tls),
             certs,
+            pages,
             limits: config.limits.connection.clone(),
         })
     }
@@ -62,6 +69,11 @@ impl Proxy {
     /// The keypair store (fingerprint, reload).
     pub fn certs(&self) -> &Arc<CertStore> {
         &self.certs
+    }
+
+    /// The error page (reload).
+    pub fn pages(&self) -> &ErrorPages {
+        &self.pages
     }
 
     /// Serve both listeners until `shutdown` is cancelled, then drain (bounded) and return.
@@ -73,6 +85,7 @@ impl Proxy {
     pub async fn run(self, http: TcpListener, https: TcpListener, shutdown: CancellationToken) {
         self.certs.spawn_watcher(shutdown.clone());
         self.certs.spawn_renewal(shutdown.clone());
+        self.pages.spawn_watcher(shutdown.clone());
         let site = Site {
             tls: tokio_rustls::TlsAcceptor::from(self.tls),
             http_permits: server::connection_permits(&self.limits),

@@ -1,6 +1,6 @@
 //! The proxy's only signal handlers: SIGTERM and SIGINT cancel the shutdown token (drain and
-//! exit), SIGHUP reloads the keypair, SIGUSR1 reopens the log files. Subsystems never install
-//! handlers themselves; they get a token or a handle from here.
+//! exit), SIGHUP reloads the keypair and the error page, SIGUSR1 reopens the log files.
+//! Subsystems never install handlers themselves; they get a token or a handle from here.
 
 use std::io;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::http::ErrorPages;
 use crate::logs::Logs;
 use crate::tls::CertStore;
 
@@ -16,6 +17,7 @@ pub struct Signals {
     shutdown: CancellationToken,
     terminate: bool,
     certs: Option<Arc<CertStore>>,
+    pages: Option<ErrorPages>,
     logs: Option<Logs>,
 }
 
@@ -26,6 +28,7 @@ impl Signals {
             shutdown,
             terminate: false,
             certs: None,
+            pages: None,
             logs: None,
         }
     }
@@ -39,6 +42,12 @@ impl Signals {
     /// SIGHUP reloads this keypair store (a refused pair keeps the old one serving).
     pub fn reload_certs(mut self, certs: Arc<CertStore>) -> Self {
         self.certs = Some(certs);
+        self
+    }
+
+    /// SIGHUP also re-reads this error page (a page that does not compile keeps the old one).
+    pub fn reload_error_page(mut self, pages: ErrorPages) -> Self {
+        self.pages = Some(pages);
         self
     }
 
@@ -56,9 +65,17 @@ impl Signals {
             let int = signal(SignalKind::interrupt())?;
             tokio::spawn(on_terminate(term, int, self.shutdown.clone()));
         }
-        if let Some(certs) = self.certs {
+        if self.certs.is_some() || self.pages.is_some() {
             let hup = signal(SignalKind::hangup())?;
-            let reload = move || certs.reload_logged("SIGHUP");
+            let (certs, pages) = (self.certs, self.pages);
+            let reload = move || {
+                if let Some(c) = &certs {
+                    c.reload_logged("SIGHUP");
+                }
+                if let Some(p) = &pages {
+                    p.reload_logged("SIGHUP");
+                }
+            };
             tokio::spawn(each(hup, self.shutdown.clone(), reload));
         }
         if let Some(logs) = self.logs {
@@ -137,6 +154,44 @@ mod tests {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "gave up waiting for the new fingerprint"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sighup_reloads_the_error_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let page = dir.path().join("error.html");
+        std::fs::write(&page, "v1").expect("write");
+        let pages = ErrorPages::load(Some(&page)).expect("page");
+        let stop = CancellationToken::new();
+        Signals::new(stop.clone())
+            .reload_error_page(pages.clone())
+            .spawn()
+            .expect("handlers");
+        std::fs::write(&page, "v2").expect("write");
+        let me = rustix::process::getpid();
+        rustix::process::kill_process(me, rustix::process::Signal::HUP).expect("SIGHUP");
+        let served = || {
+            let resp = pages.render(
+                http::StatusCode::BAD_GATEWAY,
+                "id",
+                &http::HeaderMap::new(),
+                false,
+            );
+            let body = http_body_util::BodyExt::collect(resp.into_body());
+            futures_util::FutureExt::now_or_never(body)
+                .and_then(Result::ok)
+                .map(|b| b.to_bytes())
+                .unwrap_or_default()
+        };
+        let start = Instant::now();
+        while &served()[..] != b"v2" {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "gave up waiting for the new page"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -218,6 +218,11 @@ impl Conn {
     }
 }
 
+/// Requests a connection may abandon before their answer head (HTTP/2 RST_STREAM, a timeout)
+/// before it is closed gracefully (GOAWAY), once they are more than half of its requests: each
+/// one leaves work behind upstream, so one client cannot keep cancelling at will (issue 14 §1).
+pub const MAX_CANCELLED: usize = 100;
+
 /// Requests of one connection, shared by the service wrapper and the periodic check.
 #[derive(Clone)]
 struct Counts(Arc<CountsInner>);
@@ -230,6 +235,8 @@ struct CountsInner {
     open: AtomicUsize,
     /// Requests whose head arrived, ever.
     started: AtomicUsize,
+    /// Requests abandoned before their answer head.
+    cancelled: AtomicUsize,
     /// When a request last started or finished.
     requests: Activity,
     /// Cancelled once the connection has taken its last request: close gracefully.
@@ -245,6 +252,7 @@ impl Counts {
             pending: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
+            cancelled: AtomicUsize::new(0),
             requests: Activity::default(),
             retire: CancellationToken::new(),
             opened: Instant::now(),
@@ -265,10 +273,12 @@ impl Counts {
     }
 }
 
-/// Decrements a counter of [`Counts`] when dropped; `finish` also marks request activity.
+/// Decrements a counter of [`Counts`] when dropped; `finish` also marks request activity. A
+/// `pending` guard dropped before it is `done` counts a cancelled request.
 struct Guard {
     counts: Counts,
     finish: bool,
+    done: bool,
 }
 
 impl Drop for Guard {
@@ -279,6 +289,12 @@ impl Drop for Guard {
             c.requests.touch();
         } else {
             c.pending.fetch_sub(1, Ordering::AcqRel);
+            if !self.done {
+                let n = c.cancelled.fetch_add(1, Ordering::AcqRel) + 1;
+                if n > MAX_CANCELLED && n * 2 > c.started.load(Ordering::Acquire) {
+                    c.retire.cancel();
+                }
+            }
         }
     }
 }
@@ -307,13 +323,15 @@ where
         c.open.fetch_add(1, Ordering::AcqRel);
         let n = c.started.fetch_add(1, Ordering::AcqRel) + 1;
         c.requests.touch();
-        let pending = Guard {
+        let mut pending = Guard {
             counts: self.counts.clone(),
             finish: false,
+            done: false,
         };
         let open = Guard {
             counts: self.counts.clone(),
             finish: true,
+            done: false,
         };
         if self.counts.is_last(n) {
             c.retire.cancel();
@@ -336,6 +354,7 @@ where
         let fut = Box::pin(self.inner.call(req));
         Box::pin(async move {
             let resp = fut.await;
+            pending.done = true;
             drop(pending);
             resp.map(|resp| {
                 let (mut parts, body) = resp.into_parts();

@@ -3,8 +3,10 @@
 //! each) and imports nothing else of the crate. Defaults live in [`defaults`].
 
 pub mod defaults;
+mod files;
 mod tls;
 
+pub use files::{Coding, Compression, StaticFiles, StaticRoot, StaticRootProblem};
 pub use tls::{TlsFiles, TlsName, TlsNames};
 
 use std::net::SocketAddr;
@@ -29,8 +31,12 @@ pub struct Config {
     pub upstream_ca: Option<PathBuf>,
     pub upstream_timeout: Duration,
     pub upstream_connect_timeout: Duration,
+    /// `PROXY_UPSTREAM_FAIL_TIMEOUT`: an address whose connect failed is skipped this long.
+    pub upstream_fail_timeout: Duration,
     pub upstream_keepalive: usize,
     pub upstream_http2: UpstreamHttp2,
+    /// `PROXY_UPSTREAM_H2_*`: the HTTP/2 connections kept per upstream address.
+    pub upstream_h2: H2Pool,
     /// `PROXY_WORKERS`, resolved: at least 1.
     pub workers: usize,
     pub trusted_proxies: Vec<IpNet>,
@@ -45,6 +51,10 @@ pub struct Config {
     pub access_log: bool,
     pub log: String,
     pub limits: Limits,
+    /// `PROXY_STATIC`, `PROXY_STATIC_CACHE_CONTROL`
+    pub static_files: StaticFiles,
+    /// `PROXY_COMPRESSION*`
+    pub compression: Compression,
 }
 
 /// Where requests go: `host:port`, resolved again for new connections.
@@ -127,9 +137,14 @@ impl Config {
                 "PROXY_UPSTREAM_CONNECT_TIMEOUT",
                 defaults::UPSTREAM_CONNECT_TIMEOUT,
             )?,
+            upstream_fail_timeout: env.duration(
+                "PROXY_UPSTREAM_FAIL_TIMEOUT",
+                defaults::UPSTREAM_FAIL_TIMEOUT,
+            )?,
             upstream_keepalive: env
                 .parsed("PROXY_UPSTREAM_KEEPALIVE", defaults::UPSTREAM_KEEPALIVE)?,
             upstream_http2: env.parsed("PROXY_UPSTREAM_HTTP2", UpstreamHttp2::default())?,
+            upstream_h2: H2Pool::from_env(env)?,
             workers: env
                 .parsed("PROXY_WORKERS", Workers(defaults::WORKERS))?
                 .resolve(),
@@ -152,6 +167,8 @@ impl Config {
             access_log: env.bool("PROXY_ACCESS_LOG", defaults::ACCESS_LOG)?,
             log: env.string("PROXY_LOG", defaults::LOG)?,
             limits: Limits::from_env(env)?,
+            static_files: StaticFiles::from_env(env)?,
+            compression: Compression::from_env(env)?,
         })
     }
 }
@@ -321,6 +338,13 @@ impl UpgradeProtocols {
     }
 }
 
+impl std::fmt::Display for UpgradeProtocols {
+    /// The list as it is set: `websocket`, comma-separated.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
 impl FromStr for UpgradeProtocols {
     type Err = String;
 
@@ -350,6 +374,39 @@ impl FromStr for UpgradeProtocols {
             })
             .collect::<Result<_, _>>()
             .map(UpgradeProtocols)
+    }
+}
+
+/// The HTTP/2 upstream connections of one worker to one address: how many, and when one is
+/// replaced by a new one (gracefully: what it carries completes), so that a balancer that
+/// balances per connection (a Swarm VIP, a cloud load balancer) keeps spreading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Pool {
+    /// `PROXY_UPSTREAM_H2_CONNECTIONS`
+    pub connections: usize,
+    /// `PROXY_UPSTREAM_H2_MAX_REQUESTS`
+    pub max_requests: usize,
+    /// `PROXY_UPSTREAM_H2_LIFETIME`
+    pub lifetime: Duration,
+}
+
+impl H2Pool {
+    fn from_env(env: &Env) -> Result<Self, EnvError> {
+        Ok(H2Pool {
+            connections: env
+                .parsed(
+                    "PROXY_UPSTREAM_H2_CONNECTIONS",
+                    AtLeastOne(defaults::UPSTREAM_H2_CONNECTIONS),
+                )?
+                .0,
+            max_requests: env
+                .parsed(
+                    "PROXY_UPSTREAM_H2_MAX_REQUESTS",
+                    AtLeastOne(defaults::UPSTREAM_H2_MAX_REQUESTS),
+                )?
+                .0,
+            lifetime: env.duration("PROXY_UPSTREAM_H2_LIFETIME", defaults::UPSTREAM_H2_LIFETIME)?,
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use super::body::{Logged, ProxyBody};
 use super::error_page::ErrorPages;
 use super::headers::{self, X_REQUEST_ID};
+use crate::compress::Ours;
 use crate::config::Config;
 use crate::logs::{AccessEntry, AccessLog};
 use crate::upstream;
@@ -89,7 +90,8 @@ impl Shared {
         Started::new(req, conn, trusted)
     }
 
-    /// The proxy's own answer for `status` (HTML, JSON or text by the client's `Accept`).
+    /// The proxy's own answer for `status` (HTML, JSON or text by the client's `Accept`), marked
+    /// [`Ours`] (compressed like a static file).
     pub fn page(
         &self,
         status: StatusCode,
@@ -98,9 +100,12 @@ impl Shared {
         head: bool,
     ) -> Response<ProxyBody> {
         let rid = request_id.to_str().unwrap_or("-");
-        self.pages
+        let mut page = self
+            .pages
             .render(status, rid, req_headers, head)
-            .map(|b| b.map_err(|never| match never {}).boxed())
+            .map(|b| b.map_err(|never| match never {}).boxed());
+        page.extensions_mut().insert(Ours);
+        page
     }
 
     /// Finish a response: request id, HSTS on HTTPS, and the body that logs the request once

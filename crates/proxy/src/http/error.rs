@@ -7,6 +7,9 @@ use http::StatusCode;
 
 use crate::upstream::BoxError;
 
+/// `Retry-After` on the 503 answered while the upstream name does not resolve, in seconds.
+pub const RETRY_AFTER_UNRESOLVED: &str = "5";
+
 /// Everything that turns a request into one of the proxy's own error answers.
 #[derive(Debug)]
 pub enum Failure {
@@ -21,6 +24,8 @@ pub enum Failure {
     Timeout(Duration),
     /// The upstream could not be reached, or broke the exchange.
     Upstream(BoxError),
+    /// The upstream name gave no address (not deployed yet, or gone): 503 with `Retry-After`.
+    Unresolved(BoxError),
     /// The upstream answered 101 to a request that asked for no upgrade.
     UnexpectedUpgrade,
 }
@@ -34,6 +39,7 @@ impl Failure {
             Failure::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             Failure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Failure::Upstream(_) | Failure::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
+            Failure::Unresolved(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -44,7 +50,7 @@ impl Failure {
             Failure::Timeout(timeout) => {
                 tracing::warn!(request_id = %request_id, timeout = ?timeout, "upstream timed out (PROXY_UPSTREAM_TIMEOUT)")
             }
-            Failure::Upstream(e) => {
+            Failure::Upstream(e) | Failure::Unresolved(e) => {
                 tracing::warn!(request_id = %request_id, error = %common::error_chain(e.as_ref()), "upstream request failed")
             }
             Failure::Refused(_)

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, VARY};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
@@ -20,7 +21,8 @@ const BUILTIN_LABEL: &str = "(built-in page)";
 /// Statuses rendered once at start-up so a template that only fails at render time is caught.
 const CHECKED_STATUSES: [u16; 3] = [404, 502, 599];
 
-/// A template problem found at start-up. The proxy does not start with a broken page.
+/// A template problem: at start-up the proxy does not start with it; on a reload the previous
+/// page keeps serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorPageError {
     #[error("PROXY_ERROR_PAGE={}: cannot read the template: {source}", path.display())]
@@ -29,15 +31,20 @@ pub enum ErrorPageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("PROXY_ERROR_PAGE={path}: the template does not compile: {source:#}")]
+    #[error("PROXY_ERROR_PAGE={path}: line {line}: the template does not compile: {source:#}")]
     Syntax {
         path: String,
+        line: usize,
         #[source]
         source: minijinja::Error,
     },
-    #[error("PROXY_ERROR_PAGE={path}: the template fails to render status {status}: {source:#}")]
+    #[error(
+        "PROXY_ERROR_PAGE={path}: line {line}: the template fails to render status {status}: \
+         {source:#}"
+    )]
     Render {
         path: String,
+        line: usize,
         status: u16,
         #[source]
         source: minijinja::Error,
@@ -70,76 +77,49 @@ pub enum Variant {
     Text,
 }
 
-/// Renders the proxy's own error answers (HTML, JSON or plain text by `Accept`). Cheap to clone.
+/// Renders the proxy's own error answers (HTML, JSON or plain text by `Accept`). Cheap to clone;
+/// clones share the page, so a reload (`page_reload`) reaches every worker at once.
 #[derive(Debug, Clone)]
 pub struct ErrorPages {
-    env: Arc<Environment<'static>>,
+    pub(super) current: Arc<ArcSwap<Page>>,
+    /// `PROXY_ERROR_PAGE`, re-read on reload; `None`: the built-in page, never reloaded.
+    pub(super) path: Option<Arc<Path>>,
+}
+
+/// One compiled template and the text it came from (a reload of the same text is no change).
+#[derive(Debug)]
+pub(super) struct Page {
+    env: Environment<'static>,
     /// The template's name in the environment (the file name, so errors point at it).
-    name: Arc<str>,
+    name: String,
+    pub(super) source: String,
 }
 
 impl ErrorPages {
     /// The built-in page, or the template file at `path`, compiled and test-rendered now.
     pub fn load(path: Option<&Path>) -> Result<Self, ErrorPageError> {
-        let (source, label) = match path {
-            None => (DEFAULT_TEMPLATE.to_owned(), BUILTIN_LABEL.to_owned()),
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ErrorPageError::Read {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
-                (text, p.display().to_string())
-            }
+        let page = match path {
+            None => Page::compile(DEFAULT_TEMPLATE.to_owned(), BUILTIN_LABEL)?,
+            Some(p) => Page::read(p)?,
         };
-        Self::from_source(source, &label)
+        Ok(ErrorPages {
+            current: Arc::new(ArcSwap::from_pointee(page)),
+            path: path.map(Arc::from),
+        })
     }
 
     /// Compile `source` (reported as `label` in errors; its file name names the template) and
     /// render it for a few statuses.
     pub fn from_source(source: String, label: &str) -> Result<Self, ErrorPageError> {
-        let name = Path::new(label)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|_| label != BUILTIN_LABEL)
-            .unwrap_or(BUILTIN_NAME);
-        let mut env = Environment::new();
-        // Strict: a misspelt variable is a start-up error, not a silently empty page.
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // Always HTML-escape, whatever the file is called.
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
-        env.add_template_owned(name.to_owned(), source)
-            .map_err(|source| ErrorPageError::Syntax {
-                path: label.to_owned(),
-                source,
-            })?;
-        let pages = ErrorPages {
-            env: Arc::new(env),
-            name: Arc::from(name),
-        };
-        for code in CHECKED_STATUSES {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
-            pages
-                .html(status, "0123456789abcdef")
-                .map_err(|source| ErrorPageError::Render {
-                    path: label.to_owned(),
-                    status: code,
-                    source,
-                })?;
-        }
-        Ok(pages)
-    }
-
-    fn html(&self, status: StatusCode, request_id: &str) -> Result<String, minijinja::Error> {
-        let tmpl = self.env.get_template(&self.name)?;
-        tmpl.render(PageContext {
-            status: status.as_u16(),
-            reason: reason(status),
-            explanation: explanation(status),
-            request_id,
-            kind: kind(status),
+        Ok(ErrorPages {
+            current: Arc::new(ArcSwap::from_pointee(Page::compile(source, label)?)),
+            path: None,
         })
     }
 
+    fn html(&self, status: StatusCode, request_id: &str) -> Result<String, minijinja::Error> {
+        self.current.load().html(status, request_id)
+    }
     /// The answer for `status`. `req_headers` are the client's (for `Accept`); `head` drops the
     /// body but keeps every header, including `Content-Type` and `Content-Length`.
     pub fn render(
@@ -175,6 +155,62 @@ impl ErrorPages {
         h.insert(VARY, HeaderValue::from_static("Accept"));
         h.insert(CONTENT_LENGTH, HeaderValue::from(len));
         resp
+    }
+}
+
+impl Page {
+    /// The template file at `path`, compiled and test-rendered.
+    pub(super) fn read(path: &Path) -> Result<Self, ErrorPageError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ErrorPageError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::compile(text, &path.display().to_string())
+    }
+
+    /// Compile `source` (reported as `label` in errors; its file name names the template) and
+    /// render it for a few statuses.
+    pub(super) fn compile(source: String, label: &str) -> Result<Self, ErrorPageError> {
+        let name = Path::new(label)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|_| label != BUILTIN_LABEL)
+            .unwrap_or(BUILTIN_NAME)
+            .to_owned();
+        let mut env = Environment::new();
+        // Strict: a misspelt variable is a start-up error, not a silently empty page.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Always HTML-escape, whatever the file is called.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+        env.add_template_owned(name.clone(), source.clone())
+            .map_err(|source| ErrorPageError::Syntax {
+                path: label.to_owned(),
+                line: source.line().unwrap_or(0),
+                source,
+            })?;
+        let page = Page { env, name, source };
+        for code in CHECKED_STATUSES {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            page.html(status, "0123456789abcdef")
+                .map_err(|source| ErrorPageError::Render {
+                    path: label.to_owned(),
+                    line: source.line().unwrap_or(0),
+                    status: code,
+                    source,
+                })?;
+        }
+        Ok(page)
+    }
+
+    fn html(&self, status: StatusCode, request_id: &str) -> Result<String, minijinja::Error> {
+        let tmpl = self.env.get_template(&self.name)?;
+        tmpl.render(PageContext {
+            status: status.as_u16(),
+            reason: reason(status),
+            explanation: explanation(status),
+            request_id,
+            kind: kind(status),
+        })
     }
 }
 
@@ -406,11 +442,21 @@ mod tests {
 
     #[test]
     fn template_errors_name_the_problem() {
-        let e = ErrorPages::from_source("{% if %}".into(), "/x.html").expect_err("syntax");
+        let e = ErrorPages::from_source("ok\n{% if %}".into(), "/x.html").expect_err("syntax");
         assert!(matches!(e, ErrorPageError::Syntax { .. }), "{e}");
-        assert!(e.to_string().starts_with("PROXY_ERROR_PAGE=/x.html"), "{e}");
-        let e = ErrorPages::from_source("{{ stauts }}".into(), "/y.html").expect_err("undefined");
+        assert!(
+            e.to_string()
+                .starts_with("PROXY_ERROR_PAGE=/x.html: line 2:"),
+            "{e}"
+        );
+        let e =
+            ErrorPages::from_source("\n\n{{ stauts }}".into(), "/y.html").expect_err("undefined");
         assert!(matches!(e, ErrorPageError::Render { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("PROXY_ERROR_PAGE=/y.html: line 3:"),
+            "{e}"
+        );
         assert!(std::error::Error::source(&e).is_some());
     }
 

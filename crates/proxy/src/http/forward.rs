@@ -20,7 +20,9 @@ use super::context::Shared;
 use super::error::Failure;
 use super::headers;
 use super::hygiene;
+use super::serve_files;
 use super::upgrade::Upgrade;
+use crate::compress;
 use crate::upstream::{BoxError, UpstreamAddr, UpstreamBody};
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
@@ -40,10 +42,18 @@ pub async fn forward(
     let mut started = shared.started(&req, &conn);
     let head = req.method() == Method::HEAD;
     let h1 = req.version() < Version::HTTP_2;
-    // Only `Accept` matters for an error page; keep it instead of the whole header map.
+    // Only `Accept` (the error page) and `Accept-Encoding` (compression) matter for the answer;
+    // keep them instead of the whole header map.
     let mut accept = HeaderMap::new();
-    if let Some(value) = req.headers().get(header::ACCEPT) {
-        accept.insert(header::ACCEPT, value.clone());
+    for name in [header::ACCEPT, header::ACCEPT_ENCODING] {
+        for value in req.headers().get_all(&name) {
+            accept.append(&name, value.clone());
+        }
+    }
+    if let Some(resp) = serve_files::serve(&shared, &req, &started.request_id, &accept, head).await
+    {
+        let resp = compress::compress(&shared.config.compression, &accept, head, resp);
+        return Ok(shared.finish(resp, started, true));
     }
     // Boxed: the exchange's state is large; inline, every move of this future (into hyper's
     // connection, into its box) would copy it whole (callgrind: ~20k instructions a request).
@@ -56,6 +66,12 @@ pub async fn forward(
         Err(failure) => {
             failure.log(started.id());
             let mut page = shared.page(failure.status(), &started.request_id, &accept, head);
+            if matches!(failure, Failure::Unresolved(_)) {
+                page.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(super::error::RETRY_AFTER_UNRESOLVED),
+                );
+            }
             if h1 && matches!(failure, Failure::Refused(_)) {
                 // As nginx does: a refused request's connection is not reused (its body, if
                 // any, was never read).
@@ -65,6 +81,7 @@ pub async fn forward(
             page
         }
     };
+    let resp = compress::compress(&shared.config.compression, &accept, head, resp);
     Ok(shared.finish(resp, started, true))
 }
 
@@ -190,6 +207,7 @@ async fn exchange(
     let timeout = shared.config.upstream_timeout;
     match tokio::time::timeout(timeout, shared.upstream.send(request, host, upgrade)).await {
         Err(_) => Err(Failure::Timeout(timeout)),
+        Ok(Err(e)) if crate::upstream::is_unresolved(e.as_ref()) => Err(Failure::Unresolved(e)),
         Ok(Err(e)) => Err(Failure::Upstream(e)),
         Ok(Ok(resp)) => Ok(resp),
     }

@@ -1,5 +1,6 @@
 //! error.log: a tracing layer that queues WARN and ERROR events, as nginx-style lines
-//! (`2026/11/29 13:47:02 [error] 7#0: message, key: value`), to the log writer thread.
+//! (`2026/11/29 13:47:02 [error] 7#0: message, key: value`), to the log writer thread; a call
+//! site that floods is summarised instead (`throttle`).
 
 use std::fmt::{self, Write as _};
 
@@ -147,8 +148,25 @@ where
             message.push_str(event.metadata().target());
         }
         message.push_str(&rest);
-        let line = format_line(time::OffsetDateTime::now_utc(), level, &message);
-        self.sink.offer(Msg::Error(line));
+        let now = time::OffsetDateTime::now_utc();
+        // A line about one request (it names its id) pairs with that request's access log
+        // entry, as nginx writes it: never throttled.
+        let (write, summary) = match event.metadata().fields().field("request_id") {
+            Some(_) => (true, None),
+            None => self.sink.throttle().admit(
+                event.metadata().callsite(),
+                level,
+                || message.clone(),
+                std::time::Instant::now(),
+            ),
+        };
+        if let Some((level, text)) = summary {
+            self.sink.offer(Msg::Error(format_line(now, level, &text)));
+        }
+        if write {
+            self.sink
+                .offer(Msg::Error(format_line(now, level, &message)));
+        }
     }
 }
 

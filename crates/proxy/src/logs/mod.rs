@@ -10,6 +10,7 @@ mod access;
 mod entry;
 mod error_layer;
 mod queue;
+mod throttle;
 mod writer;
 
 use std::io;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 
 use super::entry::AccessEntry;
+use super::throttle::Throttle;
 
 /// What the writer thread receives.
 pub(crate) enum Msg {
@@ -21,11 +22,13 @@ pub(crate) enum Msg {
     Stop,
 }
 
-/// A sender into the writer's queue with its own drop counter.
+/// A sender into the writer's queue with its own drop counter (and, for error.log lines, the
+/// per call site throttle).
 #[derive(Debug, Clone)]
 pub(crate) struct Sink {
     tx: SyncSender<Msg>,
     dropped: Arc<AtomicU64>,
+    throttle: Arc<Throttle>,
 }
 
 impl Sink {
@@ -33,6 +36,7 @@ impl Sink {
         Sink {
             tx,
             dropped: Arc::default(),
+            throttle: Arc::default(),
         }
     }
 
@@ -58,6 +62,11 @@ impl Sink {
     /// Ask the writer to stop (it flushes first); false when it has stopped already.
     pub(crate) fn stop(&self) -> bool {
         self.tx.send(Msg::Stop).is_ok()
+    }
+
+    /// The line throttle, shared by the error layer and the writer that writes its summaries.
+    pub(crate) fn throttle(&self) -> Arc<Throttle> {
+        self.throttle.clone()
     }
 
     /// The drop counter, shared with the writer that reports it.

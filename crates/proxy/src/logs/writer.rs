@@ -7,11 +7,13 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
 
 use super::access::{self, TimeCache};
 use super::error_layer;
 use super::queue::{Msg, Sink};
+use super::throttle::{self, Throttle};
 use crate::config::LogFormat;
 
 /// Messages the writer handles before it flushes its buffers even under constant load.
@@ -47,6 +49,8 @@ pub(super) struct Writer {
     error: BufWriter<File>,
     access_dropped: Arc<AtomicU64>,
     error_dropped: Arc<AtomicU64>,
+    /// error.log lines counted instead of written; their summaries are written here.
+    throttle: Arc<Throttle>,
     /// A write failed and was reported on stderr; report again only after a success.
     failing: bool,
     /// `$time_local`, formatted once per second.
@@ -71,6 +75,7 @@ impl Writer {
             error: BufWriter::new(error.file),
             access_dropped: sinks.0.dropped(),
             error_dropped: sinks.1.dropped(),
+            throttle: sinks.1.throttle(),
             failing: false,
             times: TimeCache::default(),
             line: String::with_capacity(512),
@@ -78,7 +83,17 @@ impl Writer {
     }
 
     pub(super) fn run(mut self, rx: Receiver<Msg>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = match rx.recv_timeout(throttle::WINDOW) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.summaries(false);
+                    let res = self.flush();
+                    self.check(res);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let lines = matches!(first, Msg::Access(_) | Msg::Error(_));
             let mut stop = self.handle(first);
             if lines && !stop {
@@ -93,6 +108,7 @@ impl Writer {
                 handled += 1;
             }
             self.report_drops();
+            self.summaries(false);
             let res = self.flush();
             self.check(res);
             if stop {
@@ -118,6 +134,7 @@ impl Writer {
             }
             Msg::Flush(ack) => {
                 self.report_drops();
+                self.summaries(true);
                 let _ = ack.send(self.flush().and_then(|()| self.sync()));
             }
             Msg::Reopen(ack) => {
@@ -126,6 +143,7 @@ impl Writer {
             }
             Msg::Stop => {
                 self.report_drops();
+                self.summaries(true);
                 let res = self.flush().and_then(|()| self.sync());
                 self.check(res);
                 return true;
@@ -174,6 +192,15 @@ impl Writer {
         eprintln!("{line}");
         let res = self.error.write_all(format!("{line}\n").as_bytes());
         self.check(res);
+    }
+
+    /// Write the throttle's summaries of windows that are over (all of them when `all`).
+    fn summaries(&mut self, all: bool) {
+        for (level, text) in self.throttle.due(Instant::now(), all) {
+            let line = error_layer::format_line(time::OffsetDateTime::now_utc(), level, &text);
+            let res = self.error.write_all(format!("{line}\n").as_bytes());
+            self.check(res);
+        }
     }
 
     fn check(&mut self, res: io::Result<()>) {

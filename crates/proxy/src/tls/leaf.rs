@@ -223,7 +223,7 @@ pub(super) fn ca_presence(files: &TlsFiles) -> Result<(bool, bool), CertError> {
     })
 }
 
-fn ca_half(files: &TlsFiles, crt_present: bool) -> CertError {
+pub(super) fn ca_half(files: &TlsFiles, crt_present: bool) -> CertError {
     let crt = file_ref(CERT_SETTING, &files.ca_cert, false);
     let key = file_ref(KEY_SETTING, &files.ca_key, false);
     let (present, missing) = if crt_present { (crt, key) } else { (key, crt) };

@@ -21,7 +21,7 @@ pub use ca::{CA_DAYS, LEAF_DAYS, LEAF_ORG};
 pub use files::CertError;
 pub use server_config::{server_config, shared_provider};
 pub use store::CertStore;
-pub use tools::{describe, generate_into, generate_into_with};
+pub use tools::{check_ca, describe, generate_into, generate_into_with};
 pub use trust::trust;
 
 #[cfg(test)]

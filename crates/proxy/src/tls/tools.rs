@@ -8,13 +8,14 @@ use common::tls::CertInfo;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
+use super::ca::DevCa;
 use super::ca::{CA_DAYS, LEAF_DAYS, verify_against};
 use super::files::fmt_time;
 use super::files::{
     CERT_SETTING, CertError, FileRef, GENERATE_SETTING, KEY_SETTING, half_pair, presence,
 };
 use super::generate::generate_pair;
-use super::leaf::is_ours;
+use super::leaf::{ca_half, ca_presence, is_ours};
 use super::store::validate;
 use crate::config::defaults::{CERT_NAME, KEY_NAME};
 use crate::config::{TlsFiles, TlsName};
@@ -90,6 +91,35 @@ pub fn describe(files: &TlsFiles) -> Result<String, CertError> {
         out.push_str(&format!("Warning       {w}\n"));
     }
     Ok(out)
+}
+
+/// The development CA beside the pair, read-only (for `proxy check`): both files usable for
+/// signing, or absent; half a CA is an error where start-up would refuse it (no pair yet and
+/// generation on). A one-line summary.
+pub fn check_ca(files: &TlsFiles) -> Result<String, CertError> {
+    let (crt, key) = ca_presence(files)?;
+    let (cert, _) = presence(files)?;
+    match (crt, key) {
+        (true, true) => {
+            let ca = DevCa::load(files)?;
+            Ok(format!(
+                "{}: {}, valid until {}",
+                files.ca_cert.display(),
+                ca.info.subject,
+                fmt_time(ca.info.not_after)
+            ))
+        }
+        (false, false) => Ok(format!("none ({} does not exist)", files.ca_cert.display())),
+        (present, _) if files.generate && !cert => Err(ca_half(files, present)),
+        (true, false) => Ok(format!(
+            "{} without ca.key: the leaf is served as it is, never renewed",
+            files.ca_cert.display()
+        )),
+        (false, true) => Ok(format!(
+            "{} without ca.crt: not used",
+            files.ca_key.display()
+        )),
+    }
 }
 
 /// For a leaf the development CA signed: each of its names a client trusting only the CA would

@@ -1,30 +1,21 @@
-//! Reload triggers for [`CertStore`] besides SIGHUP (which `signals` owns): a debounced watch on
-//! the keypair's folder(s) and a daily expiry check. Each reload re-reads through the configured
-//! paths; a refused pair is logged and the previous one keeps serving.
+//! Reload triggers for [`CertStore`] besides SIGHUP (which `signals` owns): the shared folder
+//! watch (`crate::watch`) on the keypair's folder(s) and a daily expiry check. Each reload
+//! re-reads through the configured paths; a refused pair is logged and the previous one keeps
+//! serving.
 
-use std::collections::BTreeSet;
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
-use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use common::tls::CertInfo;
 
 use super::store::{CertStore, EXPIRY_WARNING_DAYS, Reloaded, fmt_time};
 use crate::config::TlsFiles;
+use crate::watch::{FolderWatch, next_change};
 
-/// Quiet time after the last change to a file before the pair is re-read.
-pub(crate) const DEBOUNCE: Duration = Duration::from_millis(200);
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
-/// Symlinks followed when collecting folders to watch (`..data` swaps, certbot `live/`).
-const MAX_LINKS: usize = 8;
 
 impl CertStore {
     /// Reload on changes in the keypair's folder(s), and warn daily about an upcoming expiry,
@@ -37,10 +28,9 @@ impl CertStore {
             return;
         };
         let _entered = rt.enter();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let watch = match FolderWatch::new(tx) {
+        let watch = match FolderWatch::new("TLS keypair") {
             Ok(mut w) => {
-                w.sync(self.files());
+                w.sync(&self.watched());
                 Some(w)
             }
             Err(e) => {
@@ -50,44 +40,33 @@ impl CertStore {
                 None
             }
         };
-        rt.spawn(Arc::clone(self).watch_loop(watch, rx, shutdown));
+        rt.spawn(Arc::clone(self).watch_loop(watch, shutdown));
     }
 
     async fn watch_loop(
         self: Arc<Self>,
         mut watch: Option<FolderWatch>,
-        mut rx: mpsc::UnboundedReceiver<DebounceEventResult>,
         shutdown: CancellationToken,
     ) {
         let mut daily = tokio::time::interval_at(tokio::time::Instant::now() + DAY, DAY);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                Some(first) = rx.recv() => {
-                    // Take everything already queued, so one change to both files is one reload.
-                    let mut relevant = false;
-                    let mut next = Some(first);
-                    while let Some(batch) = next.take().or_else(|| rx.try_recv().ok()) {
-                        match batch {
-                            Ok(events) => relevant |= events.iter().any(|e| is_change(&e.kind)),
-                            Err(errors) => {
-                                for e in errors {
-                                    tracing::warn!("TLS keypair folder watch: {e}");
-                                }
-                            }
-                        }
-                    }
-                    if relevant {
-                        self.reload_logged("folder change");
-                        if let Some(w) = watch.as_mut() {
-                            w.sync(self.files());
-                        }
+                () = next_change(&mut watch) => {
+                    self.reload_logged("folder change");
+                    if let Some(w) = watch.as_mut() {
+                        w.sync(&self.watched());
                     }
                 }
                 _ = daily.tick() => self.check_expiry(),
             }
         }
         tracing::debug!("TLS keypair watcher stopped");
+    }
+
+    /// The files whose folders are watched: the pair.
+    fn watched(&self) -> [&std::path::Path; 2] {
+        [&self.files().cert, &self.files().key]
     }
 
     /// Reload and log the outcome; `trigger` says what caused it (`SIGHUP`, `folder change`).
@@ -160,85 +139,10 @@ fn expiry_notice(info: &CertInfo, files: &TlsFiles, now: OffsetDateTime) -> Opti
     }
 }
 
-/// Whether an event can mean new content: anything but opening, reading or closing unwritten
-/// (our own reads show up as those).
-fn is_change(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
-    }
-}
-
-/// The folders being watched, kept in step with the configured paths and their symlink targets.
-struct FolderWatch {
-    debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
-    dirs: BTreeSet<PathBuf>,
-}
-
-impl FolderWatch {
-    fn new(
-        tx: mpsc::UnboundedSender<DebounceEventResult>,
-    ) -> Result<Self, notify_debouncer_full::notify::Error> {
-        let debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| {
-            let _ = tx.send(res);
-        })?;
-        Ok(FolderWatch {
-            debouncer,
-            dirs: BTreeSet::new(),
-        })
-    }
-
-    /// Watch the folders the pair now lives in, and stop watching ones it left.
-    fn sync(&mut self, files: &TlsFiles) {
-        let want = folders(files);
-        for gone in self.dirs.difference(&want) {
-            let _ = self.debouncer.unwatch(gone);
-        }
-        let mut watched = BTreeSet::new();
-        for dir in want {
-            if self.dirs.contains(&dir) {
-                watched.insert(dir);
-                continue;
-            }
-            match self.debouncer.watch(&dir, RecursiveMode::NonRecursive) {
-                Ok(()) => {
-                    tracing::debug!("watching {} for TLS keypair changes", dir.display());
-                    watched.insert(dir);
-                }
-                Err(e) => tracing::warn!(
-                    "cannot watch {} for TLS keypair changes: {e}; reload with SIGHUP",
-                    dir.display()
-                ),
-            }
-        }
-        self.dirs = watched;
-    }
-}
-
-/// The folders holding each configured path and every symlink on the way to the real file.
-fn folders(files: &TlsFiles) -> BTreeSet<PathBuf> {
-    let mut dirs = BTreeSet::new();
-    for start in [&files.cert, &files.key] {
-        let mut path = start.clone();
-        for _ in 0..=MAX_LINKS {
-            let dir = match path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-                _ => PathBuf::from("."),
-            };
-            dirs.insert(fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone()));
-            match fs::read_link(&path) {
-                Ok(target) => path = dir.join(target),
-                Err(_) => break,
-            }
-        }
-    }
-    dirs.retain(|d| Path::is_dir(d));
-    dirs
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::path::Path;
     use std::time::Instant;
 
     use super::*;
@@ -370,35 +274,5 @@ mod tests {
         assert!(!expired && text.contains("expires in 10 days"), "{text}");
         let (expired, text) = expiry_notice(&info, files, at(-1)).expect("error");
         assert!(expired && text.contains("expired on"), "{text}");
-    }
-
-    #[test]
-    fn own_reads_are_not_changes() {
-        assert!(!is_change(&EventKind::Access(AccessKind::Open(
-            AccessMode::Any
-        ))));
-        assert!(!is_change(&EventKind::Access(AccessKind::Close(
-            AccessMode::Read
-        ))));
-        assert!(is_change(&EventKind::Access(AccessKind::Close(
-            AccessMode::Write
-        ))));
-        assert!(is_change(&EventKind::Any));
-    }
-
-    #[test]
-    fn symlinked_files_watch_every_folder_on_the_way() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = fs::canonicalize(dir.path()).expect("canon");
-        let (tls, live, archive) = (root.join("tls"), root.join("live"), root.join("archive"));
-        for d in [&tls, &live, &archive] {
-            fs::create_dir(d).expect("mkdir");
-        }
-        fs::write(archive.join("cert1.pem"), "x").expect("write");
-        std::os::unix::fs::symlink("../archive/cert1.pem", live.join("cert.pem")).expect("ln");
-        std::os::unix::fs::symlink(live.join("cert.pem"), tls.join("localhost.crt")).expect("ln");
-        let got = folders(&TlsFiles::in_dir(&tls));
-        let want: BTreeSet<PathBuf> = [tls, live, archive].into_iter().collect();
-        assert_eq!(got, want);
     }
 }

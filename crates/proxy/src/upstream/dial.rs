@@ -1,19 +1,21 @@
 //! Reaching the upstream, shared by both protocols: resolve the name, rotate over its
 //! addresses, pick the candidates a request tries, open a TCP connection within the connect
-//! timeout. Nothing is ever marked down (nginx's `fail_timeout=0`).
+//! timeout. An address whose connect failed or timed out is skipped for
+//! `PROXY_UPSTREAM_FAIL_TIMEOUT` unless every address is (nginx's `max_fails=1 fail_timeout`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-/// Addresses one request tries before it fails: the next in the rotation and one more.
-pub const TRIES: usize = 2;
+/// Addresses one request tries at most before it fails: every resolved address, up to this.
+pub const MAX_TRIES: usize = 8;
 
 /// A resolver: name and port to addresses. The default asks the system (getaddrinfo, so
 /// `/etc/hosts` and Docker's DNS) every time; tests plug in one they can change.
@@ -65,20 +67,67 @@ pub enum DialError {
     Timeout { addr: SocketAddr, timeout: Duration },
 }
 
-/// Resolves and connects; one per worker and protocol, cheap to clone.
+impl DialError {
+    /// The upstream name gave no address (answered 503 with `Retry-After`: the upstream may
+    /// not exist yet, e.g. on a fresh deploy).
+    pub fn is_unresolved(&self) -> bool {
+        matches!(self, DialError::Resolve { .. } | DialError::NoAddress(_))
+    }
+}
+
+/// Resolves and connects; one per worker (shared by both protocols), cheap to clone.
 #[derive(Clone)]
 pub struct Dialer {
     lookup: Arc<dyn Lookup>,
     next: Arc<AtomicUsize>,
     connect_timeout: Duration,
+    fail_timeout: Duration,
+    /// Addresses whose last connect failed, and until when they are skipped.
+    down: Arc<Mutex<HashMap<SocketAddr, Instant>>>,
 }
 
 impl Dialer {
-    pub fn new(lookup: Arc<dyn Lookup>, connect_timeout: Duration) -> Self {
+    /// `fail_timeout` zero: nothing is ever skipped.
+    pub fn new(lookup: Arc<dyn Lookup>, connect_timeout: Duration, fail_timeout: Duration) -> Self {
         Dialer {
             lookup,
             next: Arc::new(AtomicUsize::new(0)),
             connect_timeout,
+            fail_timeout,
+            down: Arc::default(),
+        }
+    }
+
+    fn down(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Instant>> {
+        self.down.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The addresses not skipped now; all of them when every one is.
+    pub fn live(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+        let mut down = self.down();
+        if down.is_empty() {
+            return addrs.to_vec();
+        }
+        let now = Instant::now();
+        down.retain(|_, until| *until > now);
+        let live: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| !down.contains_key(a))
+            .collect();
+        if live.is_empty() {
+            addrs.to_vec()
+        } else {
+            live
+        }
+    }
+
+    /// Record the outcome of a connect to `addr`.
+    fn mark(&self, addr: SocketAddr, ok: bool) {
+        if ok {
+            self.down().remove(&addr);
+        } else if !self.fail_timeout.is_zero() {
+            self.down().insert(addr, Instant::now() + self.fail_timeout);
         }
     }
 
@@ -98,25 +147,31 @@ impl Dialer {
         Ok(addrs)
     }
 
-    /// The addresses one request tries, in order: the rotation's next one and the ones after
-    /// it, at most [`TRIES`]. Each call moves the rotation on by one.
-    pub fn candidates(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
-        if addrs.is_empty() {
+    /// The addresses one request tries, in order: of the [`live`](Dialer::live) ones, the
+    /// rotation's next one and the ones after it, each once (at most [`MAX_TRIES`]), then
+    /// `extra` more (wrapping around: one address and one extra give `[a, a]`). Each call
+    /// moves the rotation on by one.
+    pub fn candidates(&self, addrs: &[SocketAddr], extra: usize) -> Vec<SocketAddr> {
+        let live = self.live(addrs);
+        if live.is_empty() {
             return Vec::new();
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..addrs.len().min(TRIES))
-            .map(|i| addrs[(start + i) % addrs.len()])
+        (0..live.len().min(MAX_TRIES) + extra)
+            .map(|i| live[(start + i) % live.len()])
             .collect()
     }
 
-    /// A TCP connection to `addr` (no Nagle) within the connect timeout.
+    /// A TCP connection to `addr` (no Nagle) within the connect timeout; a failure marks the
+    /// address down for the fail timeout, a success up again.
     pub async fn tcp(&self, addr: SocketAddr) -> Result<TcpStream, DialError> {
         let timeout = self.connect_timeout;
         let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| DialError::Timeout { addr, timeout })?
-            .map_err(|source| DialError::Connect { addr, source })?;
+            .map_err(|_| DialError::Timeout { addr, timeout })
+            .and_then(|r| r.map_err(|source| DialError::Connect { addr, source }));
+        self.mark(addr, tcp.is_ok());
+        let tcp = tcp?;
         let _ = tcp.set_nodelay(true);
         Ok(tcp)
     }

@@ -49,7 +49,7 @@ impl RoundRobin {
         let port = uri.port_u16().unwrap_or(443);
         let addrs = self.0.resolve(host, port).await?;
         let mut last = None;
-        for addr in self.0.candidates(&addrs) {
+        for addr in self.0.candidates(&addrs, 0) {
             match self.0.tcp(addr).await {
                 Ok(tcp) => {
                     return Ok(Stream {

@@ -15,9 +15,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+use super::detach::Detach;
 use super::dial::{DialError, Dialer};
+use super::h2_pool::{Chosen, Pick, Pool};
+use super::retry;
 use super::types::{UpstreamAddr, UpstreamBody};
-use crate::config::Upstream;
+use crate::config::{H2Pool, Upstream};
 
 /// How long a resolved address list is used before the name is asked again.
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(1);
@@ -67,6 +70,8 @@ pub struct H2Upstream {
     server_name: ServerName<'static>,
     tls: TlsConnector,
     state: Mutex<State>,
+    /// Exchanges the client abandoned, still waiting for their answer head ([`Detach`]).
+    orphans: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The per-address dialing gate, and how the last attempt failed (so the requests that waited
@@ -76,24 +81,16 @@ struct Dial {
     gate: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
 
-#[derive(Default)]
 struct State {
     addrs: Vec<SocketAddr>,
     resolved: Option<Instant>,
     resolving: bool,
-    conns: Vec<(SocketAddr, SendRequest<UpstreamBody>)>,
+    conns: Pool,
     /// One dialer per address: a burst of requests that finds no connection waits for one
     /// connection instead of opening one each.
     dialing: Vec<(SocketAddr, Arc<Dial>)>,
     /// `auto` mode after the upstream declined HTTP/2: HTTP/1.1 until then.
     h1_until: Option<Instant>,
-}
-
-impl State {
-    /// Forget connections that have ended (GOAWAY, error, peer gone).
-    fn drop_closed(&mut self) {
-        self.conns.retain(|(_, s)| !s.is_closed());
-    }
 }
 
 impl H2Upstream {
@@ -104,6 +101,7 @@ impl H2Upstream {
         mut tls: rustls::ClientConfig,
         dialer: Dialer,
         upstream: &Upstream,
+        pool: H2Pool,
         fallback: bool,
     ) -> Result<Self, rustls::pki_types::InvalidDnsNameError> {
         tls.alpn_protocols = vec![b"h2".to_vec()];
@@ -113,7 +111,15 @@ impl H2Upstream {
             upstream: upstream.clone(),
             server_name: ServerName::try_from(upstream.host.clone())?,
             tls: TlsConnector::from(Arc::new(tls)),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                addrs: Vec::new(),
+                resolved: None,
+                resolving: false,
+                conns: Pool::new(pool),
+                dialing: Vec::new(),
+                h1_until: None,
+            }),
+            orphans: Arc::default(),
         })
     }
 
@@ -128,7 +134,11 @@ impl H2Upstream {
 
     /// Send `req` (an HTTP/2 request whose URI carries the authority to present) to the next
     /// address. A connection that cannot be made, or that closed before the request went out,
-    /// is replaced by the next address's, once.
+    /// is replaced by the next address's (every live address once, at most `MAX_TRIES`, plus one
+    /// fresh connection). A bodiless request that failed before its answer head is sent again
+    /// the same way when the upstream refused it unprocessed (GOAWAY above its last stream id,
+    /// REFUSED_STREAM; RFC 9113 §8.7) or when its method is idempotent (as nginx's
+    /// `proxy_next_upstream error`).
     pub async fn request(
         &self,
         req: Request<UpstreamBody>,
@@ -142,10 +152,11 @@ impl H2Upstream {
                 });
             }
         };
+        let replay = retry::copy(&req);
         let mut req = req;
         let mut last = None;
-        for addr in self.dialer.candidates(&addrs) {
-            let mut sender = match self.sender(addr).await {
+        for addr in self.dialer.candidates(&addrs, 1) {
+            let (id, mut sender) = match self.sender(addr).await {
                 Ok(s) => s,
                 Err(e @ H2Error::NotH2 { .. }) if self.fallback => {
                     self.state().h1_until = Some(Instant::now() + FALLBACK_FOR);
@@ -161,31 +172,40 @@ impl H2Upstream {
                     continue;
                 }
             };
-            match sender.try_send_request(req).await {
+            let sent = Detach::new(sender.try_send_request(req), self.orphans.clone()).await;
+            let mut e = match sent {
                 Ok(mut resp) => {
                     resp.extensions_mut().insert(UpstreamAddr(addr));
                     return Ok(resp);
                 }
-                Err(mut e) => match e.take_message() {
-                    // Never reached the connection (it was closing): safe to send elsewhere.
-                    // (`open` drops the closed connection before the next lookup.)
-                    Some(unsent) => {
-                        req = unsent;
-                        last = Some(H2Error::Request {
-                            addr,
-                            source: e.into_error(),
-                        });
-                    }
-                    None => {
-                        return Err(H2Failure {
-                            error: H2Error::Request {
-                                addr,
-                                source: e.into_error(),
-                            },
-                            unsent: None,
-                        });
-                    }
-                },
+                Err(e) => e,
+            };
+            let unsent = e.take_message();
+            let source = e.into_error();
+            if sender.is_closed() || retry::connection_failed(&source) {
+                // The next request goes elsewhere or to a new connection.
+                self.forget(id);
+            }
+            let again = match unsent {
+                Some(unsent) => Some(unsent),
+                None => replay
+                    .as_ref()
+                    .filter(|r| retry::may_resend(r, &source))
+                    .map(retry::rebuild),
+            };
+            let error = H2Error::Request { addr, source };
+            match again {
+                Some(again) => {
+                    tracing::debug!(error = %common::error_chain(&error), "upstream request not processed; sending it again");
+                    req = again;
+                    last = Some(error);
+                }
+                None => {
+                    return Err(H2Failure {
+                        error,
+                        unsent: None,
+                    });
+                }
             }
         }
         Err(H2Failure {
@@ -215,7 +235,7 @@ impl H2Upstream {
         st.resolving = false;
         let error = match found {
             Ok(addrs) => {
-                st.conns.retain(|(a, _)| addrs.contains(a));
+                st.conns.keep(&addrs);
                 st.dialing.retain(|(a, _)| addrs.contains(a));
                 st.addrs = addrs;
                 st.resolved = Some(Instant::now());
@@ -223,8 +243,7 @@ impl H2Upstream {
             }
             Err(e) => H2Error::from(e),
         };
-        st.drop_closed();
-        let live: Vec<SocketAddr> = st.conns.iter().map(|(a, _)| *a).collect();
+        let live = st.conns.open_addrs();
         if live.is_empty() {
             st.addrs.clear();
             st.resolved = None;
@@ -236,57 +255,64 @@ impl H2Upstream {
         Ok(st.addrs.clone())
     }
 
-    /// The open connection to `addr`, if any.
-    fn open(&self, addr: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
-        let mut st = self.state();
-        st.drop_closed();
-        st.conns
-            .iter()
-            .find(|(a, _)| *a == addr)
-            .map(|(_, s)| s.clone())
+    /// No new request goes to connection `id` (it failed one).
+    fn forget(&self, id: u64) {
+        self.state().conns.forget(id);
     }
 
-    /// The open connection to `addr`, or a new one (one dial at a time per address).
-    async fn sender(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {
-        if let Some(s) = self.open(addr) {
-            return Ok(s);
+    /// The per-address dialing gate.
+    fn gate(&self, addr: SocketAddr) -> Arc<Dial> {
+        let mut st = self.state();
+        match st.dialing.iter().find(|(a, _)| *a == addr) {
+            Some((_, d)) => d.clone(),
+            None => {
+                let d = Arc::new(Dial::default());
+                st.dialing.push((addr, d.clone()));
+                d
+            }
         }
-        let dial = {
-            let mut st = self.state();
-            match st.dialing.iter().find(|(a, _)| *a == addr) {
-                Some((_, d)) => d.clone(),
-                None => {
-                    let d = Arc::new(Dial::default());
-                    st.dialing.push((addr, d.clone()));
-                    d
+    }
+
+    /// A connection to `addr`: the pool's next, or a new one when the pool is short (one dial
+    /// at a time per address; while one is under way, the others use what is open).
+    async fn sender(&self, addr: SocketAddr) -> Result<Chosen, H2Error> {
+        let spare = match self.state().conns.pick(addr) {
+            Pick::Use(c) => return Ok(c),
+            Pick::Grow(spare) => spare,
+        };
+        let dial = self.gate(addr);
+        let mut last_failure = match spare.clone() {
+            Some(c) => match dial.gate.try_lock() {
+                Ok(g) => g,
+                Err(_) => return Ok(c),
+            },
+            None => {
+                let waited_from = Instant::now();
+                let g = dial.gate.lock().await;
+                if let Pick::Use(c) | Pick::Grow(Some(c)) = self.state().conns.pick(addr) {
+                    return Ok(c);
                 }
+                if let Some((_, why)) = g.as_ref().filter(|(at, _)| *at >= waited_from) {
+                    return Err(DialError::Connect {
+                        addr,
+                        source: io::Error::other(format!(
+                            "the attempt this request waited for: {why}"
+                        )),
+                    }
+                    .into());
+                }
+                g
             }
         };
-        let waited_from = Instant::now();
-        let mut last_failure = dial.gate.lock().await;
-        if let Some(s) = self.open(addr) {
-            return Ok(s);
-        }
-        if let Some((at, why)) = last_failure.as_ref() {
-            if *at >= waited_from {
-                return Err(DialError::Connect {
-                    addr,
-                    source: io::Error::other(format!("the attempt this request waited for: {why}")),
-                }
-                .into());
-            }
-        }
         match self.connect(addr).await {
             Ok(sender) => {
                 *last_failure = None;
-                let mut st = self.state();
-                st.conns.retain(|(a, _)| *a != addr);
-                st.conns.push((addr, sender.clone()));
-                Ok(sender)
+                Ok(self.state().conns.add(addr, sender))
             }
             Err(e) => {
                 *last_failure = Some((Instant::now(), common::error_chain(&e)));
-                Err(e)
+                // Short of a connection, not of one to use.
+                spare.ok_or(e)
             }
         }
     }

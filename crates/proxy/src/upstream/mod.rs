@@ -3,9 +3,12 @@
 //! `auto`. Inside: `dial` (resolve, rotate, connect: shared by both), `h1`, `h2`, and `types`
 //! (what they all pass around).
 
+mod detach;
 mod dial;
 mod h1;
 mod h2;
+mod h2_pool;
+mod retry;
 mod types;
 
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use http::uri::{Authority, Uri};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
+use dial::DialError;
 use dial::Dialer;
 pub use dial::{Lookup, SystemLookup};
 pub use types::{BoxError, UpstreamAddr, UpstreamBody};
@@ -35,20 +39,25 @@ impl Client {
     /// The clients for `config`'s upstream, resolving through `lookup`.
     pub fn new(config: &Config, lookup: &Arc<dyn Lookup>) -> Result<Self, UpstreamError> {
         let tls = tls_config(config.upstream_ca.as_deref())?;
-        let connect_timeout = config.upstream_connect_timeout;
+        // One dialer for both protocols: an address found down is skipped by both.
+        let dialer = Dialer::new(
+            lookup.clone(),
+            config.upstream_connect_timeout,
+            config.upstream_fail_timeout,
+        );
         let h2 = match config.upstream_http2 {
             UpstreamHttp2::Never => None,
             mode => Some(
                 h2::H2Upstream::new(
                     tls.clone(),
-                    Dialer::new(lookup.clone(), connect_timeout),
+                    dialer.clone(),
                     &config.upstream,
+                    config.upstream_h2,
                     mode == UpstreamHttp2::Auto,
                 )
                 .map_err(|_| UpstreamError::ServerName(config.upstream.host.clone()))?,
             ),
         };
-        let dialer = Dialer::new(lookup.clone(), connect_timeout);
         Ok(Client {
             h1: h1::pool(tls, dialer, config.upstream_keepalive),
             h2,
@@ -176,4 +185,19 @@ fn authority(upstream: &Upstream) -> Result<http::uri::Authority, UpstreamError>
         .to_string()
         .parse()
         .map_err(|_| UpstreamError::Authority(upstream.to_string()))
+}
+
+/// Whether `error` (from [`Client::send`]) says the upstream name gave no address.
+pub fn is_unresolved(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(d) = e.downcast_ref::<DialError>() {
+            return d.is_unresolved();
+        }
+        if let Some(h2::H2Error::Dial(d)) = e.downcast_ref::<h2::H2Error>() {
+            return d.is_unresolved();
+        }
+        source = e.source();
+    }
+    false
 }

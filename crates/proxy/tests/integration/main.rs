@@ -3,7 +3,10 @@
 //! real app or test upstreams behind it. `cargo test -p proxy --test integration <module>::`
 //! runs one area.
 
+mod check;
+mod compression;
 mod dev_ca;
+mod error_page_live;
 mod error_pages;
 mod faults;
 mod forwarding;
@@ -18,7 +21,11 @@ mod keepalive_limits;
 mod keypair;
 mod logs;
 mod logs_e2e;
+mod reset_flood;
 mod rewrite_props;
+mod static_files;
 mod support;
 mod tunnels;
 mod upstream_h2;
+mod upstream_health;
+mod upstream_spread;

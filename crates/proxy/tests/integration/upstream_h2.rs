@@ -61,12 +61,19 @@ async fn requests_are_spread_over_every_address() {
         TestUpstream::start_h2("b").await,
     );
     let lookup = SwapLookup::new(vec![a.addr, b.addr]);
-    let proxy = h2_proxy(lookup, "1").await;
+    let mut opts = ProxyOptions::new(&[
+        ("PROXY_UPSTREAM", "upstream.test:8443"),
+        ("PROXY_UPSTREAM_HTTP2", "true"),
+        ("PROXY_UPSTREAM_H2_CONNECTIONS", "1"),
+        ("PROXY_WORKERS", "1"),
+    ]);
+    opts.lookup = Some(lookup);
+    let proxy = TestProxy::start_with(opts).await;
     let seen = ids(&proxy, 20).await;
     // One worker, round-robin per request: strictly alternating.
     assert_eq!(seen.get("a"), Some(&10), "{seen:?}");
     assert_eq!(seen.get("b"), Some(&10), "{seen:?}");
-    // Two connections in all (one per address), each carrying ten multiplexed requests.
+    // With one connection per address: two in all, each carrying ten multiplexed requests.
     let c = client();
     let mut peers = std::collections::HashSet::new();
     for _ in 0..10 {
@@ -176,7 +183,7 @@ async fn a_burst_waits_for_one_new_connection() {
 }
 
 #[tokio::test]
-async fn a_name_that_stops_resolving_is_a_502_not_a_wait_on_the_old_address() {
+async fn a_name_that_stops_resolving_is_a_503_not_a_wait_on_the_old_address() {
     let up = TestUpstream::start_h2("a").await;
     let old = up.addr;
     let lookup = SwapLookup::new(vec![old]);
@@ -194,7 +201,8 @@ async fn a_name_that_stops_resolving_is_a_502_not_a_wait_on_the_old_address() {
         .send()
         .await
         .expect("request");
-    assert_eq!(resp.status(), 502);
+    // As while a fresh deploy's app does not exist yet: 503 with Retry-After.
+    assert_eq!(resp.status(), 503);
     let log = proxy.error_log();
     assert!(log.contains("resolves to no address"), "{log}");
     assert!(

@@ -127,9 +127,11 @@ impl TestProxy {
             https.local_addr().expect("addr"),
         );
         let shutdown = CancellationToken::new();
-        // As the binary does: SIGHUP reloads the keypair, SIGUSR1 reopens the logs.
+        // As the binary does: SIGHUP reloads the keypair and the error page, SIGUSR1 reopens
+        // the logs.
         proxy::Signals::new(shutdown.clone())
             .reload_certs(certs.clone())
+            .reload_error_page(proxy.pages().clone())
             .reopen_logs(logs.clone())
             .spawn()
             .expect("signal handlers");

@@ -1,0 +1,272 @@
+//! Static files (`PROXY_STATIC`): the proxy answers `/static/…` itself from a folder, as nginx's
+//! `alias` does. [`resolve`] finds the file (never outside the root); tower-http's `ServeFile`
+//! sends it (MIME type, `Last-Modified`, `If-Modified-Since`/`If-Unmodified-Since`, a single
+//! `Range`, the body streamed in 64 KiB reads); this module adds what `ServeFile` lacks: a strong
+//! `ETag` (size and modification time in nanoseconds), `If-None-Match`, `If-Range`,
+//! `Cache-Control`, the precompressed sibling's `Content-Encoding` and `Vary`.
+
+mod resolve;
+
+use std::fs::Metadata;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, combinators::BoxBody};
+use tower_http::services::ServeFile;
+
+use crate::compress::{self, Ours};
+use crate::config::{Coding, Compression, StaticFiles, StaticRoot};
+use crate::upstream::BoxError;
+use resolve::{Found, Resolved};
+
+type Boxed = BoxBody<Bytes, BoxError>;
+
+/// Request headers `ServeFile` reads (the others it is not given).
+const PASSED: [HeaderName; 3] = [
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_MODIFIED_SINCE,
+    header::RANGE,
+];
+
+/// A static request answered with the proxy's error page: its status and the headers the page
+/// keeps (`Allow` on 405, `Content-Range` on 416).
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+}
+
+impl From<StatusCode> for Refusal {
+    fn from(status: StatusCode) -> Self {
+        Refusal {
+            status,
+            headers: HeaderMap::new(),
+        }
+    }
+}
+
+/// Answer `req` from `root`; `path` is the request path normalised, under `root.prefix`.
+pub async fn serve<B>(
+    files: &StaticFiles,
+    compression: &Compression,
+    root: &StaticRoot,
+    path: &str,
+    req: &Request<B>,
+) -> Result<Response<Boxed>, Refusal> {
+    let rest = path.get(root.prefix.len()..).unwrap_or_default();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Err(Refusal {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            headers,
+        });
+    }
+    let siblings = accepted(req.headers(), &compression.codings);
+    let (dir, rest_owned) = (root.dir.clone(), rest.to_owned());
+    let resolved =
+        tokio::task::spawn_blocking(move || resolve::resolve(&dir, &rest_owned, &siblings))
+            .await
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    let found = match resolved {
+        Resolved::File(found) => found,
+        Resolved::NotFound => return Err(StatusCode::NOT_FOUND.into()),
+        Resolved::Forbidden => return Err(StatusCode::FORBIDDEN.into()),
+        Resolved::AddSlash => return Ok(add_slash(path, req.uri().query())),
+    };
+    let etag = etag(&found.meta, found.coding);
+    let mime = mime_guess::from_path(&found.named).first_or_octet_stream();
+    let mut resp = if none_match(req.headers(), &etag) {
+        not_modified(&found.meta)
+    } else {
+        send(&found, &mime, &etag, req).await?
+    };
+    let status = resp.status();
+    let h = resp.headers_mut();
+    // A 304 names the tag the 200 would have had: weak when that one is compressed on the fly.
+    let compressed_200 = found.coding.is_none()
+        && HeaderValue::from_str(mime.as_ref()).is_ok_and(|ct| {
+            compress::would_compress(compression, req.headers(), &ct, found.meta.len())
+        });
+    match compress::weaken(&etag) {
+        Some(weak) if status == StatusCode::NOT_MODIFIED && compressed_200 => {
+            h.insert(header::ETAG, weak)
+        }
+        _ => h.insert(header::ETAG, etag),
+    };
+    h.insert(header::CACHE_CONTROL, files.cache_control.clone());
+    if let Some(coding) = found.coding {
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+    }
+    if !compression.codings.is_empty() {
+        compress::add_vary(h);
+    }
+    resp.extensions_mut().insert(Ours);
+    Ok(resp)
+}
+
+/// Let `ServeFile` answer for `found` (200, 206 or 304 by `If-Modified-Since`); its other
+/// answers become refusals (the error page).
+async fn send<B>(
+    found: &Found,
+    mime: &mime::Mime,
+    etag: &HeaderValue,
+    req: &Request<B>,
+) -> Result<Response<Boxed>, Refusal> {
+    let mut inner = Request::new(Empty::<Bytes>::new());
+    *inner.method_mut() = req.method().clone();
+    let asked = req.headers();
+    for name in PASSED {
+        if let Some(value) = asked.get(&name) {
+            inner.headers_mut().insert(name, value.clone());
+        }
+    }
+    // RFC 9110 §13.2.2: If-None-Match present, If-Modified-Since is ignored.
+    if asked.contains_key(header::IF_NONE_MATCH) {
+        inner.headers_mut().remove(header::IF_MODIFIED_SINCE);
+    }
+    if !if_range_holds(asked, etag, &found.meta) {
+        inner.headers_mut().remove(header::RANGE);
+    }
+    let resp = ServeFile::new_with_mime(&found.path, mime)
+        .try_call(inner)
+        .await
+        .map_err(|e| {
+            tracing::warn!(path = %found.path.display(), error = %e, "cannot read a static file");
+            StatusCode::INTERNAL_SERVER_ERROR
+        })?;
+    match resp.status() {
+        StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED => {
+            Ok(resp.map(|b| Shareable(Mutex::new(b)).map_err(BoxError::from).boxed()))
+        }
+        status => {
+            let mut headers = HeaderMap::new();
+            if let Some(range) = resp.headers().get(header::CONTENT_RANGE) {
+                headers.insert(header::CONTENT_RANGE, range.clone());
+            }
+            Err(Refusal { status, headers })
+        }
+    }
+}
+
+/// The precompressed codings the client accepts, best first (its q-values, then `codings`).
+fn accepted(headers: &HeaderMap, codings: &[Coding]) -> Vec<Coding> {
+    let mut left = codings.to_vec();
+    let mut out = Vec::with_capacity(left.len());
+    while let Some(best) = compress::negotiate(headers, &left) {
+        out.push(best);
+        left.retain(|c| *c != best);
+    }
+    out
+}
+
+/// A strong tag from the size and the modification time (nanoseconds), and the sibling's coding.
+fn etag(meta: &Metadata, coding: Option<Coding>) -> HeaderValue {
+    let nanos = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let suffix = coding.map_or(String::new(), |c| format!("-{}", c.token()));
+    let tag = format!("\"{:x}-{nanos:x}{suffix}\"", meta.len());
+    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// `If-None-Match` names `etag` (weak comparison) or is `*`.
+fn none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let ours = opaque(etag.to_str().unwrap_or_default());
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || opaque(tag) == ours)
+}
+
+/// The tag without its weakness mark.
+fn opaque(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+/// No `If-Range`, or it names the current representation: a strong tag equal to ours, or the
+/// exact `Last-Modified` date. Otherwise the whole file is sent (RFC 9110 §13.1.5).
+fn if_range_holds(headers: &HeaderMap, etag: &HeaderValue, meta: &Metadata) -> bool {
+    let Some(value) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let value = value.trim();
+    if value.starts_with('"') || value.starts_with("W/") {
+        return value.as_bytes() == etag.as_bytes();
+    }
+    let (Ok(date), Ok(modified)) = (httpdate::parse_http_date(value), meta.modified()) else {
+        return false;
+    };
+    httpdate::fmt_http_date(date) == httpdate::fmt_http_date(modified)
+}
+
+/// 304 for a matching `If-None-Match`: no body, the validators the client keeps.
+fn not_modified(meta: &Metadata) -> Response<Boxed> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    if let Ok(modified) = meta.modified() {
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+            resp.headers_mut().insert(header::LAST_MODIFIED, v);
+        }
+    }
+    resp
+}
+
+/// 301 to the folder's URL with its trailing `/` (where its `index.html` is served).
+fn add_slash(path: &str, query: Option<&str>) -> Response<Boxed> {
+    let location = match query {
+        Some(q) => format!("{path}/?{q}"),
+        None => format!("{path}/"),
+    };
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    resp
+}
+
+fn empty() -> Boxed {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// `ServeFile`'s body is `Send` but not `Sync`; the proxy's body type wants both. Only ever
+/// polled through `&mut`, so the mutex is never locked.
+struct Shareable<B>(Mutex<B>);
+
+impl<B: Body + Unpin> Body for Shareable<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        match self.get_mut().0.get_mut() {
+            Ok(body) => Pin::new(body).poll_frame(cx),
+            Err(poisoned) => Pin::new(poisoned.into_inner()).poll_frame(cx),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0
+            .lock()
+            .map_or_else(|_| SizeHint::default(), |b| b.size_hint())
+    }
+}

@@ -1,0 +1,115 @@
+//! The HTTP/2 upstream connections of one worker (issue 17 item 3): up to
+//! `PROXY_UPSTREAM_H2_CONNECTIONS` per address, each request to the one that carried fewest, each
+//! replaced after `PROXY_UPSTREAM_H2_MAX_REQUESTS` requests or `PROXY_UPSTREAM_H2_LIFETIME`.
+//! A retired connection only stops taking new requests: the ones it carries complete (hyper
+//! closes it once its last handle and stream are gone). So a balancer that balances per
+//! connection (a Swarm VIP, a cloud load balancer) in front of several replicas sees several
+//! connections, and new ones over time.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use hyper::client::conn::http2::SendRequest;
+
+use super::types::UpstreamBody;
+use crate::config::H2Pool;
+
+/// One open upstream connection.
+struct Conn {
+    addr: SocketAddr,
+    id: u64,
+    sender: SendRequest<UpstreamBody>,
+    born: Instant,
+    /// Requests given to it.
+    sent: usize,
+}
+
+/// A connection to use: its id (to [`Pool::forget`] it) and its sender.
+pub type Chosen = (u64, SendRequest<UpstreamBody>);
+
+/// What [`Pool::pick`] found for an address.
+pub enum Pick {
+    /// The pool is full: use this one.
+    Use(Chosen),
+    /// The pool is short of connections: open one; meanwhile this one can be used, if any.
+    Grow(Option<Chosen>),
+}
+
+/// Every address's connections.
+pub struct Pool {
+    limits: H2Pool,
+    conns: Vec<Conn>,
+    next_id: u64,
+}
+
+impl Pool {
+    pub fn new(limits: H2Pool) -> Self {
+        Pool {
+            limits,
+            conns: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    /// The next connection to `addr` in turn (retiring those past their limits), and whether
+    /// another should be opened.
+    pub fn pick(&mut self, addr: SocketAddr) -> Pick {
+        let H2Pool {
+            max_requests,
+            lifetime,
+            connections,
+        } = self.limits;
+        self.conns.retain(|c| {
+            !c.sender.is_closed()
+                && (c.addr != addr || (c.sent < max_requests && c.born.elapsed() < lifetime))
+        });
+        let live = self.conns.iter().filter(|c| c.addr == addr).count();
+        // The one that has carried the fewest: round-robin, and a new one catches up.
+        let chosen = self
+            .conns
+            .iter_mut()
+            .filter(|c| c.addr == addr)
+            .min_by_key(|c| c.sent)
+            .map(|c| {
+                c.sent += 1;
+                (c.id, c.sender.clone())
+            });
+        match chosen {
+            Some(c) if live >= connections => Pick::Use(c),
+            other => Pick::Grow(other),
+        }
+    }
+
+    /// Add a new connection to `addr`; it carries this first request.
+    pub fn add(&mut self, addr: SocketAddr, sender: SendRequest<UpstreamBody>) -> Chosen {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.conns.push(Conn {
+            addr,
+            id,
+            sender: sender.clone(),
+            born: Instant::now(),
+            sent: 1,
+        });
+        (id, sender)
+    }
+
+    /// No new request goes to connection `id` (it failed one).
+    pub fn forget(&mut self, id: u64) {
+        self.conns.retain(|c| c.id != id);
+    }
+
+    /// Keep only the connections to `addrs`.
+    pub fn keep(&mut self, addrs: &[SocketAddr]) {
+        self.conns.retain(|c| addrs.contains(&c.addr));
+    }
+
+    /// The addresses with a connection still open.
+    pub fn open_addrs(&mut self) -> Vec<SocketAddr> {
+        self.conns.retain(|c| !c.sender.is_closed());
+        let mut addrs: Vec<SocketAddr> = self.conns.iter().map(|c| c.addr).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        addrs
+    }
+}
