@@ -7,6 +7,8 @@
 #   bench/run.sh --help     all options (passed to bench/bench.py)
 #
 # Extra options handled here: --no-build (use target/release/{app,proxy} as they are).
+# Then bench/idle.py (memory per idle keep-alive TLS connection, proxy vs tuned nginx) writes
+# idle.{md,json} beside latest.*; it gets --quick, --out, --app-bin, --proxy-bin.
 # Installs nginx, wrk and h2load (nghttp2-client) with apt-get when missing (needs root).
 # Exits non-zero only when a tool or binary is missing, a contender cannot start, or a contender
 # answers nothing -- never because numbers are slow.
@@ -28,7 +30,7 @@ for a in "$@"; do
         --app-bin|--app-bin=*) app_bin_given=1 ;;
         --proxy-bin|--proxy-bin=*) proxy_bin_given=1 ;;
         -h|--help)
-            sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exec python3 "$here/bench.py" --help ;;
     esac
     args+=("$a")
@@ -101,5 +103,21 @@ set +e
 wait "$py_pid"
 rc=$?
 set -e
+# --- idle-memory scenario (bench/idle.py): proxy vs tuned nginx, idle keep-alive TLS connections
+if ((rc == 0 && want_proxy)); then
+    idle_args=()
+    for ((i = 0; i < ${#args[@]}; i++)); do
+        case "${args[$i]}" in
+            --quick|--out=*|--app-bin=*|--proxy-bin=*) idle_args+=("${args[$i]}") ;;
+            --out|--app-bin|--proxy-bin) idle_args+=("${args[$i]}" "${args[$((i + 1))]}") ;;
+        esac
+    done
+    python3 "$here/idle.py" "${idle_args[@]}" &
+    py_pid=$!
+    set +e
+    wait "$py_pid"
+    rc=$?
+    set -e
+fi
 trap - INT TERM HUP
 exit "$rc"

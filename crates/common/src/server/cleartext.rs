@@ -1,8 +1,6 @@
 //! The cleartext side of accept: HTTP/1.1 only. A stream that opens with the HTTP/2 connection
 //! preface (prior knowledge, h2c) fails its first read, so the connection is closed before any
-//! HTTP/2 is spoken. (A read observer rather than an HTTP/1-only hyper connection: the
-//! connection type stays the one the TLS side uses, so hyper's state machines are compiled
-//! once.)
+//! HTTP/2 is spoken, and before hyper's HTTP/1.1 parser answers it with anything.
 
 use super::activity::ReadObserver;
 

@@ -1,5 +1,5 @@
-//! One connection's life after accept: hyper-util serves it while a periodic check enforces the
-//! header timeout before the first request, the idle timeout, the keep-alive limits (requests,
+//! One connection's life after accept: hyper (HTTP/1.1, or HTTP/2 when ALPN chose it) serves
+//! it while a periodic check enforces the header timeout before the first request, the idle timeout, the keep-alive limits (requests,
 //! lifetime) and the drop of a connection that makes no progress after it was asked to close;
 //! shutdown closes it gracefully. The service is wrapped ([`Counted`]) to count requests, mark
 //! the last one, and hand an HTTP/1 request the connection's [`Lease`] (when it asks for an
@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
+use super::Builders;
 use super::activity::{Activity, Tracked};
 use super::cleartext::NoPriorKnowledge;
 use super::lease::Lease;
@@ -34,7 +34,7 @@ use super::service::HttpService;
 
 /// One accepted connection and what it is served with.
 pub(super) struct Conn {
-    pub(super) builder: Arc<auto::Builder<TokioExecutor>>,
+    pub(super) builders: Arc<Builders>,
     /// A cleartext listener: HTTP/1.1 only (the HTTP/2 preface is refused).
     pub(super) cleartext: bool,
     pub(super) limits: Limits,
@@ -42,6 +42,22 @@ pub(super) struct Conn {
     pub(super) aborting: CancellationToken,
     pub(super) lease: Lease,
     pub(super) peer: SocketAddr,
+}
+
+/// The protocol a connection speaks: HTTP/2 only when its TLS handshake chose it (ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Proto {
+    H1,
+    H2,
+}
+
+impl Proto {
+    pub(super) fn of_alpn(alpn: Option<&[u8]>) -> Self {
+        match alpn {
+            Some(b"h2") => Proto::H2,
+            _ => Proto::H1,
+        }
+    }
 }
 
 /// What the periodic check decided about a connection.
@@ -56,7 +72,7 @@ enum Verdict {
 impl Conn {
     /// Serve the connection until it ends; on shutdown, when idle, or at a keep-alive limit,
     /// shut it down gracefully (in-flight requests complete, then it closes).
-    pub(super) async fn drive<IO, S>(self, io: IO, service: S)
+    pub(super) async fn drive<IO, S>(self, io: IO, service: S, proto: Proto)
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         S: HttpService,
@@ -76,16 +92,28 @@ impl Conn {
             heads,
             lease: self.lease.clone(),
         };
-        let conn = self.builder.serve_connection_with_upgrades(io, service);
-        self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
-            .await;
+        // Each protocol's connection boxed on its own: an idle HTTP/1.1 connection does not
+        // carry room for an HTTP/2 one (and the reverse).
+        let b = &self.builders;
+        match proto {
+            Proto::H1 => {
+                let conn = Box::pin(b.h1.serve_connection(io, service).with_upgrades());
+                self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
+                    .await;
+            }
+            Proto::H2 => {
+                let conn = Box::pin(b.h2.serve_connection(io, service));
+                self.supervise(conn, |c| c.graceful_shutdown(), &bytes, &counts)
+                    .await;
+            }
+        }
     }
 
     /// Run `conn` to its end, closing it gracefully (`graceful`) or dropping it when the
     /// periodic check, the shutdown or the keep-alive limits say so.
     async fn supervise<C, E>(
         &self,
-        conn: C,
+        mut conn: Pin<Box<C>>,
         graceful: impl Fn(Pin<&mut C>),
         bytes: &Activity,
         counts: &Counts,
@@ -94,7 +122,6 @@ impl Conn {
         E: std::fmt::Display,
     {
         let peer = self.peer;
-        tokio::pin!(conn);
         let limits = &self.limits;
         let shortest = [
             Some(limits.idle_timeout),
@@ -322,7 +349,9 @@ where
                 req.extensions_mut().insert(self.lease.clone());
             }
         }
-        let fut = self.inner.call(req);
+        // Boxed where it is made: the service's future (the proxy's is large) is then copied
+        // once, not again into this wrapper's state and again into its box.
+        let fut = Box::pin(self.inner.call(req));
         Box::pin(async move {
             let resp = fut.await;
             pending.done = true;

@@ -1,5 +1,5 @@
 //! The connection loop both services run: accept (bounded), optional TLS (with a handshake
-//! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 via hyper-util
+//! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 (by ALPN) via hyper
 //! with the per-connection timeouts and keep-alive limits (`conn`), graceful drain. Beside it:
 //! `activity` (the byte clock), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
 //! (what a tunnel borrows from its connection), `rawhead` (HTTP/1 heads as sent, before hyper
@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use activity::{Activity, Tracked};
-use conn::Conn;
+use conn::{Conn, Proto};
 use handshake::handshake;
 pub use lease::Lease;
 pub use limits::Limits;
@@ -130,7 +130,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> S
 
 /// The connections one listener has accepted: how they are served, and their drain.
 struct Connections {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     transport: Transport,
     limits: Limits,
     tracker: TaskTracker,
@@ -143,7 +143,7 @@ struct Connections {
 impl Connections {
     fn new(transport: Transport, limits: Limits) -> Self {
         Connections {
-            builder: Arc::new(http_builder(&limits)),
+            builders: Arc::new(Builders::new(&limits)),
             transport,
             limits,
             tracker: TaskTracker::new(),
@@ -162,7 +162,7 @@ impl Connections {
         peer: SocketAddr,
     ) {
         let conn = Conn {
-            builder: self.builder.clone(),
+            builders: self.builders.clone(),
             cleartext: matches!(self.transport, Transport::Plain),
             limits: self.limits.clone(),
             closing: self.closing.clone(),
@@ -174,19 +174,24 @@ impl Connections {
         self.tracker.spawn(async move {
             // One stream type for both transports: hyper's connection machinery is compiled
             // once per service, not once per service and transport.
-            let io: Box<dyn Stream> = match transport {
-                Transport::Plain => Box::new(stream),
+            let (io, proto): (Box<dyn Stream>, Proto) = match transport {
+                Transport::Plain => (Box::new(stream), Proto::H1),
                 Transport::Tls(acceptor) => {
-                    let handshake = tokio::time::timeout(
+                    // Boxed: the handshake's state (rustls mid-handshake, the timer) is freed
+                    // once it is done instead of sizing the task for the connection's life.
+                    let handshake = Box::pin(tokio::time::timeout(
                         conn.limits.handshake_timeout,
                         handshake(acceptor, stream, peer),
-                    );
+                    ));
                     let tls = tokio::select! {
                         _ = conn.closing.cancelled() => return,
                         r = handshake => r,
                     };
                     match tls {
-                        Ok(Some(s)) => Box::new(s),
+                        Ok(Some(s)) => {
+                            let proto = Proto::of_alpn(s.get_ref().1.alpn_protocol());
+                            (Box::new(s), proto)
+                        }
                         Ok(None) => return,
                         Err(_) => {
                             tracing::debug!(%peer, "TLS handshake timed out");
@@ -195,7 +200,7 @@ impl Connections {
                     }
                 }
             };
-            conn.drive(io, service).await;
+            conn.drive(io, service, proto).await;
         });
     }
 
@@ -215,24 +220,30 @@ impl Connections {
     }
 }
 
-/// hyper-util's HTTP/1.1 + HTTP/2 server with the limits applied.
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.read_buffer())
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(limits.h2_max_header_list_size)
-        // Rapid-reset (CVE-2023-44487) and error-reset floods: bounded.
-        .max_pending_accept_reset_streams(Some(20))
-        .max_local_error_reset_streams(Some(1024));
-    builder
+/// hyper's servers with the limits applied: HTTP/2 when the TLS handshake chose it (ALPN),
+/// HTTP/1.1 otherwise (cleartext, `http/1.1`, or no ALPN: HTTP/2 over TLS needs ALPN, RFC 9113
+/// §3.2, and nginx does not sniff either).
+pub(super) struct Builders {
+    pub(super) h1: http1::Builder,
+    pub(super) h2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &Limits) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.read_buffer())
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .max_header_list_size(limits.h2_max_header_list_size)
+            // Rapid-reset (CVE-2023-44487) and error-reset floods: bounded.
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(1024));
+        Builders { h1, h2 }
+    }
 }
 
 /// Bind a TCP listener, naming `var` and the address in the error.

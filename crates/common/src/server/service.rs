@@ -7,7 +7,7 @@ use hyper::{Request, Response};
 /// Errors a service or a body may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A per-connection hyper service the loop can drive: what hyper-util's server needs of it and
+/// A per-connection hyper service the loop can drive: what hyper's servers need of it and
 /// of its body, said once (every service `service_fn` makes from an async handler is one).
 pub trait HttpService:
     Service<

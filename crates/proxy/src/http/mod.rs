@@ -10,6 +10,7 @@ mod context;
 mod error;
 mod error_page;
 mod forward;
+mod future_size;
 pub mod headers;
 mod hygiene;
 mod page_reload;
