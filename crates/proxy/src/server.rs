@@ -47,6 +47,7 @@ impl Proxy {
         let certs = CertStore::open(config.tls.clone(), tls::shared_provider())?;
         let tls = tls::server_config(certs.clone())?;
         let config = Arc::new(config.clone());
+        let open_files = Arc::new(crate::files::OpenFiles::default());
         let workers = (0..config.workers.max(1))
             .map(|_| {
                 Ok(Arc::new(Shared {
@@ -54,6 +55,7 @@ impl Proxy {
                     upstream: upstream::Client::new(&config, &lookup)?,
                     pages: pages.clone(),
                     access: access.clone(),
+                    open_files: open_files.clone(),
                 }))
             })
             .collect::<Result<Vec<_>, ProxyError>>()?;

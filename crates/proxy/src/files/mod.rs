@@ -5,10 +5,15 @@
 //! `ETag` (size and modification time in nanoseconds), `If-None-Match`, `If-Range`,
 //! `Cache-Control`, the precompressed sibling's `Content-Encoding` and `Vary`.
 
+mod open;
 mod resolve;
 
+pub use open::OpenFiles;
+
 use std::fs::Metadata;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::UNIX_EPOCH;
@@ -51,6 +56,12 @@ impl From<StatusCode> for Refusal {
     }
 }
 
+/// Where a request's open file is counted: the shared bound and the client connection.
+pub struct Open<'a> {
+    pub files: &'a Arc<OpenFiles>,
+    pub peer: SocketAddr,
+}
+
 /// Answer `req` from `root`; `path` is the request path normalised, under `root.prefix`.
 pub async fn serve<B>(
     files: &StaticFiles,
@@ -58,6 +69,7 @@ pub async fn serve<B>(
     root: &StaticRoot,
     path: &str,
     req: &Request<B>,
+    open: Open<'_>,
 ) -> Result<Response<Boxed>, Refusal> {
     let rest = path.get(root.prefix.len()..).unwrap_or_default();
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -68,6 +80,15 @@ pub async fn serve<B>(
             headers,
         });
     }
+    // The file stays open while its body streams: the permit goes with the body.
+    let Some(permit) = open.files.acquire(open.peer).await else {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Err(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            headers,
+        });
+    };
     let siblings = accepted(req.headers(), &compression.codings);
     let (dir, rest_owned) = (root.dir.clone(), rest.to_owned());
     let resolved =
@@ -111,7 +132,13 @@ pub async fn serve<B>(
         compress::add_vary(h);
     }
     resp.extensions_mut().insert(Ours);
-    Ok(resp)
+    Ok(resp.map(|body| {
+        Holding {
+            body,
+            _permit: permit,
+        }
+        .boxed()
+    }))
 }
 
 /// Let `ServeFile` answer for `found` (200, 206 or 304 by `If-Modified-Since`); its other
@@ -244,6 +271,32 @@ fn add_slash(path: &str, query: Option<&str>) -> Response<Boxed> {
 
 fn empty() -> Boxed {
     Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A body that keeps its file's [`open::OpenPermit`] until it is done or dropped.
+struct Holding {
+    body: Boxed,
+    _permit: open::OpenPermit,
+}
+
+impl Body for Holding {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// `ServeFile`'s body is `Send` but not `Sync`; the proxy's body type wants both. Only ever

@@ -25,6 +25,8 @@ pub struct Shared {
     pub upstream: upstream::Client,
     pub pages: ErrorPages,
     pub access: AccessLog,
+    /// The bound on open static files (one for every worker).
+    pub open_files: Arc<crate::files::OpenFiles>,
 }
 
 /// A request as it arrived: when, its id, and the access-log entry it will be logged with.

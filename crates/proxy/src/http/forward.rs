@@ -50,7 +50,8 @@ pub async fn forward(
             accept.append(&name, value.clone());
         }
     }
-    if let Some(resp) = serve_files::serve(&shared, &req, &started.request_id, &accept, head).await
+    if let Some(resp) =
+        serve_files::serve(&shared, conn.peer, &req, &started.request_id, &accept, head).await
     {
         let resp = compress::compress(&shared.config.compression, &accept, head, resp);
         return Ok(shared.finish(resp, started, true));

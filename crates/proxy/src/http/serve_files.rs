@@ -13,6 +13,7 @@ use crate::files;
 /// holds the client's `Accept` (for the error page).
 pub async fn serve<B>(
     shared: &Shared,
+    peer: std::net::SocketAddr,
     req: &Request<B>,
     request_id: &HeaderValue,
     accept: &HeaderMap,
@@ -30,7 +31,20 @@ pub async fn serve<B>(
         Err(status) => files::Refusal::from(status),
         Ok(checked) => {
             let path = checked.target.path();
-            match files::serve(&config.static_files, &config.compression, root, path, req).await {
+            let open = files::Open {
+                files: &shared.open_files,
+                peer,
+            };
+            match files::serve(
+                &config.static_files,
+                &config.compression,
+                root,
+                path,
+                req,
+                open,
+            )
+            .await
+            {
                 Ok(resp) => return Some(resp),
                 Err(refusal) => refusal,
             }

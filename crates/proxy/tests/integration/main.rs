@@ -24,6 +24,7 @@ mod logs_e2e;
 mod reset_flood;
 mod rewrite_props;
 mod static_files;
+mod static_stall;
 mod support;
 mod tunnels;
 mod upstream_h2;
