@@ -61,3 +61,22 @@ pub fn respond(body: Bytes, meta: &Metadata, mime: &mime::Mime) -> Response<Boxe
     *resp.headers_mut() = headers;
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_small_files_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let small = dir.path().join("small.css");
+        std::fs::write(&small, b"body{}").expect("write");
+        let (bytes, meta) = read(&small).expect("small file read");
+        assert_eq!((&bytes[..], meta.len()), (&b"body{}"[..], 6));
+        let big = dir.path().join("big.bin");
+        let len = usize::try_from(SMALL).expect("fits") + 1;
+        std::fs::write(&big, vec![b'x'; len]).expect("write");
+        assert!(read(&big).is_none(), "a file over SMALL streams");
+        assert!(read(dir.path()).is_none(), "a folder is never read");
+    }
+}
