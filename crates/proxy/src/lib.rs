@@ -25,7 +25,7 @@
 //!               and its per call site throttle
 //! watch.rs      the folder watch behind the live reloads (keypair, error page; a leaf)
 //! files/        static files (`PROXY_STATIC`): the path resolved inside its root, ETag and
-//!               conditionals around tower-http's `ServeFile`
+//!               conditionals around tower-http's `ServeFile`; small files sent from memory
 //! compress/     on-the-fly compression (`PROXY_COMPRESSION`): negotiation, eligibility, the
 //!               streaming encoder body
 //! ```

@@ -4,9 +4,11 @@
 //! `Range`, the body streamed in 64 KiB reads); this module adds what `ServeFile` lacks: a strong
 //! `ETag` (size and modification time in nanoseconds), `If-None-Match`, `If-Range`,
 //! `Cache-Control`, the precompressed sibling's `Content-Encoding` and `Vary`.
+//! A small file on a plain GET is read in the resolving call and sent from memory ([`small`]).
 
 mod open;
 mod resolve;
+mod small;
 
 pub use open::OpenFiles;
 
@@ -91,10 +93,23 @@ pub async fn serve<B>(
     };
     let siblings = accepted(req.headers(), &compression.codings);
     let (dir, rest_owned) = (root.dir.clone(), rest.to_owned());
-    let resolved =
-        tokio::task::spawn_blocking(move || resolve::resolve(&dir, &rest_owned, &siblings))
-            .await
-            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    let whole = small::eligible(req) && !req.headers().contains_key(header::IF_NONE_MATCH);
+    // One trip to the blocking pool: resolve, and for a small file on a plain GET, read it.
+    let (resolved, contents) = tokio::task::spawn_blocking(move || {
+        let mut resolved = resolve::resolve(&dir, &rest_owned, &siblings);
+        let mut contents = None;
+        if let Resolved::File(found) = &mut resolved {
+            if whole && found.meta.len() <= small::SMALL {
+                contents = small::read(&found.path).map(|(bytes, meta)| {
+                    found.meta = meta;
+                    bytes
+                });
+            }
+        }
+        (resolved, contents)
+    })
+    .await
+    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     let found = match resolved {
         Resolved::File(found) => found,
         Resolved::NotFound => return Err(StatusCode::NOT_FOUND.into()),
@@ -105,6 +120,8 @@ pub async fn serve<B>(
     let mime = mime_guess::from_path(&found.named).first_or_octet_stream();
     let mut resp = if none_match(req.headers(), &etag) {
         not_modified(&found.meta)
+    } else if let Some(body) = contents {
+        small::respond(body, &found.meta, &mime)
     } else {
         send(&found, &mime, &etag, req).await?
     };
