@@ -118,6 +118,9 @@ pub async fn serve<B>(
     };
     let etag = etag(&found.meta, found.coding);
     let mime = mime_guess::from_path(&found.named).first_or_octet_stream();
+    if !match_holds(req.headers(), &etag) {
+        return Err(StatusCode::PRECONDITION_FAILED.into());
+    }
     let mut resp = if none_match(req.headers(), &etag) {
         not_modified(&found.meta)
     } else if let Some(body) = contents {
@@ -178,8 +181,13 @@ async fn send<B>(
     if asked.contains_key(header::IF_NONE_MATCH) {
         inner.headers_mut().remove(header::IF_MODIFIED_SINCE);
     }
-    if !if_range_holds(asked, etag, &found.meta) {
-        inner.headers_mut().remove(header::RANGE);
+    match asked.get(header::RANGE).map(usable_range) {
+        Some(Some(range)) if if_range_holds(asked, etag, &found.meta) => {
+            inner.headers_mut().insert(header::RANGE, range);
+        }
+        _ => {
+            inner.headers_mut().remove(header::RANGE);
+        }
     }
     let resp = ServeFile::new_with_mime(&found.path, mime)
         .try_call(inner)
@@ -237,6 +245,74 @@ fn none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
         .any(|tag| tag == "*" || opaque(tag) == ours)
 }
 
+/// No `If-Match`, or it is `*` or names `etag` by strong comparison (RFC 9110 §13.1.1): else
+/// 412, so a resumed download never stitches two versions of a file together.
+fn match_holds(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let mut tags = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .peekable();
+    if tags.peek().is_none() {
+        return headers.get(header::IF_MATCH).is_none();
+    }
+    tags.any(|tag| tag == "*" || (!tag.starts_with("W/") && tag.as_bytes() == etag.as_bytes()))
+}
+
+/// The `Range` to give `ServeFile`: one `bytes` range, the unit in any case and blanks and
+/// empty list items dropped; `None` (send the whole file, RFC 9110 §14.2) for another unit or
+/// several ranges (no multipart answers).
+fn usable_range(value: &HeaderValue) -> Option<HeaderValue> {
+    let text = value.to_str().ok()?.trim();
+    let (unit, set) = text.split_once('=')?;
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return None;
+    }
+    let mut items = set.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let one = items.next()?;
+    if items.next().is_some() {
+        return None;
+    }
+    let one: String = one.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    HeaderValue::from_str(&format!("bytes={one}")).ok()
+}
+
+/// The path static roots are matched on: runs of `/` merged, and percent-encoded unreserved
+/// characters (letters, digits, `-._~`) decoded: the same resource by RFC 3986 §6.2.2. Nothing
+/// else is decoded (that is [`resolve`]'s, once).
+pub fn route_key(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains("//") && !path.contains('%') {
+        return path.into();
+    }
+    let bytes = path.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'/' && out.last() == Some(&b'/') {
+            i += 1;
+            continue;
+        }
+        if b == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(c) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                    out.push(c);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    // Only ASCII was added or removed, so the bytes stay UTF-8.
+    String::from_utf8(out).map_or_else(|_| path.into(), Into::into)
+}
+
 /// The tag without its weakness mark.
 fn opaque(tag: &str) -> &str {
     tag.strip_prefix("W/").unwrap_or(tag)
@@ -272,6 +348,8 @@ fn not_modified(meta: &Metadata) -> Response<Boxed> {
 
 /// 301 to the folder's URL with its trailing `/` (where its `index.html` is served).
 fn add_slash(path: &str, query: Option<&str>) -> Response<Boxed> {
+    // One leading `/`: `//evil.com/` would send the browser to another host.
+    let path = format!("/{}", path.trim_start_matches('/'));
     let location = match query {
         Some(q) => format!("{path}/?{q}"),
         None => format!("{path}/"),

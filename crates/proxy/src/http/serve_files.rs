@@ -26,11 +26,14 @@ pub async fn serve<B>(
     // Routed by the normalised path (a path that does not normalise is the upstream branch's
     // 400); the prefix is matched before the full checks so a forwarded request pays nothing.
     let normalized = hygiene::normalize_path(req.uri().path()).ok()?;
-    let (root, _) = config.static_files.route(&normalized)?;
+    // nginx matches locations on the decoded path with slashes merged: `//static/x` and
+    // `/%73tatic/x` are static requests too (never a way around these rules to the app).
+    let key = files::route_key(&normalized);
+    let (root, _) = config.static_files.route(&key)?;
     let refusal = match hygiene::check(req, &config.limits) {
         Err(status) => files::Refusal::from(status),
-        Ok(checked) => {
-            let path = checked.target.path();
+        Ok(_) => {
+            let path = key.as_ref();
             let open = files::Open {
                 files: &shared.open_files,
                 peer,
