@@ -9,13 +9,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-use super::detach::Detach;
+use super::detach::{Detach, HoldErrors};
 use super::dial::{DialError, Dialer};
 use super::h2_pool::{Chosen, Pick, Pool};
 use super::retry;
@@ -156,7 +157,7 @@ impl H2Upstream {
         let mut req = req;
         let mut last = None;
         for addr in self.dialer.candidates(&addrs, 1) {
-            let (id, mut sender) = match self.sender(addr).await {
+            let (id, mut sender, streams) = match self.sender(addr).await {
                 Ok(s) => s,
                 Err(e @ H2Error::NotH2 { .. }) if self.fallback => {
                     self.state().h1_until = Some(Instant::now() + FALLBACK_FOR);
@@ -172,7 +173,18 @@ impl H2Upstream {
                     continue;
                 }
             };
-            let sent = Detach::new(sender.try_send_request(req), self.orphans.clone()).await;
+            // Not handed to h2 beyond what the upstream opens at once (see `h2_pool::MAX_STREAMS`);
+            // a client that goes away meanwhile sent nothing. The semaphore is never closed.
+            let permit = streams.acquire_owned().await.ok();
+            // The body's client-side failure waits for the answer head (see `detach`).
+            let (answered, wait) = tokio::sync::oneshot::channel::<()>();
+            let held = req.map(|body| HoldErrors::new(body, wait).boxed());
+            let exchange = sender.try_send_request(held);
+            let exchange = async move {
+                let _answered = (answered, permit);
+                exchange.await
+            };
+            let sent = Detach::new(exchange, self.orphans.clone()).await;
             let mut e = match sent {
                 Ok(mut resp) => {
                     resp.extensions_mut().insert(UpstreamAddr(addr));

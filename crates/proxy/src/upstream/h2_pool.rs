@@ -7,25 +7,37 @@
 //! connections, and new ones over time.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::Semaphore;
 
 use hyper::client::conn::http2::SendRequest;
 
 use super::types::UpstreamBody;
 use crate::config::H2Pool;
 
+/// Requests one connection carries at once before the next waits (issue 14 §1): never more than
+/// the upstream lets open (RFC 9113 §6.5.2 advises at least 100), since h2 queues the rest
+/// unsent, and a queued request whose client gives up goes out as HEADERS and RST_STREAM back to
+/// back: the rapid reset the upstream's guard answers with GOAWAY.
+pub const MAX_STREAMS: usize = 100;
+
 /// One open upstream connection.
 struct Conn {
     addr: SocketAddr,
     id: u64,
     sender: SendRequest<UpstreamBody>,
+    /// [`MAX_STREAMS`] permits.
+    streams: Arc<Semaphore>,
     born: Instant,
     /// Requests given to it.
     sent: usize,
 }
 
-/// A connection to use: its id (to [`Pool::forget`] it) and its sender.
-pub type Chosen = (u64, SendRequest<UpstreamBody>);
+/// A connection to use: its id (to [`Pool::forget`] it), its sender, and its stream permits
+/// (one held per request until its answer head).
+pub type Chosen = (u64, SendRequest<UpstreamBody>, Arc<Semaphore>);
 
 /// What [`Pool::pick`] found for an address.
 pub enum Pick {
@@ -72,7 +84,7 @@ impl Pool {
             .min_by_key(|c| c.sent)
             .map(|c| {
                 c.sent += 1;
-                (c.id, c.sender.clone())
+                (c.id, c.sender.clone(), c.streams.clone())
             });
         match chosen {
             Some(c) if live >= connections => Pick::Use(c),
@@ -84,14 +96,16 @@ impl Pool {
     pub fn add(&mut self, addr: SocketAddr, sender: SendRequest<UpstreamBody>) -> Chosen {
         let id = self.next_id;
         self.next_id += 1;
+        let streams = Arc::new(Semaphore::new(MAX_STREAMS));
         self.conns.push(Conn {
             addr,
             id,
             sender: sender.clone(),
+            streams: streams.clone(),
             born: Instant::now(),
             sent: 1,
         });
-        (id, sender)
+        (id, sender, streams)
     }
 
     /// No new request goes to connection `id` (it failed one).
