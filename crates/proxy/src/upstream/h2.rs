@@ -71,6 +71,8 @@ pub struct H2Upstream {
     server_name: ServerName<'static>,
     tls: TlsConnector,
     state: Mutex<State>,
+    /// Held by the one request that asks the resolver.
+    lookup: tokio::sync::Mutex<()>,
     /// Exchanges the client abandoned, still waiting for their answer head ([`Detach`]).
     orphans: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -85,7 +87,8 @@ struct Dial {
 struct State {
     addrs: Vec<SocketAddr>,
     resolved: Option<Instant>,
-    resolving: bool,
+    /// When the last lookup failed, and why (remembered for [`RESOLVE_EVERY`]).
+    failed: Option<(Instant, String)>,
     conns: Pool,
     /// One dialer per address: a burst of requests that finds no connection waits for one
     /// connection instead of opening one each.
@@ -115,11 +118,12 @@ impl H2Upstream {
             state: Mutex::new(State {
                 addrs: Vec::new(),
                 resolved: None,
-                resolving: false,
+                failed: None,
                 conns: Pool::new(pool),
                 dialing: Vec::new(),
                 h1_until: None,
             }),
+            lookup: tokio::sync::Mutex::new(()),
             orphans: Arc::default(),
         })
     }
@@ -227,44 +231,77 @@ impl H2Upstream {
     }
 
     /// The current addresses, asking the resolver again when the list is older than
-    /// [`RESOLVE_EVERY`]. While one request resolves, the others use the previous list. When
+    /// [`RESOLVE_EVERY`]. One lookup at a time: while one runs, the others use the previous
+    /// list, or wait for its outcome when there is none; a failed lookup is remembered for
+    /// [`RESOLVE_EVERY`] too (no getaddrinfo per request while the name does not resolve). When
     /// the name no longer resolves, only addresses with a connection still open are used (a
-    /// stopped container's address would only time out); with none, the request fails (502).
+    /// stopped container's address would only time out); with none, the request fails (503).
     async fn addresses(&self) -> Result<Vec<SocketAddr>, H2Error> {
-        {
-            let mut st = self.state();
-            let fresh = st.resolved.is_some_and(|t| t.elapsed() < RESOLVE_EVERY);
-            if fresh || (st.resolving && !st.addrs.is_empty()) {
-                return Ok(st.addrs.clone());
+        if let Some(known) = self.known() {
+            return known;
+        }
+        // Held across the lookup: a request dropped meanwhile releases it with its future.
+        let _lookup = match self.lookup.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                let old = self.state().addrs.clone();
+                if !old.is_empty() {
+                    return Ok(old);
+                }
+                let g = self.lookup.lock().await;
+                if let Some(known) = self.known() {
+                    return known;
+                }
+                g
             }
-            st.resolving = true;
+        };
+        if let Some(known) = self.known() {
+            return known;
         }
         let found = self
             .dialer
             .resolve(&self.upstream.host, self.upstream.port)
             .await;
         let mut st = self.state();
-        st.resolving = false;
         let error = match found {
             Ok(addrs) => {
                 st.conns.keep(&addrs);
                 st.dialing.retain(|(a, _)| addrs.contains(a));
                 st.addrs = addrs;
                 st.resolved = Some(Instant::now());
+                st.failed = None;
                 return Ok(st.addrs.clone());
             }
-            Err(e) => H2Error::from(e),
+            Err(e) => e,
         };
         let live = st.conns.open_addrs();
         if live.is_empty() {
             st.addrs.clear();
             st.resolved = None;
-            return Err(error);
+            st.failed = Some((Instant::now(), error.to_string()));
+            return Err(error.into());
         }
         tracing::warn!(upstream = %self.upstream, error = %common::error_chain(&error), "cannot re-resolve the upstream; using its open connections");
         st.addrs = live;
         st.resolved = Some(Instant::now());
         Ok(st.addrs.clone())
+    }
+
+    /// What the last lookup (under [`RESOLVE_EVERY`] ago) found, if it is still to be used.
+    fn known(&self) -> Option<Result<Vec<SocketAddr>, H2Error>> {
+        let st = self.state();
+        if st.resolved.is_some_and(|t| t.elapsed() < RESOLVE_EVERY) {
+            return Some(Ok(st.addrs.clone()));
+        }
+        let (_, why) = st
+            .failed
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < RESOLVE_EVERY)?;
+        Some(Err(DialError::Resolve {
+            host: self.upstream.host.clone(),
+            source: io::Error::other(format!("the last lookup: {why}")),
+        }
+        .into()))
     }
 
     /// No new request goes to connection `id` (it failed one).
@@ -366,3 +403,7 @@ fn refused_h2(e: &io::Error) -> bool {
             *e == rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
         })
 }
+
+#[cfg(test)]
+#[path = "h2_tests.rs"]
+mod tests;
