@@ -366,8 +366,26 @@ impl H2Upstream {
         }
     }
 
+    /// A new connection to `addr`. An address that accepts TCP but fails or stalls the TLS or
+    /// HTTP/2 handshake (a hung app) is marked down like one that refuses TCP; one that merely
+    /// declines HTTP/2 is not.
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {
         let tcp = self.dialer.tcp(addr).await?;
+        let shaken = self.handshake(addr, tcp).await;
+        if let Err(e) = &shaken {
+            if !matches!(e, H2Error::NotH2 { .. }) {
+                self.dialer.mark(addr, false);
+            }
+        }
+        shaken
+    }
+
+    /// TLS (ALPN `h2`) and the HTTP/2 handshake on `tcp`, within the connect timeout.
+    async fn handshake(
+        &self,
+        addr: SocketAddr,
+        tcp: tokio::net::TcpStream,
+    ) -> Result<SendRequest<UpstreamBody>, H2Error> {
         let timeout = self.dialer.connect_timeout();
         let tls = tokio::time::timeout(timeout, self.tls.connect(self.server_name.clone(), tcp))
             .await
@@ -379,12 +397,14 @@ impl H2Upstream {
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(H2Error::NotH2 { addr });
         }
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        let handshake = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(PING_EVERY)
             .keep_alive_timeout(PING_TIMEOUT)
-            .handshake(TokioIo::new(tls))
+            .handshake(TokioIo::new(tls));
+        let (sender, conn) = tokio::time::timeout(timeout, handshake)
             .await
+            .map_err(|_| DialError::Timeout { addr, timeout })?
             .map_err(|source| H2Error::Handshake { addr, source })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
