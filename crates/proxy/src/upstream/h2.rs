@@ -1,6 +1,7 @@
-//! The HTTP/2 upstream (`PROXY_UPSTREAM_HTTP2`): per worker, one multiplexed connection per
-//! upstream address, requests spread round-robin over the addresses, the name re-resolved at
-//! most every [`RESOLVE_EVERY`] (so `--scale app=N` replicas that come and go are followed).
+//! The HTTP/2 upstream (`PROXY_UPSTREAM_HTTP2`): per worker, `PROXY_UPSTREAM_H2_CONNECTIONS`
+//! multiplexed connections per upstream address (`h2_pool`: recycled after a number of requests
+//! or an age), requests spread round-robin over the addresses, the name re-resolved at most every
+//! [`RESOLVE_EVERY`] (so `--scale app=N` replicas that come and go are followed).
 //! In `auto` mode an upstream that does not offer HTTP/2 hands its requests back for HTTP/1.1.
 
 use std::io;

@@ -1,6 +1,6 @@
-//! The upstream side of one worker: HTTP/2 multiplexed to each address, or pooled HTTP/1.1
-//! keep-alive connections, chosen per request (`PROXY_UPSTREAM_HTTP2`) with the fallback of
-//! `auto`. Inside: `dial` (resolve, rotate, connect: shared by both), `h1`, `h2`, and `types`
+//! The upstream side of one worker: HTTP/2 (a few multiplexed connections per address), or
+//! pooled HTTP/1.1 keep-alive connections, chosen per request (`PROXY_UPSTREAM_HTTP2`) with the
+//! fallback of `auto`. Inside: `dial` (resolve, rotate, connect: shared by both), `h1`, `h2`, and `types`
 //! (what they all pass around).
 
 mod detach;
