@@ -4,11 +4,12 @@
 //! A retired connection only stops taking new requests: the ones it carries complete (hyper
 //! closes it once its last handle and stream are gone). So a balancer that balances per
 //! connection (a Swarm VIP, a cloud load balancer) in front of several replicas sees several
-//! connections, and new ones over time.
+//! connections, and new ones over time. Each connection's lifetime is jittered by ±10 %, so an
+//! address's connections are not all replaced at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
@@ -31,6 +32,8 @@ struct Conn {
     /// [`MAX_STREAMS`] permits.
     streams: Arc<Semaphore>,
     born: Instant,
+    /// `PROXY_UPSTREAM_H2_LIFETIME` ± 10 % ([`jittered`]).
+    lifetime: Duration,
     /// Requests given to it.
     sent: usize,
 }
@@ -68,12 +71,12 @@ impl Pool {
     pub fn pick(&mut self, addr: SocketAddr) -> Pick {
         let H2Pool {
             max_requests,
-            lifetime,
             connections,
+            ..
         } = self.limits;
         self.conns.retain(|c| {
             !c.sender.is_closed()
-                && (c.addr != addr || (c.sent < max_requests && c.born.elapsed() < lifetime))
+                && (c.addr != addr || (c.sent < max_requests && c.born.elapsed() < c.lifetime))
         });
         let live = self.conns.iter().filter(|c| c.addr == addr).count();
         // The one that has carried the fewest: round-robin, and a new one catches up.
@@ -103,6 +106,7 @@ impl Pool {
             sender: sender.clone(),
             streams: streams.clone(),
             born: Instant::now(),
+            lifetime: jittered(self.limits.lifetime),
             sent: 1,
         });
         (id, sender, streams)
@@ -125,5 +129,34 @@ impl Pool {
         addrs.sort_unstable();
         addrs.dedup();
         addrs
+    }
+}
+
+/// `lifetime` ± 10 %, at random: connections opened together (an address's first ones, a burst
+/// after a restart) are not all retired, and re-dialled, at the same moment.
+fn jittered(lifetime: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    let r = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    // 900..=1100 thousandths.
+    lifetime.mul_f64((900 + r % 201) as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_spread_within_ten_percent() {
+        let base = Duration::from_secs(60);
+        let ages: Vec<Duration> = (0..50).map(|_| jittered(base)).collect();
+        assert!(
+            ages.iter()
+                .all(|a| (base.mul_f64(0.9)..=base.mul_f64(1.1)).contains(a)),
+            "{ages:?}"
+        );
+        let mut distinct = ages.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 10, "spread: {distinct:?}");
     }
 }
