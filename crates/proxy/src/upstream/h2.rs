@@ -82,8 +82,11 @@ pub struct H2Upstream {
 /// for that attempt fail over at once instead of each trying again).
 #[derive(Default)]
 struct Dial {
-    gate: tokio::sync::Mutex<Option<(Instant, String)>>,
+    gate: Arc<tokio::sync::Mutex<LastFailure>>,
 }
+
+/// When and why the last dial to an address failed.
+type LastFailure = Option<(Instant, String)>;
 
 struct State {
     addrs: Vec<SocketAddr>,
@@ -146,7 +149,7 @@ impl H2Upstream {
     /// REFUSED_STREAM; RFC 9113 §8.7) or when its method is idempotent (as nginx's
     /// `proxy_next_upstream error`).
     pub async fn request(
-        &self,
+        self: &Arc<Self>,
         req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, H2Failure> {
         let addrs = match self.addresses().await {
@@ -324,47 +327,64 @@ impl H2Upstream {
     }
 
     /// A connection to `addr`: the pool's next, or a new one when the pool is short (one dial
-    /// at a time per address; while one is under way, the others use what is open).
-    async fn sender(&self, addr: SocketAddr) -> Result<Chosen, H2Error> {
+    /// at a time per address). With a connection open, the request takes it while the new one
+    /// is dialled in the background; only a request that finds none waits for a dial.
+    async fn sender(self: &Arc<Self>, addr: SocketAddr) -> Result<Chosen, H2Error> {
         let spare = match self.state().conns.pick(addr) {
             Pick::Use(c) => return Ok(c),
             Pick::Grow(spare) => spare,
         };
         let dial = self.gate(addr);
-        let mut last_failure = match spare.clone() {
-            Some(c) => match dial.gate.try_lock() {
-                Ok(g) => g,
-                Err(_) => return Ok(c),
-            },
-            None => {
-                let waited_from = Instant::now();
-                let g = dial.gate.lock().await;
-                if let Pick::Use(c) | Pick::Grow(Some(c)) = self.state().conns.pick(addr) {
-                    return Ok(c);
-                }
-                if let Some((_, why)) = g.as_ref().filter(|(at, _)| *at >= waited_from) {
-                    return Err(DialError::Connect {
-                        addr,
-                        source: io::Error::other(format!(
-                            "the attempt this request waited for: {why}"
-                        )),
-                    }
-                    .into());
-                }
-                g
+        if let Some(c) = spare {
+            if let Ok(gate) = dial.gate.clone().try_lock_owned() {
+                self.grow_behind(addr, gate);
             }
-        };
+            return Ok(c);
+        }
+        let waited_from = Instant::now();
+        let mut last_failure = dial.gate.lock().await;
+        if let Pick::Use(c) | Pick::Grow(Some(c)) = self.state().conns.pick(addr) {
+            return Ok(c);
+        }
+        if let Some((_, why)) = last_failure.as_ref().filter(|(at, _)| *at >= waited_from) {
+            return Err(DialError::Connect {
+                addr,
+                source: io::Error::other(format!("the attempt this request waited for: {why}")),
+            }
+            .into());
+        }
         match self.connect(addr).await {
             Ok(sender) => {
                 *last_failure = None;
-                Ok(self.state().conns.add(addr, sender))
+                Ok(self.state().conns.add(addr, sender, 1))
             }
             Err(e) => {
                 *last_failure = Some((Instant::now(), common::error_chain(&e)));
-                // Short of a connection, not of one to use.
-                spare.ok_or(e)
+                Err(e)
             }
         }
+    }
+
+    /// One more connection to `addr`, dialled in the background (holding the address's gate,
+    /// bounded by the connect timeout); it joins the pool when it is up.
+    fn grow_behind(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        mut gate: tokio::sync::OwnedMutexGuard<LastFailure>,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.connect(addr).await {
+                Ok(sender) => {
+                    *gate = None;
+                    me.state().conns.add(addr, sender, 0);
+                }
+                Err(e) => {
+                    tracing::warn!(upstream = %addr, error = %common::error_chain(&e), "upstream connect failed (a spare connection)");
+                    *gate = Some((Instant::now(), common::error_chain(&e)));
+                }
+            }
+        });
     }
 
     /// A new connection to `addr`. An address that accepts TCP but fails or stalls the TLS or

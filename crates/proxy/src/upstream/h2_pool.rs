@@ -95,8 +95,14 @@ impl Pool {
         }
     }
 
-    /// Add a new connection to `addr`; it carries this first request.
-    pub fn add(&mut self, addr: SocketAddr, sender: SendRequest<UpstreamBody>) -> Chosen {
+    /// Add a new connection to `addr`, counted as having carried `sent` requests (1: the
+    /// request that opened it goes on it).
+    pub fn add(
+        &mut self,
+        addr: SocketAddr,
+        sender: SendRequest<UpstreamBody>,
+        sent: usize,
+    ) -> Chosen {
         let id = self.next_id;
         self.next_id += 1;
         let streams = Arc::new(Semaphore::new(MAX_STREAMS));
@@ -107,7 +113,7 @@ impl Pool {
             streams: streams.clone(),
             born: Instant::now(),
             lifetime: jittered(self.limits.lifetime),
-            sent: 1,
+            sent,
         });
         (id, sender, streams)
     }
