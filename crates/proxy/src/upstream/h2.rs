@@ -181,17 +181,7 @@ impl H2Upstream {
                     continue;
                 }
             };
-            // Not handed to h2 beyond what the upstream opens at once (see `h2_pool::MAX_STREAMS`);
-            // a client that goes away meanwhile sent nothing. The semaphore is never closed.
-            let permit = streams.acquire_owned().await.ok();
-            // The body's client-side failure waits for the answer head (see `detach`).
-            let (answered, wait) = tokio::sync::oneshot::channel::<()>();
-            let held = req.map(|body| HoldErrors::new(body, wait).boxed());
-            let exchange = sender.try_send_request(held);
-            let exchange = async move {
-                let _answered = (answered, permit);
-                exchange.await
-            };
+            let exchange = held_exchange(&mut sender, streams, req).await;
             let sent = Detach::new(exchange, self.orphans.clone()).await;
             let mut e = match sent {
                 Ok(mut resp) => {
@@ -433,6 +423,29 @@ impl H2Upstream {
             }
         });
         Ok(sender)
+    }
+}
+
+/// The exchange of `req` on `sender`, once one of the connection's stream permits is free (not
+/// handed to h2 beyond what the upstream opens at once, see `h2_pool::MAX_STREAMS`; a client that
+/// goes away meanwhile sent nothing), its body's client-side failure held until the answer head
+/// (see `detach`). The permit goes with the answer head.
+async fn held_exchange(
+    sender: &mut SendRequest<UpstreamBody>,
+    streams: Arc<tokio::sync::Semaphore>,
+    req: Request<UpstreamBody>,
+) -> impl std::future::Future<
+    Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>,
+> + Send
++ 'static {
+    // The semaphore is never closed.
+    let permit = streams.acquire_owned().await.ok();
+    let (answered, wait) = tokio::sync::oneshot::channel::<()>();
+    let held = req.map(|body| HoldErrors::new(body, wait).boxed());
+    let exchange = sender.try_send_request(held);
+    async move {
+        let _answered = (answered, permit);
+        exchange.await
     }
 }
 
