@@ -397,6 +397,12 @@ pub struct H2Pool {
 
 impl H2Pool {
     fn from_env(env: &Env) -> Result<Self, EnvError> {
+        let name = "PROXY_UPSTREAM_H2_LIFETIME";
+        let lifetime = env.duration(name, defaults::UPSTREAM_H2_LIFETIME)?;
+        if lifetime.is_zero() {
+            let why = "must be above 0 (a connection would be replaced at every request)";
+            return Err(EnvError::invalid(name, "0s", why));
+        }
         Ok(H2Pool {
             connections: env
                 .parsed(
@@ -410,7 +416,7 @@ impl H2Pool {
                     AtLeastOne(defaults::UPSTREAM_H2_MAX_REQUESTS),
                 )?
                 .0,
-            lifetime: env.duration("PROXY_UPSTREAM_H2_LIFETIME", defaults::UPSTREAM_H2_LIFETIME)?,
+            lifetime,
         })
     }
 }

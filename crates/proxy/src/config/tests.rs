@@ -220,3 +220,16 @@ fn upgrade_protocols_are_a_list_of_tokens() {
         );
     }
 }
+
+#[test]
+fn upstream_h2_lifetime_zero_is_refused() {
+    let err =
+        Config::from_env(&Env::from_pairs([("PROXY_UPSTREAM_H2_LIFETIME", "0s")])).expect_err("0s");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("PROXY_UPSTREAM_H2_LIFETIME=") && text.contains("above 0"),
+        "{text}"
+    );
+    let ok = Config::from_env(&Env::from_pairs([("PROXY_UPSTREAM_H2_LIFETIME", "5m")]));
+    assert_eq!(ok.expect("5m").upstream_h2.lifetime.as_secs(), 300);
+}

@@ -5,7 +5,10 @@
 //! (`max_pending_accept_reset_streams` in hyper, Go, Envoy): GOAWAY, and every bystander's
 //! request on that connection fails. [`Detach`] lets an abandoned exchange run on until the
 //! answer head arrives (then the stream is accepted and the reset is harmless), bounded in time
-//! ([`GRACE`]) and in number ([`MAX_ORPHANS`] per worker).
+//! ([`GRACE`]) and in number ([`MAX_ORPHANS`] per worker). The request body is the other way
+//! to a reset: hyper streams it upstream on its own, and when the client's reset breaks it,
+//! hyper resets the upstream stream at once. [`HoldErrors`] keeps such a break pending until the
+//! exchange has its answer head (or [`GRACE`] is over).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,6 +16,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
+
+use super::types::{BoxError, UpstreamBody};
 
 /// How long an abandoned exchange may wait for its answer head before it is dropped.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -64,6 +74,75 @@ impl<F: Future + Send + 'static> Drop for Detach<F> {
             let _ = tokio::time::timeout(GRACE, fut).await;
             orphans.fetch_sub(1, Ordering::AcqRel);
         });
+    }
+}
+
+/// A request body whose failure from the client's side (a `hyper::Error`: the client reset its
+/// stream or went away) is held back, the body neither ending nor failing, until `answered`
+/// fires (its sender is dropped when the exchange has its answer head or is given up) or
+/// [`GRACE`] has passed. Our own limits (size, read gap) fail at once.
+pub struct HoldErrors {
+    inner: UpstreamBody,
+    answered: Option<oneshot::Receiver<()>>,
+    held: Option<(BoxError, Pin<Box<Sleep>>)>,
+}
+
+impl HoldErrors {
+    pub fn new(inner: UpstreamBody, answered: oneshot::Receiver<()>) -> Self {
+        HoldErrors {
+            inner,
+            answered: Some(answered),
+            held: None,
+        }
+    }
+
+    /// Whether the held error may go now (registering for a wake-up if not).
+    fn may_release(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(rx) = self.answered.as_mut() {
+            if Pin::new(rx).poll(cx).is_pending() {
+                return self
+                    .held
+                    .as_mut()
+                    .is_some_and(|(_, grace)| grace.as_mut().poll(cx).is_ready());
+            }
+            self.answered = None;
+        }
+        true
+    }
+}
+
+impl Body for HoldErrors {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.held.is_none() {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) if this.answered.is_some() && e.is::<hyper::Error>() => {
+                    this.held = Some((e, Box::pin(tokio::time::sleep(GRACE))));
+                }
+                other => return other,
+            }
+        }
+        if !this.may_release(cx) {
+            return Poll::Pending;
+        }
+        match this.held.take() {
+            Some((e, _)) => Poll::Ready(Some(Err(e))),
+            None => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

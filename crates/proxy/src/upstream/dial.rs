@@ -122,8 +122,8 @@ impl Dialer {
         }
     }
 
-    /// Record the outcome of a connect to `addr`.
-    fn mark(&self, addr: SocketAddr, ok: bool) {
+    /// Record the outcome of a connect to `addr` (also of the handshakes after TCP).
+    pub fn mark(&self, addr: SocketAddr, ok: bool) {
         if ok {
             self.down().remove(&addr);
         } else if !self.fail_timeout.is_zero() {

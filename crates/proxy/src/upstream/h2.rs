@@ -1,6 +1,7 @@
-//! The HTTP/2 upstream (`PROXY_UPSTREAM_HTTP2`): per worker, one multiplexed connection per
-//! upstream address, requests spread round-robin over the addresses, the name re-resolved at
-//! most every [`RESOLVE_EVERY`] (so `--scale app=N` replicas that come and go are followed).
+//! The HTTP/2 upstream (`PROXY_UPSTREAM_HTTP2`): per worker, `PROXY_UPSTREAM_H2_CONNECTIONS`
+//! multiplexed connections per upstream address (`h2_pool`: recycled after a number of requests
+//! or an age), requests spread round-robin over the addresses, the name re-resolved at most every
+//! [`RESOLVE_EVERY`] (so `--scale app=N` replicas that come and go are followed).
 //! In `auto` mode an upstream that does not offer HTTP/2 hands its requests back for HTTP/1.1.
 
 use std::io;
@@ -9,13 +10,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-use super::detach::Detach;
+use super::detach::{Detach, HoldErrors};
 use super::dial::{DialError, Dialer};
 use super::h2_pool::{Chosen, Pick, Pool};
 use super::retry;
@@ -70,6 +72,8 @@ pub struct H2Upstream {
     server_name: ServerName<'static>,
     tls: TlsConnector,
     state: Mutex<State>,
+    /// Held by the one request that asks the resolver.
+    lookup: tokio::sync::Mutex<()>,
     /// Exchanges the client abandoned, still waiting for their answer head ([`Detach`]).
     orphans: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -78,13 +82,17 @@ pub struct H2Upstream {
 /// for that attempt fail over at once instead of each trying again).
 #[derive(Default)]
 struct Dial {
-    gate: tokio::sync::Mutex<Option<(Instant, String)>>,
+    gate: Arc<tokio::sync::Mutex<LastFailure>>,
 }
+
+/// When and why the last dial to an address failed.
+type LastFailure = Option<(Instant, String)>;
 
 struct State {
     addrs: Vec<SocketAddr>,
     resolved: Option<Instant>,
-    resolving: bool,
+    /// When the last lookup failed, and why (remembered for [`RESOLVE_EVERY`]).
+    failed: Option<(Instant, String)>,
     conns: Pool,
     /// One dialer per address: a burst of requests that finds no connection waits for one
     /// connection instead of opening one each.
@@ -114,11 +122,12 @@ impl H2Upstream {
             state: Mutex::new(State {
                 addrs: Vec::new(),
                 resolved: None,
-                resolving: false,
+                failed: None,
                 conns: Pool::new(pool),
                 dialing: Vec::new(),
                 h1_until: None,
             }),
+            lookup: tokio::sync::Mutex::new(()),
             orphans: Arc::default(),
         })
     }
@@ -140,7 +149,7 @@ impl H2Upstream {
     /// REFUSED_STREAM; RFC 9113 §8.7) or when its method is idempotent (as nginx's
     /// `proxy_next_upstream error`).
     pub async fn request(
-        &self,
+        self: &Arc<Self>,
         req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, H2Failure> {
         let addrs = match self.addresses().await {
@@ -156,7 +165,7 @@ impl H2Upstream {
         let mut req = req;
         let mut last = None;
         for addr in self.dialer.candidates(&addrs, 1) {
-            let (id, mut sender) = match self.sender(addr).await {
+            let (id, mut sender, streams) = match self.sender(addr).await {
                 Ok(s) => s,
                 Err(e @ H2Error::NotH2 { .. }) if self.fallback => {
                     self.state().h1_until = Some(Instant::now() + FALLBACK_FOR);
@@ -172,7 +181,8 @@ impl H2Upstream {
                     continue;
                 }
             };
-            let sent = Detach::new(sender.try_send_request(req), self.orphans.clone()).await;
+            let exchange = held_exchange(&mut sender, streams, req).await;
+            let sent = Detach::new(exchange, self.orphans.clone()).await;
             let mut e = match sent {
                 Ok(mut resp) => {
                     resp.extensions_mut().insert(UpstreamAddr(addr));
@@ -215,44 +225,77 @@ impl H2Upstream {
     }
 
     /// The current addresses, asking the resolver again when the list is older than
-    /// [`RESOLVE_EVERY`]. While one request resolves, the others use the previous list. When
+    /// [`RESOLVE_EVERY`]. One lookup at a time: while one runs, the others use the previous
+    /// list, or wait for its outcome when there is none; a failed lookup is remembered for
+    /// [`RESOLVE_EVERY`] too (no getaddrinfo per request while the name does not resolve). When
     /// the name no longer resolves, only addresses with a connection still open are used (a
-    /// stopped container's address would only time out); with none, the request fails (502).
+    /// stopped container's address would only time out); with none, the request fails (503).
     async fn addresses(&self) -> Result<Vec<SocketAddr>, H2Error> {
-        {
-            let mut st = self.state();
-            let fresh = st.resolved.is_some_and(|t| t.elapsed() < RESOLVE_EVERY);
-            if fresh || (st.resolving && !st.addrs.is_empty()) {
-                return Ok(st.addrs.clone());
+        if let Some(known) = self.known() {
+            return known;
+        }
+        // Held across the lookup: a request dropped meanwhile releases it with its future.
+        let _lookup = match self.lookup.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                let old = self.state().addrs.clone();
+                if !old.is_empty() {
+                    return Ok(old);
+                }
+                let g = self.lookup.lock().await;
+                if let Some(known) = self.known() {
+                    return known;
+                }
+                g
             }
-            st.resolving = true;
+        };
+        if let Some(known) = self.known() {
+            return known;
         }
         let found = self
             .dialer
             .resolve(&self.upstream.host, self.upstream.port)
             .await;
         let mut st = self.state();
-        st.resolving = false;
         let error = match found {
             Ok(addrs) => {
                 st.conns.keep(&addrs);
                 st.dialing.retain(|(a, _)| addrs.contains(a));
                 st.addrs = addrs;
                 st.resolved = Some(Instant::now());
+                st.failed = None;
                 return Ok(st.addrs.clone());
             }
-            Err(e) => H2Error::from(e),
+            Err(e) => e,
         };
         let live = st.conns.open_addrs();
         if live.is_empty() {
             st.addrs.clear();
             st.resolved = None;
-            return Err(error);
+            st.failed = Some((Instant::now(), error.to_string()));
+            return Err(error.into());
         }
         tracing::warn!(upstream = %self.upstream, error = %common::error_chain(&error), "cannot re-resolve the upstream; using its open connections");
         st.addrs = live;
         st.resolved = Some(Instant::now());
         Ok(st.addrs.clone())
+    }
+
+    /// What the last lookup (under [`RESOLVE_EVERY`] ago) found, if it is still to be used.
+    fn known(&self) -> Option<Result<Vec<SocketAddr>, H2Error>> {
+        let st = self.state();
+        if st.resolved.is_some_and(|t| t.elapsed() < RESOLVE_EVERY) {
+            return Some(Ok(st.addrs.clone()));
+        }
+        let (_, why) = st
+            .failed
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < RESOLVE_EVERY)?;
+        Some(Err(DialError::Resolve {
+            host: self.upstream.host.clone(),
+            source: io::Error::other(format!("the last lookup: {why}")),
+        }
+        .into()))
     }
 
     /// No new request goes to connection `id` (it failed one).
@@ -274,51 +317,86 @@ impl H2Upstream {
     }
 
     /// A connection to `addr`: the pool's next, or a new one when the pool is short (one dial
-    /// at a time per address; while one is under way, the others use what is open).
-    async fn sender(&self, addr: SocketAddr) -> Result<Chosen, H2Error> {
+    /// at a time per address). With a connection open, the request takes it while the new one
+    /// is dialled in the background; only a request that finds none waits for a dial.
+    async fn sender(self: &Arc<Self>, addr: SocketAddr) -> Result<Chosen, H2Error> {
         let spare = match self.state().conns.pick(addr) {
             Pick::Use(c) => return Ok(c),
             Pick::Grow(spare) => spare,
         };
         let dial = self.gate(addr);
-        let mut last_failure = match spare.clone() {
-            Some(c) => match dial.gate.try_lock() {
-                Ok(g) => g,
-                Err(_) => return Ok(c),
-            },
-            None => {
-                let waited_from = Instant::now();
-                let g = dial.gate.lock().await;
-                if let Pick::Use(c) | Pick::Grow(Some(c)) = self.state().conns.pick(addr) {
-                    return Ok(c);
-                }
-                if let Some((_, why)) = g.as_ref().filter(|(at, _)| *at >= waited_from) {
-                    return Err(DialError::Connect {
-                        addr,
-                        source: io::Error::other(format!(
-                            "the attempt this request waited for: {why}"
-                        )),
-                    }
-                    .into());
-                }
-                g
+        if let Some(c) = spare {
+            if let Ok(gate) = dial.gate.clone().try_lock_owned() {
+                self.grow_behind(addr, gate);
             }
-        };
+            return Ok(c);
+        }
+        let waited_from = Instant::now();
+        let mut last_failure = dial.gate.lock().await;
+        if let Pick::Use(c) | Pick::Grow(Some(c)) = self.state().conns.pick(addr) {
+            return Ok(c);
+        }
+        if let Some((_, why)) = last_failure.as_ref().filter(|(at, _)| *at >= waited_from) {
+            return Err(DialError::Connect {
+                addr,
+                source: io::Error::other(format!("the attempt this request waited for: {why}")),
+            }
+            .into());
+        }
         match self.connect(addr).await {
             Ok(sender) => {
                 *last_failure = None;
-                Ok(self.state().conns.add(addr, sender))
+                Ok(self.state().conns.add(addr, sender, 1))
             }
             Err(e) => {
                 *last_failure = Some((Instant::now(), common::error_chain(&e)));
-                // Short of a connection, not of one to use.
-                spare.ok_or(e)
+                Err(e)
             }
         }
     }
 
+    /// One more connection to `addr`, dialled in the background (holding the address's gate,
+    /// bounded by the connect timeout); it joins the pool when it is up.
+    fn grow_behind(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        mut gate: tokio::sync::OwnedMutexGuard<LastFailure>,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.connect(addr).await {
+                Ok(sender) => {
+                    *gate = None;
+                    me.state().conns.add(addr, sender, 0);
+                }
+                Err(e) => {
+                    tracing::warn!(upstream = %addr, error = %common::error_chain(&e), "upstream connect failed (a spare connection)");
+                    *gate = Some((Instant::now(), common::error_chain(&e)));
+                }
+            }
+        });
+    }
+
+    /// A new connection to `addr`. An address that accepts TCP but fails or stalls the TLS or
+    /// HTTP/2 handshake (a hung app) is marked down like one that refuses TCP; one that merely
+    /// declines HTTP/2 is not.
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {
         let tcp = self.dialer.tcp(addr).await?;
+        let shaken = self.handshake(addr, tcp).await;
+        if let Err(e) = &shaken {
+            if !matches!(e, H2Error::NotH2 { .. }) {
+                self.dialer.mark(addr, false);
+            }
+        }
+        shaken
+    }
+
+    /// TLS (ALPN `h2`) and the HTTP/2 handshake on `tcp`, within the connect timeout.
+    async fn handshake(
+        &self,
+        addr: SocketAddr,
+        tcp: tokio::net::TcpStream,
+    ) -> Result<SendRequest<UpstreamBody>, H2Error> {
         let timeout = self.dialer.connect_timeout();
         let tls = tokio::time::timeout(timeout, self.tls.connect(self.server_name.clone(), tcp))
             .await
@@ -330,12 +408,14 @@ impl H2Upstream {
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(H2Error::NotH2 { addr });
         }
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        let handshake = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(PING_EVERY)
             .keep_alive_timeout(PING_TIMEOUT)
-            .handshake(TokioIo::new(tls))
+            .handshake(TokioIo::new(tls));
+        let (sender, conn) = tokio::time::timeout(timeout, handshake)
             .await
+            .map_err(|_| DialError::Timeout { addr, timeout })?
             .map_err(|source| H2Error::Handshake { addr, source })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -343,6 +423,29 @@ impl H2Upstream {
             }
         });
         Ok(sender)
+    }
+}
+
+/// The exchange of `req` on `sender`, once one of the connection's stream permits is free (not
+/// handed to h2 beyond what the upstream opens at once, see `h2_pool::MAX_STREAMS`; a client that
+/// goes away meanwhile sent nothing), its body's client-side failure held until the answer head
+/// (see `detach`). The permit goes with the answer head.
+async fn held_exchange(
+    sender: &mut SendRequest<UpstreamBody>,
+    streams: Arc<tokio::sync::Semaphore>,
+    req: Request<UpstreamBody>,
+) -> impl std::future::Future<
+    Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>,
+> + Send
++ 'static {
+    // The semaphore is never closed.
+    let permit = streams.acquire_owned().await.ok();
+    let (answered, wait) = tokio::sync::oneshot::channel::<()>();
+    let held = req.map(|body| HoldErrors::new(body, wait).boxed());
+    let exchange = sender.try_send_request(held);
+    async move {
+        let _answered = (answered, permit);
+        exchange.await
     }
 }
 
@@ -354,3 +457,7 @@ fn refused_h2(e: &io::Error) -> bool {
             *e == rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
         })
 }
+
+#[cfg(test)]
+#[path = "h2_tests.rs"]
+mod tests;

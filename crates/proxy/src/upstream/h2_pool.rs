@@ -4,28 +4,43 @@
 //! A retired connection only stops taking new requests: the ones it carries complete (hyper
 //! closes it once its last handle and stream are gone). So a balancer that balances per
 //! connection (a Swarm VIP, a cloud load balancer) in front of several replicas sees several
-//! connections, and new ones over time.
+//! connections, and new ones over time. Each connection's lifetime is jittered by ±10 %, so an
+//! address's connections are not all replaced at once.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use hyper::client::conn::http2::SendRequest;
 
 use super::types::UpstreamBody;
 use crate::config::H2Pool;
 
+/// Requests one connection carries at once before the next waits (issue 14 §1): never more than
+/// the upstream lets open (RFC 9113 §6.5.2 advises at least 100), since h2 queues the rest
+/// unsent, and a queued request whose client gives up goes out as HEADERS and RST_STREAM back to
+/// back: the rapid reset the upstream's guard answers with GOAWAY.
+pub const MAX_STREAMS: usize = 100;
+
 /// One open upstream connection.
 struct Conn {
     addr: SocketAddr,
     id: u64,
     sender: SendRequest<UpstreamBody>,
+    /// [`MAX_STREAMS`] permits.
+    streams: Arc<Semaphore>,
     born: Instant,
+    /// `PROXY_UPSTREAM_H2_LIFETIME` ± 10 % ([`jittered`]).
+    lifetime: Duration,
     /// Requests given to it.
     sent: usize,
 }
 
-/// A connection to use: its id (to [`Pool::forget`] it) and its sender.
-pub type Chosen = (u64, SendRequest<UpstreamBody>);
+/// A connection to use: its id (to [`Pool::forget`] it), its sender, and its stream permits
+/// (one held per request until its answer head).
+pub type Chosen = (u64, SendRequest<UpstreamBody>, Arc<Semaphore>);
 
 /// What [`Pool::pick`] found for an address.
 pub enum Pick {
@@ -56,12 +71,12 @@ impl Pool {
     pub fn pick(&mut self, addr: SocketAddr) -> Pick {
         let H2Pool {
             max_requests,
-            lifetime,
             connections,
+            ..
         } = self.limits;
         self.conns.retain(|c| {
             !c.sender.is_closed()
-                && (c.addr != addr || (c.sent < max_requests && c.born.elapsed() < lifetime))
+                && (c.addr != addr || (c.sent < max_requests && c.born.elapsed() < c.lifetime))
         });
         let live = self.conns.iter().filter(|c| c.addr == addr).count();
         // The one that has carried the fewest: round-robin, and a new one catches up.
@@ -72,7 +87,7 @@ impl Pool {
             .min_by_key(|c| c.sent)
             .map(|c| {
                 c.sent += 1;
-                (c.id, c.sender.clone())
+                (c.id, c.sender.clone(), c.streams.clone())
             });
         match chosen {
             Some(c) if live >= connections => Pick::Use(c),
@@ -80,18 +95,27 @@ impl Pool {
         }
     }
 
-    /// Add a new connection to `addr`; it carries this first request.
-    pub fn add(&mut self, addr: SocketAddr, sender: SendRequest<UpstreamBody>) -> Chosen {
+    /// Add a new connection to `addr`, counted as having carried `sent` requests (1: the
+    /// request that opened it goes on it).
+    pub fn add(
+        &mut self,
+        addr: SocketAddr,
+        sender: SendRequest<UpstreamBody>,
+        sent: usize,
+    ) -> Chosen {
         let id = self.next_id;
         self.next_id += 1;
+        let streams = Arc::new(Semaphore::new(MAX_STREAMS));
         self.conns.push(Conn {
             addr,
             id,
             sender: sender.clone(),
+            streams: streams.clone(),
             born: Instant::now(),
-            sent: 1,
+            lifetime: jittered(self.limits.lifetime),
+            sent,
         });
-        (id, sender)
+        (id, sender, streams)
     }
 
     /// No new request goes to connection `id` (it failed one).
@@ -111,5 +135,34 @@ impl Pool {
         addrs.sort_unstable();
         addrs.dedup();
         addrs
+    }
+}
+
+/// `lifetime` ± 10 %, at random: connections opened together (an address's first ones, a burst
+/// after a restart) are not all retired, and re-dialled, at the same moment.
+fn jittered(lifetime: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    let r = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    // 900..=1100 thousandths.
+    lifetime.mul_f64((900 + r % 201) as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_spread_within_ten_percent() {
+        let base = Duration::from_secs(60);
+        let ages: Vec<Duration> = (0..50).map(|_| jittered(base)).collect();
+        assert!(
+            ages.iter()
+                .all(|a| (base.mul_f64(0.9)..=base.mul_f64(1.1)).contains(a)),
+            "{ages:?}"
+        );
+        let mut distinct = ages.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 10, "spread: {distinct:?}");
     }
 }

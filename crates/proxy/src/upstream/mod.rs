@@ -1,6 +1,6 @@
-//! The upstream side of one worker: HTTP/2 multiplexed to each address, or pooled HTTP/1.1
-//! keep-alive connections, chosen per request (`PROXY_UPSTREAM_HTTP2`) with the fallback of
-//! `auto`. Inside: `dial` (resolve, rotate, connect: shared by both), `h1`, `h2`, and `types`
+//! The upstream side of one worker: HTTP/2 (a few multiplexed connections per address), or
+//! pooled HTTP/1.1 keep-alive connections, chosen per request (`PROXY_UPSTREAM_HTTP2`) with the
+//! fallback of `auto`. Inside: `dial` (resolve, rotate, connect: shared by both), `h1`, `h2`, and `types`
 //! (what they all pass around).
 
 mod detach;
@@ -30,7 +30,7 @@ use crate::config::{Config, Upstream, UpstreamHttp2};
 pub struct Client {
     h1: h1::Pool,
     /// `PROXY_UPSTREAM_HTTP2` other than `false`; upgrades still use `h1`.
-    h2: Option<h2::H2Upstream>,
+    h2: Option<Arc<h2::H2Upstream>>,
     /// `host:port` of the upstream, for request URIs.
     authority: Authority,
 }
@@ -47,7 +47,7 @@ impl Client {
         );
         let h2 = match config.upstream_http2 {
             UpstreamHttp2::Never => None,
-            mode => Some(
+            mode => Some(Arc::new(
                 h2::H2Upstream::new(
                     tls.clone(),
                     dialer.clone(),
@@ -56,7 +56,7 @@ impl Client {
                     mode == UpstreamHttp2::Auto,
                 )
                 .map_err(|_| UpstreamError::ServerName(config.upstream.host.clone()))?,
-            ),
+            )),
         };
         Ok(Client {
             h1: h1::pool(tls, dialer, config.upstream_keepalive),

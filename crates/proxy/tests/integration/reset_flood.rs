@@ -22,9 +22,19 @@ const BURSTS: usize = 400;
 /// How long the attack lasts at most.
 const ATTACK_FOR: Duration = Duration::from_secs(3);
 
-/// One attacking connection: `BURSTS` times, `BURST` GETs, a 2 ms pause, every one cancelled.
-/// Returns the streams it cancelled; stops early when the proxy closes the connection.
-async fn attack(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> u64 {
+/// How the attacking streams are opened.
+#[derive(Clone, Copy)]
+enum Heads {
+    /// `GET /id` with END_STREAM: nothing more to come.
+    Ended,
+    /// `POST /count` without END_STREAM: a body "to come" that never does (the client's reset
+    /// breaks it while the proxy streams it upstream).
+    BodyToCome,
+}
+
+/// One attacking connection: `BURSTS` times, `BURST` requests, a 2 ms pause, every one
+/// cancelled. Returns the streams it cancelled; stops early when the proxy closes the connection.
+async fn attack(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, heads: Heads) -> u64 {
     let mut send = h2_client(addr).await;
     let mut cancelled = 0;
     for _ in 0..BURSTS {
@@ -37,10 +47,17 @@ async fn attack(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> u64 {
                 return cancelled;
             };
             send = ready;
-            let req = http::Request::get(format!("https://localhost:{}/id", addr.port()))
-                .body(())
-                .expect("request");
-            match send.send_request(req, true) {
+            let (req, end) = match heads {
+                Heads::Ended => (
+                    http::Request::get(format!("https://localhost:{}/id", addr.port())),
+                    true,
+                ),
+                Heads::BodyToCome => (
+                    http::Request::post(format!("https://localhost:{}/count", addr.port())),
+                    false,
+                ),
+            };
+            match send.send_request(req.body(()).expect("request"), end) {
                 Ok((resp, stream)) => streams.push((resp, stream)),
                 Err(_) => return cancelled,
             }
@@ -67,9 +84,12 @@ async fn h2_upstream_proxy(up: &TestUpstream, extra: &[(&str, &str)]) -> TestPro
     TestProxy::start_with(opts).await
 }
 
-/// Run the attack beside a well-behaved load; the load's outcome and the streams cancelled.
-async fn under_attack(proxy: &TestProxy) -> (crate::support::load::Outcome, u64) {
-    let load = Load::start(&proxy.url("/slow?ms=5"), (0..4).map(|_| client()).collect());
+/// Run the attack beside a well-behaved `load`; the load's outcome and the streams cancelled.
+async fn under_attack(
+    proxy: &TestProxy,
+    load: Load,
+    heads: Heads,
+) -> (crate::support::load::Outcome, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let cancelled = Arc::new(AtomicU64::new(0));
     let attackers: Vec<_> = (0..ATTACKERS)
@@ -78,7 +98,7 @@ async fn under_attack(proxy: &TestProxy) -> (crate::support::load::Outcome, u64)
             tokio::spawn(async move {
                 // A closed connection is replaced, as an attacker would.
                 while !stop.load(Ordering::Relaxed) {
-                    let n = attack(addr, stop.clone()).await;
+                    let n = attack(addr, stop.clone(), heads).await;
                     cancelled.fetch_add(n, Ordering::Relaxed);
                 }
             })
@@ -101,7 +121,8 @@ async fn cancel_flood_does_not_fail_bystanders() {
     let _log = tracing::subscriber::set_default(
         tracing_subscriber::registry().with(proxy.logs.error_layer()),
     );
-    let (outcome, cancelled) = under_attack(&proxy).await;
+    let load = Load::start(&proxy.url("/slow?ms=5"), (0..4).map(|_| client()).collect());
+    let (outcome, cancelled) = under_attack(&proxy, load, Heads::Ended).await;
     let log = proxy.error_log();
     eprintln!(
         "reset flood: {cancelled} streams cancelled; bystanders {} ok, {} failed; error.log {} lines, summaries: {:?}",
@@ -125,6 +146,40 @@ async fn cancel_flood_does_not_fail_bystanders() {
     // at its rapid-reset guard: h2's warning, once per connection, then the summary.)
     assert!(log.lines().count() <= 30, "{log}");
     // Afterwards the upstream still answers through the proxy.
+    let r = client().get(proxy.url("/id")).send().await.expect("after");
+    assert_eq!(r.status(), 200);
+}
+
+/// The attack with HEADERS that leave a body to come: the client's reset breaks the request body
+/// the proxy streams upstream, which must not reset the upstream stream before the upstream has
+/// answered it either. The bystanders send bodies too.
+#[tokio::test]
+async fn cancel_flood_with_bodies_to_come_does_not_fail_bystanders() {
+    let up = TestUpstream::start_h2("a").await;
+    let proxy = h2_upstream_proxy(&up, &[("PROXY_UPSTREAM_H2_CONNECTIONS", "1")]).await;
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(proxy.logs.error_layer()),
+    );
+    let load = Load::start_post(
+        &proxy.url("/count"),
+        (0..4).map(|_| client()).collect(),
+        &[b'x'; 100],
+    );
+    let (outcome, cancelled) = under_attack(&proxy, load, Heads::BodyToCome).await;
+    eprintln!(
+        "reset flood, bodies to come: {cancelled} streams cancelled; bystanders {} ok, {} failed; error.log {} lines",
+        outcome.ok,
+        outcome.failed,
+        proxy.error_log().lines().count()
+    );
+    assert!(outcome.ok > 0, "the bystanders were served");
+    let first: Vec<_> = outcome
+        .errors
+        .iter()
+        .take(3)
+        .map(|e| &e[..e.len().min(120)])
+        .collect();
+    assert_eq!(outcome.failed, 0, "{first:?}");
     let r = client().get(proxy.url("/id")).send().await.expect("after");
     assert_eq!(r.status(), 200);
 }

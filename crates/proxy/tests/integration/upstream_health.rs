@@ -137,3 +137,37 @@ async fn when_every_address_is_down_each_is_still_tried() {
         .count();
     assert_eq!(dialled, 2, "{log}");
 }
+
+/// An app that accepts TCP and never answers the TLS handshake (hung), beside a good one: over
+/// HTTP/2 it is marked down after one handshake timeout, like an address that refuses TCP.
+#[tokio::test]
+async fn an_address_that_accepts_tcp_but_never_handshakes_is_skipped() {
+    let up = TestUpstream::start_h2("good").await;
+    let hung = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hung_addr = hung.local_addr().expect("addr");
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hung.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+            assert!(held.len() < 64, "bounded");
+        }
+    });
+    let lookup = SwapLookup::new(vec![hung_addr, up.addr]);
+    let proxy = proxy(
+        lookup,
+        "true",
+        &[
+            ("PROXY_UPSTREAM_CONNECT_TIMEOUT", "300ms"),
+            ("PROXY_UPSTREAM_FAIL_TIMEOUT", "60s"),
+        ],
+    )
+    .await;
+    let seen = statuses(&proxy, 8).await;
+    assert!(seen.iter().all(|s| *s == 200), "{seen:?}");
+    let dialled = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    holder.abort();
+    assert_eq!(dialled, 1, "connections the hung app accepted");
+}

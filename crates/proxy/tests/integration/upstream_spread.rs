@@ -143,3 +143,56 @@ async fn a_connection_is_replaced_after_its_lifetime() {
         );
     }
 }
+
+/// A request that finds a connection open does not wait while the pool grows: in front of the
+/// upstream, a listener that forwards its first connection and stalls every later one (accepts
+/// TCP, never forwards), so the second connection's dial hangs; the second request is answered
+/// on the first connection meanwhile (before the stall ends, which the test bounds at 20 s).
+#[tokio::test]
+async fn a_request_uses_an_open_connection_while_another_is_dialled() {
+    let up = TestUpstream::start_h2("a").await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let front_addr = listener.local_addr().expect("addr");
+    let release = CancellationToken::new();
+    let released = release.clone();
+    let backend = up.addr;
+    tokio::spawn(async move {
+        let mut stalled = Vec::new();
+        while let Ok((mut front, _)) = listener.accept().await {
+            if stalled.is_empty() {
+                stalled.push(None);
+                tokio::spawn(async move {
+                    if let Ok(mut back) = TcpStream::connect(backend).await {
+                        let _ = tokio::io::copy_bidirectional(&mut front, &mut back).await;
+                    }
+                });
+            } else if stalled.len() < 16 {
+                stalled.push(Some(front));
+            }
+            if released.is_cancelled() {
+                return;
+            }
+        }
+    });
+    let lookup = SwapLookup::new(vec![front_addr]);
+    let env = [
+        ("PROXY_UPSTREAM", "upstream.test:8443"),
+        ("PROXY_UPSTREAM_HTTP2", "true"),
+        ("PROXY_WORKERS", "1"),
+        ("PROXY_UPSTREAM_H2_CONNECTIONS", "2"),
+        ("PROXY_UPSTREAM_CONNECT_TIMEOUT", "60s"),
+    ];
+    let mut opts = ProxyOptions::new(&env);
+    opts.lookup = Some(lookup);
+    let proxy = TestProxy::start_with(opts).await;
+    let c = client();
+    let first = c.get(proxy.url("/id")).send().await.expect("first");
+    assert_eq!(first.status(), 200);
+    // The second connection's dial now hangs; the request goes on the first one.
+    let second = tokio::time::timeout(Duration::from_secs(20), c.get(proxy.url("/id")).send())
+        .await
+        .expect("answered while the second connection was still being dialled")
+        .expect("second");
+    assert_eq!(second.status(), 200);
+    release.cancel();
+}

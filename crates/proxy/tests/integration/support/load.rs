@@ -29,18 +29,31 @@ impl Load {
     /// One task per client, each sending `GET url` until stopped (a 200 with its whole body is
     /// a success, anything else a failure).
     pub fn start(url: &str, clients: Vec<reqwest::Client>) -> Load {
+        Load::start_with(url, clients, None)
+    }
+
+    /// As [`Load::start`], but each request a `POST` carrying `body`.
+    pub fn start_post(url: &str, clients: Vec<reqwest::Client>, body: &[u8]) -> Load {
+        Load::start_with(url, clients, Some(body.to_vec()))
+    }
+
+    fn start_with(url: &str, clients: Vec<reqwest::Client>, body: Option<Vec<u8>>) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let errors = Arc::new(Mutex::new(Vec::<String>::new()));
         let tasks = clients
             .into_iter()
             .map(|client| {
-                let url = url.to_owned();
+                let (url, body) = (url.to_owned(), body.clone());
                 let (stop, ok, failed, errors) =
                     (stop.clone(), ok.clone(), failed.clone(), errors.clone());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        let outcome = match client.get(&url).send().await {
+                        let req = match &body {
+                            Some(b) => client.post(&url).body(b.clone()),
+                            None => client.get(&url),
+                        };
+                        let outcome = match req.send().await {
                             Ok(r) if r.status() == 200 => {
                                 r.bytes().await.map(drop).map_err(|e| format!("{e:?}"))
                             }
