@@ -402,21 +402,19 @@ else
     fail "openssl could not generate a test keypair"
 fi
 
-# ---- 9. app down -> 502; app recreated -> served again without touching the proxy -----------
-step "app stopped -> 502, recreated -> 200 without restarting the proxy"
+# ---- 9. app down -> 503 + Retry-After; app recreated -> served again, proxy untouched ------
+# A stopped container leaves Docker's DNS: the name gives no address, which is "not there
+# yet/any more" (503 with Retry-After), not a broken upstream (502).
+step "app stopped -> 503 with Retry-After, recreated -> 200 without restarting the proxy"
 PROXY_CID=$(cid proxy)
 proxy_started=$(docker inspect -f '{{.State.StartedAt}}' "$PROXY_CID")
 compose stop app 2>&1 | sed 's/^/     /'
-code=$(ck -o "$WORK/err.html" -w '%{http_code}' -H 'Accept: text/html' "$HTTPS_URL/")
-if [ "$code" = 502 ]; then
-    if grep -qi '<html' "$WORK/err.html"; then
-        pass "app stopped: GET / -> 502 with the HTML error page"
-    else
-        pass "app stopped: GET / -> 502"
-        info "(the body is not HTML: $(head -c 120 "$WORK/err.html"))"
-    fi
+code=$(ck -o "$WORK/err.html" -D "$WORK/err.head" -w '%{http_code}' -H 'Accept: text/html' "$HTTPS_URL/")
+retry=$(tr -d '\r' < "$WORK/err.head" 2>/dev/null | sed -n 's/^[Rr]etry-[Aa]fter: *//p' | head -n1)
+if [ "$code" = 503 ] && [ -n "$retry" ] && grep -qi '<html' "$WORK/err.html"; then
+    pass "app stopped: GET / -> 503, Retry-After: $retry, the HTML error page"
 else
-    fail "app stopped: GET / -> $code (want 502)"
+    fail "app stopped: GET / -> $code, Retry-After: '${retry}' (want 503 with Retry-After and the HTML page: $(head -c 120 "$WORK/err.html"))"
 fi
 old_app="$APP_CID"
 compose up -d --force-recreate app 2>&1 | sed 's/^/     /'
