@@ -222,6 +222,8 @@ mkdir -p "$WORK/conf/app" "$WORK/conf/tls" "$WORK/logs"
 cp "$ROOT/docker-stack.yml" "$WORK/docker-stack.yml"
 cp -R "$ROOT/conf/app/templates" "$WORK/conf/app/templates"
 cp -R "$ROOT/conf/proxy" "$WORK/conf/proxy"
+cp -R "$ROOT/static" "$WORK/static"   # the static-file roots (bind mounts must exist on the node)
+cp -R "$ROOT/media" "$WORK/media"
 chmod -R a+rX "$WORK"
 if [ "$(id -u)" = 0 ]; then chown "$EXPECT_UID:$EXPECT_GID" "$WORK/logs"; else chmod 0777 "$WORK/logs"; fi
 if new_keypair "$WORK/conf/tls/localhost.key" "$WORK/conf/tls/localhost.crt"; then
