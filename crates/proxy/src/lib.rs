@@ -52,9 +52,9 @@ mod watch;
 pub use check::{CheckReport, check};
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Coding, Compression, Config, Limits, LogConfig, LogFormat, StaticFiles, StaticRoot,
-    StaticRootProblem, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamHttp2,
-    defaults,
+    Coding, Compression, Config, H2Pool, Limits, LogConfig, LogFormat, Scheme, StaticFiles,
+    StaticRoot, StaticRootProblem, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream,
+    UpstreamConfig, UpstreamHttp2, defaults, settings,
 };
 pub use error::ProxyError;
 pub use http::headers;

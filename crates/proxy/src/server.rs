@@ -52,7 +52,7 @@ impl Proxy {
             .map(|_| {
                 Ok(Arc::new(Shared {
                     config: config.clone(),
-                    upstream: upstream::Client::new(&config, &lookup)?,
+                    upstream: upstream::Client::new(&config.upstream, &lookup)?,
                     pages: pages.clone(),
                     access: access.clone(),
                     open_files: open_files.clone(),

@@ -205,7 +205,7 @@ async fn exchange(
     host: Authority,
     upgrade: bool,
 ) -> Result<Response<Incoming>, Failure> {
-    let timeout = shared.config.upstream_timeout;
+    let timeout = shared.upstream.timeout();
     match tokio::time::timeout(timeout, shared.upstream.send(request, host, upgrade)).await {
         Err(_) => Err(Failure::Timeout(timeout)),
         Ok(Err(e)) if crate::upstream::is_unresolved(e.as_ref()) => Err(Failure::Unresolved(e)),
