@@ -24,15 +24,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Empty, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty};
 use tower_http::services::ServeFile;
 
+use crate::body::{BoxError, ProxyBody};
 use crate::compress::{self, Ours};
 use crate::config::{Coding, Compression, StaticFiles, StaticRoot};
-use crate::upstream::BoxError;
 use resolve::{Found, Resolved};
-
-type Boxed = BoxBody<Bytes, BoxError>;
 
 /// Request headers `ServeFile` reads (the others it is not given).
 const PASSED: [HeaderName; 3] = [
@@ -72,7 +70,7 @@ pub async fn serve<B>(
     path: &str,
     req: &Request<B>,
     open: Open<'_>,
-) -> Result<Response<Boxed>, Refusal> {
+) -> Result<Response<ProxyBody>, Refusal> {
     let rest = path.get(root.prefix.len()..).unwrap_or_default();
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut headers = HeaderMap::new();
@@ -168,7 +166,7 @@ async fn send<B>(
     mime: &mime::Mime,
     etag: &HeaderValue,
     req: &Request<B>,
-) -> Result<Response<Boxed>, Refusal> {
+) -> Result<Response<ProxyBody>, Refusal> {
     let mut inner = Request::new(Empty::<Bytes>::new());
     *inner.method_mut() = req.method().clone();
     let asked = req.headers();
@@ -335,7 +333,7 @@ fn if_range_holds(headers: &HeaderMap, etag: &HeaderValue, meta: &Metadata) -> b
 }
 
 /// 304 for a matching `If-None-Match`: no body, the validators the client keeps.
-fn not_modified(meta: &Metadata) -> Response<Boxed> {
+fn not_modified(meta: &Metadata) -> Response<ProxyBody> {
     let mut resp = Response::new(empty());
     *resp.status_mut() = StatusCode::NOT_MODIFIED;
     if let Ok(modified) = meta.modified() {
@@ -347,7 +345,7 @@ fn not_modified(meta: &Metadata) -> Response<Boxed> {
 }
 
 /// 301 to the folder's URL with its trailing `/` (where its `index.html` is served).
-fn add_slash(path: &str, query: Option<&str>) -> Response<Boxed> {
+fn add_slash(path: &str, query: Option<&str>) -> Response<ProxyBody> {
     // One leading `/`: `//evil.com/` would send the browser to another host.
     let path = format!("/{}", path.trim_start_matches('/'));
     let location = match query {
@@ -364,13 +362,13 @@ fn add_slash(path: &str, query: Option<&str>) -> Response<Boxed> {
     resp
 }
 
-fn empty() -> Boxed {
+fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// A body that keeps its file's [`open::OpenPermit`] until it is done or dropped.
 struct Holding {
-    body: Boxed,
+    body: ProxyBody,
     _permit: open::OpenPermit,
 }
 

@@ -15,15 +15,16 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{BodyFault, FaultFlag, Guarded, ProxyBody};
+use super::body::{BodyFault, FaultFlag, Guarded};
 use super::context::Shared;
 use super::error::Failure;
 use super::headers;
 use super::hygiene;
 use super::serve_files;
 use super::upgrade::Upgrade;
+use crate::body::{BoxError, ProxyBody};
 use crate::compress;
-use crate::upstream::{BoxError, UpstreamAddr, UpstreamBody};
+use crate::upstream::UpstreamAddr;
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
 const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
@@ -56,7 +57,7 @@ pub async fn forward(
         let resp = compress::compress(&shared.config.compression, &accept, head, resp);
         return Ok(shared.finish(resp, started, true));
     }
-    // Boxed: the exchange's state is large; inline, every move of this future (into hyper's
+    // ProxyBody: the exchange's state is large; inline, every move of this future (into hyper's
     // connection, into its box) would copy it whole (callgrind: ~20k instructions a request).
     let resp = match Box::pin(proxy(&shared, conn, req, &started.request_id)).await {
         Ok(answer) => {
@@ -95,7 +96,7 @@ struct Answer {
 
 /// A request ready for the upstream.
 struct Outgoing {
-    request: Request<UpstreamBody>,
+    request: Request<ProxyBody>,
     /// The host the client named (sent as `Host`, or `:authority` over HTTP/2).
     host: Authority,
     upgrade: Option<Upgrade>,
@@ -201,7 +202,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// Send within `PROXY_UPSTREAM_TIMEOUT` (for the answer head).
 async fn exchange(
     shared: &Shared,
-    request: Request<UpstreamBody>,
+    request: Request<ProxyBody>,
     host: Authority,
     upgrade: bool,
 ) -> Result<Response<Incoming>, Failure> {

@@ -4,9 +4,9 @@
 
 use http::{HeaderMap, HeaderValue, Request, Response};
 
-use super::body::ProxyBody;
 use super::context::Shared;
 use super::hygiene;
+use crate::body::ProxyBody;
 use crate::files;
 
 /// The answer when `req` names a static root; `None` sends it on to the upstream. `accept`
