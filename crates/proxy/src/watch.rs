@@ -102,6 +102,9 @@ impl FolderWatch {
     }
 }
 
+/// A periodic check and how often it runs.
+pub(crate) type Periodic<T> = Option<(std::time::Duration, fn(&T))>;
+
 /// Something reloaded live from files.
 pub(crate) trait Reload: Send + Sync + 'static {
     /// What it is, for log lines ("TLS keypair", "error page").
@@ -113,7 +116,7 @@ pub(crate) trait Reload: Send + Sync + 'static {
     /// what caused it (`folder change`, `SIGHUP`). Blocking file I/O is fine here.
     fn reload_logged(&self, trigger: &str);
     /// A periodic check beside the watch, and how often (the keypair's expiry warning).
-    fn every(&self) -> Option<(std::time::Duration, fn(&Self))> {
+    fn every(&self) -> Periodic<Self> {
         None
     }
 }

@@ -89,25 +89,9 @@ pub async fn serve<B>(
             headers,
         });
     };
-    let siblings = accepted(req.headers(), &compression.codings);
-    let (dir, rest_owned) = (root.dir.clone(), rest.to_owned());
     let whole = small::eligible(req) && !req.headers().contains_key(header::IF_NONE_MATCH);
-    // One trip to the blocking pool: resolve, and for a small file on a plain GET, read it.
-    let (resolved, contents) = tokio::task::spawn_blocking(move || {
-        let mut resolved = resolve::resolve(&dir, &rest_owned, &siblings);
-        let mut contents = None;
-        if let Resolved::File(found) = &mut resolved {
-            if whole && found.meta.len() <= small::SMALL {
-                contents = small::read(&found.path).map(|(bytes, meta)| {
-                    found.meta = meta;
-                    bytes
-                });
-            }
-        }
-        (resolved, contents)
-    })
-    .await
-    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    let siblings = accepted(req.headers(), &compression.codings);
+    let (resolved, contents) = lookup(root, rest, siblings, whole).await?;
     let found = match resolved {
         Resolved::File(found) => found,
         Resolved::NotFound => return Err(StatusCode::NOT_FOUND.into()),
@@ -126,13 +110,59 @@ pub async fn serve<B>(
     } else {
         send(&found, &mime, &etag, req).await?
     };
-    let status = resp.status();
-    let h = resp.headers_mut();
-    // A 304 names the tag the 200 would have had: weak when that one is compressed on the fly.
     let compressed_200 = found.coding.is_none()
         && HeaderValue::from_str(mime.as_ref()).is_ok_and(|ct| {
             compress::would_compress(compression, req.headers(), &ct, found.meta.len())
         });
+    headers(&mut resp, files, compression, &found, etag, compressed_200);
+    resp.extensions_mut().insert(Ours);
+    Ok(resp.map(|body| {
+        Holding {
+            body,
+            _permit: permit,
+        }
+        .boxed()
+    }))
+}
+
+/// One trip to the blocking pool: resolve `rest` inside `root`, and with `whole` (a plain GET)
+/// read a small file too.
+async fn lookup(
+    root: &StaticRoot,
+    rest: &str,
+    siblings: Vec<Coding>,
+    whole: bool,
+) -> Result<(Resolved, Option<Bytes>), Refusal> {
+    let (dir, rest) = (root.dir.clone(), rest.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut resolved = resolve::resolve(&dir, &rest, &siblings);
+        let mut contents = None;
+        if let Resolved::File(found) = &mut resolved {
+            if whole && found.meta.len() <= small::SMALL {
+                contents = small::read(&found.path).map(|(bytes, meta)| {
+                    found.meta = meta;
+                    bytes
+                });
+            }
+        }
+        (resolved, contents)
+    })
+    .await
+    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR.into())
+}
+
+/// The answer's validators and caching headers: ETag (weak on a 304 whose 200 would be
+/// compressed on the fly), Cache-Control, Content-Encoding of a precompressed file, Vary.
+fn headers(
+    resp: &mut Response<ProxyBody>,
+    files: &StaticFiles,
+    compression: &Compression,
+    found: &Found,
+    etag: HeaderValue,
+    compressed_200: bool,
+) {
+    let status = resp.status();
+    let h = resp.headers_mut();
     match compress::weaken(&etag) {
         Some(weak) if status == StatusCode::NOT_MODIFIED && compressed_200 => {
             h.insert(header::ETAG, weak)
@@ -149,14 +179,6 @@ pub async fn serve<B>(
     if !compression.codings.is_empty() {
         compress::add_vary(h);
     }
-    resp.extensions_mut().insert(Ours);
-    Ok(resp.map(|body| {
-        Holding {
-            body,
-            _permit: permit,
-        }
-        .boxed()
-    }))
 }
 
 /// Let `ServeFile` answer for `found` (200, 206 or 304 by `If-Modified-Since`); its other

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::store::{CertStore, EXPIRY_WARNING_DAYS, Reloaded, fmt_time};
 use crate::config::TlsFiles;
-use crate::watch::Reload;
+use crate::watch::{Periodic, Reload};
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -27,7 +27,7 @@ impl Reload for CertStore {
     }
 
     /// A daily warning about an upcoming expiry.
-    fn every(&self) -> Option<(Duration, fn(&Self))> {
+    fn every(&self) -> Periodic<Self> {
         Some((DAY, CertStore::check_expiry))
     }
 }

@@ -461,5 +461,4 @@ fn refused_h2(e: &io::Error) -> bool {
 }
 
 #[cfg(test)]
-#[path = "h2_tests.rs"]
 mod tests;
