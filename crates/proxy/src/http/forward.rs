@@ -51,13 +51,17 @@ pub async fn forward(
             accept.append(&name, value.clone());
         }
     }
-    if let Some(resp) =
-        serve_files::serve(&shared, conn.peer, &req, &started.request_id, &accept, head).await
-    {
+    if let Some(matched) = serve_files::route(&shared, &req) {
+        // Boxed like the exchange below: a static file's state stays out of this future.
+        let id = &started.request_id;
+        let resp = Box::pin(serve_files::serve(
+            &shared, matched, conn.peer, &req, id, &accept, head,
+        ))
+        .await;
         let resp = compress::compress(&shared.config.compression, &accept, head, resp);
         return Ok(shared.finish(resp, started, true));
     }
-    // ProxyBody: the exchange's state is large; inline, every move of this future (into hyper's
+    // Boxed: the exchange's state is large; inline, every move of this future (into hyper's
     // connection, into its box) would copy it whole (callgrind: ~20k instructions a request).
     let resp = match Box::pin(proxy(&shared, conn, req, &started.request_id)).await {
         Ok(answer) => {
