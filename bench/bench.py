@@ -46,6 +46,9 @@ OURS = ("proxy", "proxy-h1up")
 # nothing. Stated in the report's Method section.
 MAX_ERROR_RATE = 0.01
 
+# The TLS probe's load: requests over client connections (HTTP/1.1), through the relays.
+PROBE_REQUESTS, PROBE_CONNS = 400, 8
+
 # Full-run defaults (the committed results use them): rounds, seconds per run, warm-up seconds.
 FULL_ROUNDS, FULL_DURATION, FULL_WARMUP = 3, 6.0, 2.0
 
@@ -599,12 +602,14 @@ class Bench:
                                             {"PROXY_UPSTREAM_HTTP2": "false"})
         return procs
 
-    def tls_probe(self) -> dict[str, dict[str, str]]:
+    def tls_probe(self) -> dict[str, dict]:
         """What each contender negotiates on its client side (with h2load's TLS stack) and on its
-        upstream side (with the app), through bench/tlsprobe.py relays: printed and reported."""
+        upstream side (with the app), through bench/tlsprobe.py relays, and how many upstream
+        connections it opens for PROBE_REQUESTS requests on PROBE_CONNS client connections (the
+        upstream keep-alive reuse check): printed and reported."""
         up = tlsprobe.Relay(self.ports["probe-up"], self.ports["app"])
         up.start()
-        out: dict[str, dict[str, str]] = {}
+        out: dict[str, dict] = {}
         try:
             for c in self.a.contenders:  # one at a time, so the upstream relay sees only its own
                 before = len(up.seen)
@@ -613,7 +618,8 @@ class Bench:
                 client = tlsprobe.Relay(self.ports["probe-client"], self.contender_port(c, {"upstream": "probe-up"}))
                 client.start()
                 try:
-                    run_cmd(["h2load", "--h1", "-c", "1", "-n", "2", f"https://127.0.0.1:{self.ports['probe-client']}/"], 30)
+                    run_cmd(["h2load", "--h1", "-c", str(PROBE_CONNS), "-n", str(PROBE_REQUESTS),
+                             f"https://127.0.0.1:{self.ports['probe-client']}/"], 60)
                     time.sleep(0.2)
                 finally:
                     client.stop()
@@ -622,8 +628,10 @@ class Bench:
                 with up.lock:
                     mine = up.seen[before:]
                 ups = "; ".join(sorted({tlsprobe.describe(x) for x in mine})) or "no connection"
-                out[c] = {"client": client.summary(), "upstream": "—" if c == "direct" else ups}
-                print(f"[bench] TLS {c:<12} client side: {out[c]['client']}; upstream side: {out[c]['upstream']}",
+                out[c] = {"client": client.summary(), "upstream": "—" if c == "direct" else ups,
+                          "upstream_conns": None if c == "direct" else len(mine)}
+                print(f"[bench] TLS {c:<12} client side: {out[c]['client']}; upstream side: {out[c]['upstream']}"
+                      + ("" if c == "direct" else f"; {len(mine)} upstream connection(s) for {PROBE_REQUESTS} requests"),
                       flush=True)
         finally:
             up.stop()
@@ -871,6 +879,8 @@ def environment(args: argparse.Namespace) -> dict:
         "h2load": tool_version(["h2load", "--version"]),
         "openssl": tool_version(["openssl", "version"]),
         "mode": "quick (smoke check)" if args.quick else "full",
+        "tls_probe": f"h2load --h1, {PROBE_REQUESTS} requests on {PROBE_CONNS} connections, through byte relays on "
+                     "both sides of each contender, one contender at a time",
         "rounds": args.rounds, "duration": args.duration, "warmup": args.warmup, "threads": args.threads,
         "contenders": args.contenders, "app_bin": args.app_bin, "proxy_bin": args.proxy_bin if any(c.startswith("proxy") for c in args.contenders) else None,
     }

@@ -39,8 +39,9 @@ def check(argv: list[str], what: str) -> None:
         raise PeerError(f"{what} refused its configuration ({' '.join(argv)}):\n{(p.stdout + p.stderr)[-2000:]}")
 
 
-def haproxy_argv(prefix: str, listen: int, upstream: int, cert: str, key: str) -> list[str]:
-    """Renders and checks the HAProxy configuration; returns the command that runs it."""
+def haproxy_argv(prefix: str, listen: int, upstream: int, cert: str, key: str, threads: int | None = None) -> list[str]:
+    """Renders and checks the HAProxy configuration (`threads`: default one per CPU); returns the
+    command that runs it."""
     if not shutil.which("haproxy"):
         raise PeerError("haproxy not found (apt-get install -y haproxy)")
     os.makedirs(prefix, exist_ok=True)
@@ -53,7 +54,7 @@ def haproxy_argv(prefix: str, listen: int, upstream: int, cert: str, key: str) -
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     maxconn = 30000 if nofile == resource.RLIM_INFINITY else max(1024, min(30000, nofile // 2 - 100))
     conf = render("haproxy.cfg.template", {
-        "THREADS": str(os.cpu_count() or 1), "MAXCONN": str(maxconn), "PREFIX": prefix, "PEM": pem,
+        "THREADS": str(threads or os.cpu_count() or 1), "MAXCONN": str(maxconn), "PREFIX": prefix, "PEM": pem,
         "LISTEN": f"127.0.0.1:{listen}", "UPSTREAM": f"127.0.0.1:{upstream}",
     }, os.path.join(prefix, "haproxy.cfg"))
     check(["haproxy", "-c", "-q", "-f", conf], "haproxy")

@@ -48,7 +48,7 @@ def render(res: dict, idle: dict | None) -> str:
         f"Latest committed run (`bench/results/latest.md`): {env['mode']}, {rounds} × {env['duration']:g} s per "
         f"contender and scenario after a {env['warmup']:g} s warm-up, started {env['date']} at commit "
         f"`{env['commit']}`, on {env['host']}, shared by the load generator, the contenders and the upstream "
-        f"(only ratios within one run mean something). It took {R.duration_text(env, idle)}.", WIDTH), ""]
+        f"(only ratios within one run mean something). It took {R.duration_text(env, idle)}.", WIDTH, break_on_hyphens=False), ""]
     if env["mode"].startswith("quick"):
         L += ["**This is a quick smoke run: its numbers are noise.**", ""]
     cols = [c for c in COLUMNS if c in env["contenders"]]
@@ -81,7 +81,7 @@ def idle_rows(idle: dict | None) -> list[str]:
         return ["Idle memory: not measured (no `bench/results/idle.json`)."]
     L = [textwrap.fill(f"Memory per idle keep-alive TLS connection (`bench/results/idle.md`: RSS delta / connections, "
                        f"median of {idle['rounds']} round{'s' if idle['rounds'] != 1 else ''}; proxy: its process, "
-                       f"nginx-tuned: its workers), KiB:", WIDTH), "",
+                       f"nginx-tuned: its workers), KiB:", WIDTH, break_on_hyphens=False), "",
          "| protocol | connections | proxy | nginx (tuned) | proxy / nginx |", "| --- | ---: | ---: | ---: | ---: |"]
     for proto in ("h1", "h2"):
         for n, v in sorted(report.idle_per_conn(idle, proto).items()):

@@ -191,8 +191,13 @@ def tls_rows(res: dict) -> list[str]:
     tls = res.get("tls")
     if not tls:
         return ["Not probed in this run (the TLS probe came with issue 27)."]
-    rows = ["| contender | client side (h2load ↔ contender) | upstream side (contender ↔ app) |", "| --- | --- | --- |"]
-    rows += [f"| {LABEL[c]} | {v['client']} | {v['upstream']} |" for c, v in tls.items()]
+    probe = res["env"].get("tls_probe", "")
+    rows = [f"Probe: {probe}." if probe else "",
+            "", "| contender | client side (h2load ↔ contender) | upstream side (contender ↔ app) | upstream connections |",
+            "| --- | --- | --- | ---: |"]
+    for c, v in tls.items():
+        n = v.get("upstream_conns")
+        rows.append(f"| {LABEL[c]} | {v['client']} | {v['upstream']} | {'—' if n is None else n} |")
     return rows
 
 
