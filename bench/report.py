@@ -192,8 +192,8 @@ def tls_rows(res: dict) -> list[str]:
     if not tls:
         return ["Not probed in this run (the TLS probe came with issue 27)."]
     probe = res["env"].get("tls_probe", "")
-    rows = [f"Probe: {probe}." if probe else "",
-            "", "| contender | client side (h2load ↔ contender) | upstream side (contender ↔ app) | upstream connections |",
+    rows = [f"Probe: {probe}.", ""] if probe else []
+    rows += ["| contender | client side (h2load ↔ contender) | upstream side (contender ↔ app) | upstream connections |",
             "| --- | --- | --- | ---: |"]
     for c, v in tls.items():
         n = v.get("upstream_conns")
@@ -272,9 +272,9 @@ def markdown(res: dict) -> str:
         su = s["summary"]
         L.append(f"### {sid}: {s['title']}")
         L.append("")
-        for c, why in s.get("skipped", {}).items():
-            if c in env["contenders"]:
-                L.append(f"{LABEL[c]}: not run here ({why}).  ")
+        skipped = [f"{LABEL[c]}: not run here ({why})." for c, why in s.get("skipped", {}).items() if c in env["contenders"]]
+        if skipped:
+            L += [" ".join(skipped), ""]
         L.append("| contender | req/s | p50 ms | p99 ms | errors | peak RSS MiB (workers) | CPU ms / 1k req | "
                  + " | ".join(f"vs {LABEL[r]}" for r in refs) + " |")
         L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(refs))

@@ -162,5 +162,14 @@ class Relay(threading.Thread):
     def summary(self) -> str:
         """The distinct negotiations seen, e.g. `TLSv1.3 TLS_AES_256_GCM_SHA384 X25519`."""
         with self.lock:
-            kinds = sorted({describe(p) for p in self.seen})
-        return "; ".join(kinds) if kinds else "no connection"
+            return summarize(list(self.seen))
+
+
+def summarize(seen: list[dict | None]) -> str:
+    """Distinct negotiations, and how many connections closed before their ServerHello."""
+    kinds = sorted({describe(p) for p in seen if p})
+    unseen = sum(1 for p in seen if not p)
+    text = "; ".join(kinds) if kinds else "no handshake seen"
+    if unseen:
+        text += f" ({unseen} connection{'s' if unseen != 1 else ''} closed before a ServerHello)"
+    return text if seen else "no connection"
