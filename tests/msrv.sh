@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-declared="$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)"
+declared="$(sed -n 's/^rust-version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n1)"
 [ -n "$declared" ] || { echo "msrv: FAIL: no rust-version in Cargo.toml's [workspace.package]"; exit 1; }
 for triple in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
     cargo metadata --format-version 1 --locked --offline --filter-platform "$triple" 2>/dev/null \
