@@ -195,7 +195,7 @@ check_redirect
 step "app port 8000 stays internal"
 ports_json=$(docker inspect -f '{{json .NetworkSettings.Ports}}' "$APP_CID" 2>/dev/null)
 bindings=$(docker inspect -f '{{json .HostConfig.PortBindings}}' "$APP_CID" 2>/dev/null)
-published=$(compose port app 8000 2>/dev/null | grep -E ':[0-9]+$' || true)
+published=$(compose port app 8000 2>/dev/null | grep -E ':[1-9][0-9]*$' || true)   # v2 prints ':0' for none
 if [ "$ports_json" = '{"8000/tcp":null}' ] && { [ "$bindings" = '{}' ] || [ "$bindings" = 'null' ]; } && [ -z "$published" ]; then
     pass "compose publishes no port for app (exposed only: $ports_json)"
 else
