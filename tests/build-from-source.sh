@@ -120,8 +120,8 @@ head_rev="$(git rev-parse HEAD)"
 [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] \
     && info "note: uncommitted changes in $ROOT are not tested, HEAD ${head_rev:0:12} is"
 
-unset COMPOSE_FILE COMPOSE_PROJECT_NAME CONTAINER_UID CONTAINER_GID DOCKER_BUILDKIT COMPOSE_DOCKER_CLI_BUILD \
-    HTTP_PORT HTTPS_PORT IMAGE_TAG
+unset COMPOSE_FILE COMPOSE_PROJECT_NAME CONTAINER_UID CONTAINER_GID DOCKER_BUILDKIT COMPOSE_DOCKER_CLI_BUILD IMAGE_TAG
+export -n HTTP_PORT HTTPS_PORT   # the test's values; passed to Compose only through port_env
 # the compose file's port variables only when they are not README's 80/443
 port_env=()
 [ "$HTTP_PORT" = 80 ] || port_env+=("HTTP_PORT=$HTTP_PORT")
