@@ -193,14 +193,14 @@ impl Env {
     /// without being quoted (a key pasted where its file's path belongs must not be printed).
     pub fn path(&self, name: &str) -> Result<Option<PathBuf>, EnvError> {
         let value = self.get(name)?.filter(|v| !v.trim().is_empty());
-        if let Some(v) = &value {
-            if v.contains('\n') || v.contains("-----BEGIN") {
-                return Err(EnvError::invalid(
-                    name,
-                    "(not shown: several lines or a PEM block)",
-                    "expected the path of a file, not its contents",
-                ));
-            }
+        if let Some(v) = &value
+            && (v.contains('\n') || v.contains("-----BEGIN"))
+        {
+            return Err(EnvError::invalid(
+                name,
+                "(not shown: several lines or a PEM block)",
+                "expected the path of a file, not its contents",
+            ));
         }
         Ok(value.map(PathBuf::from))
     }

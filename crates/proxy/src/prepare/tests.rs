@@ -79,10 +79,7 @@ fn writable_by_reads_the_class_that_applies() {
 fn folders_are_the_log_folder_and_the_keypair_folder_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (logs, tls) = (dir.path().join("logs"), dir.path().join("tls"));
-    let dirs: Vec<_> = folders(&config(&logs, &tls))
-        .into_iter()
-        .map(|(s, d)| (s, d))
-        .collect();
+    let dirs = folders(&config(&logs, &tls));
     assert_eq!(
         dirs,
         [
