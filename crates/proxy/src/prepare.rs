@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::config::Config;
+use crate::config::settings::{LOG_DIR, TLS_CERT, TLS_KEY};
 
 /// The user the proxy runs as: `UID:GID`, numeric (the compose file's `user:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,11 +76,11 @@ fn hint(e: &io::Error) -> &'static str {
 
 /// The folders the proxy writes, each with the setting that names it.
 pub fn folders(config: &Config) -> Vec<(&'static str, PathBuf)> {
-    let mut out = vec![("PROXY_LOG_DIR", config.logs.dir.clone())];
+    let mut out = vec![(LOG_DIR.name(), config.logs.dir.clone())];
     if config.tls.generate {
         for (setting, file) in [
-            ("PROXY_TLS_CERT", &config.tls.cert),
-            ("PROXY_TLS_KEY", &config.tls.key),
+            (TLS_CERT.name(), &config.tls.cert),
+            (TLS_KEY.name(), &config.tls.key),
         ] {
             let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
             if !out.iter().any(|(_, d)| *d == dir) {
