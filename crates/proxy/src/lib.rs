@@ -23,6 +23,8 @@
 //!               CA and the renewal of its leaf, `proxy cert` and `proxy cert trust`
 //! logs/         the log folder, the queue, the writer thread, access lines, the error.log layer
 //!               and its per call site throttle
+//! routes/       `PROXY_ROUTES`: entries parsed and checked (scheme, upstream, options), the
+//!               table matching a request's host and path to its route (a leaf: uses `config`)
 //! watch.rs      the folder watch behind the live reloads (keypair, error page; a leaf)
 //! files/        static files (`PROXY_STATIC`): the path resolved inside its root, ETag and
 //!               conditionals around tower-http's `ServeFile`; small files sent from memory
@@ -43,6 +45,7 @@ mod error;
 mod files;
 mod http;
 mod logs;
+mod routes;
 mod server;
 mod signals;
 mod tls;
