@@ -4,6 +4,7 @@
 use crate::http::ErrorPageError;
 use crate::logs::LogDirError;
 use crate::tls::CertError;
+use crate::routes::ReloadError;
 use crate::upstream::UpstreamError;
 
 /// Why the proxy could not start.
@@ -17,6 +18,8 @@ pub enum ProxyError {
     ErrorPage(#[from] ErrorPageError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Routes(#[from] ReloadError),
     #[error("TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),
     #[error(transparent)]

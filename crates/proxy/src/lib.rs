@@ -55,14 +55,15 @@ mod watch;
 pub use check::{CheckReport, check};
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Coding, Compression, Config, Limits, LogConfig, LogFormat, StaticFiles, StaticRoot,
-    StaticRootProblem, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamHttp2,
-    defaults,
+    Coding, Compression, Config, HostPattern, Limits, LogConfig, LogFormat, MAX_ROUTES, Route,
+    Routes, RoutesError, Scheme, StaticFiles, StaticRoot, StaticRootProblem, Target, TlsFiles,
+    TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamHttp2, defaults, parse as parse_routes,
 };
 pub use error::ProxyError;
 pub use http::headers;
 pub use http::{DEFAULT_TEMPLATE, ErrorPageError, ErrorPages, explanation};
 pub use logs::{AccessEntry, AccessLog, LogDirError, Logs, format_combined, format_json};
+pub use routes::{LiveRoutes, Matched, ReloadError, Table, under};
 pub use server::Proxy;
 pub use signals::Signals;
 pub use tls::{

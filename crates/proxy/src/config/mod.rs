@@ -4,9 +4,11 @@
 
 pub mod defaults;
 mod files;
+mod routes;
 mod tls;
 
 pub use files::{Coding, Compression, StaticFiles, StaticRoot, StaticRootProblem};
+pub use routes::{HostPattern, MAX_ROUTES, Route, Routes, RoutesError, Scheme, Target, parse};
 pub use tls::{TlsFiles, TlsName, TlsNames};
 
 use std::net::SocketAddr;
@@ -28,6 +30,8 @@ pub struct Config {
     pub tls: TlsFiles,
     pub hsts: Option<HeaderValue>,
     pub upstream: Upstream,
+    /// `PROXY_ROUTES`, `PROXY_ROUTES_FILE`: which upstream serves which host and path.
+    pub routes: Routes,
     pub upstream_ca: Option<PathBuf>,
     pub upstream_timeout: Duration,
     pub upstream_connect_timeout: Duration,
@@ -127,6 +131,7 @@ impl Config {
     }
 
     fn read(env: &Env) -> Result<Self, EnvError> {
+        let upstream = env.parsed("PROXY_UPSTREAM", Upstream::default())?;
         Ok(Config {
             http_listen: env.parsed("PROXY_HTTP_LISTEN", defaults::HTTP_LISTEN)?,
             https_listen: env.parsed("PROXY_HTTPS_LISTEN", defaults::HTTPS_LISTEN)?,
@@ -135,7 +140,8 @@ impl Config {
                 .0,
             tls: TlsFiles::from_env(env)?,
             hsts: env.parsed("PROXY_HSTS", Hsts::default())?.0,
-            upstream: env.parsed("PROXY_UPSTREAM", Upstream::default())?,
+            routes: Routes::from_env(env, &upstream)?,
+            upstream,
             upstream_ca: env.path("PROXY_UPSTREAM_CA")?,
             upstream_timeout: env.duration("PROXY_UPSTREAM_TIMEOUT", defaults::UPSTREAM_TIMEOUT)?,
             upstream_connect_timeout: env.duration(
@@ -332,6 +338,11 @@ impl Default for UpgradeProtocols {
 }
 
 impl UpgradeProtocols {
+    /// No protocol: every upgrade request goes as a plain one (a route with `ws=off`).
+    pub fn none() -> Self {
+        UpgradeProtocols(Vec::new())
+    }
+
     /// Is `token` (one protocol of an `Upgrade` field, `name` or `name/version`) tunnelled? A
     /// listed name without a version allows every version. `h2c` never is.
     pub fn allows(&self, token: &str) -> bool {

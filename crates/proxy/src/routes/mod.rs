@@ -1,11 +1,13 @@
-//! Routes by name and path (`PROXY_ROUTES`): `parse` turns the text into checked routes (scheme,
-//! upstream, options), `table` matches a request's host and path to one. A leaf: it uses only
-//! `config` (the upstream address type) and `common` (the size syntax).
+//! Routes by name and path at run time: `table` matches a request's host and path to one route
+//! (exact host > `*.name` > `*`, longest prefix); `live` holds every worker's table with its
+//! upstream clients and swaps them on a reload (`watch`: the routes file's folder). The routes
+//! themselves are a setting (`config::Routes`).
 
-mod parse;
+mod live;
 mod table;
+mod watch;
 
-pub use parse::{HostPattern, MAX_ROUTES, Route, RoutesError, Scheme, Target, parse};
+pub use live::{LiveRoutes, ReloadError, WorkerTable};
 pub use table::{Matched, Table, under};
 
 #[cfg(test)]

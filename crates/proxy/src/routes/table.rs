@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::parse::{HostPattern, Route};
+use crate::config::{HostPattern, Route};
 
 /// Routes, each with what the proxy keeps for it (`T`: its upstream client), ready to match.
 pub struct Table<T> {

@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::config::{HostPattern, Scheme, parse};
 
 fn table(text: &str) -> Table<usize> {
     let routes = parse(text, false).expect("routes parse");

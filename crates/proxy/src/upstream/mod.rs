@@ -23,21 +23,38 @@ use dial::Dialer;
 pub use dial::{Lookup, SystemLookup};
 pub use types::{BoxError, UpstreamAddr, UpstreamBody};
 
-use crate::config::{Config, Upstream, UpstreamHttp2};
+use crate::config::{Config, Scheme, Target, Upstream, UpstreamHttp2};
 
-/// One worker's way to the upstream. Requests arrive as HTTP/1.1 requests for
-/// `https://<upstream>/<path>` with the original `Host`; [`Client::send`] picks the protocol.
+/// One worker's way to one upstream. Requests arrive as HTTP/1.1 requests for
+/// `<scheme>://<upstream>/<path>` with the original `Host`; [`Client::send`] picks the protocol.
 pub struct Client {
     h1: h1::Pool,
-    /// `PROXY_UPSTREAM_HTTP2` other than `false`; upgrades still use `h1`.
+    /// HTTP/2 for `https` unless `PROXY_UPSTREAM_HTTP2=false`, always for `h2c`; upgrades still
+    /// use `h1`.
     h2: Option<Arc<h2::H2Upstream>>,
     /// `host:port` of the upstream, for request URIs.
     authority: Authority,
+    /// `https` (TLS) or `http` (plain TCP: `http://` and `h2c://`), for request URIs.
+    scheme: http::uri::Scheme,
 }
 
 impl Client {
-    /// The clients for `config`'s upstream, resolving through `lookup`.
+    /// The client for `config`'s upstream (`PROXY_UPSTREAM`, over TLS), resolving through `lookup`.
     pub fn new(config: &Config, lookup: &Arc<dyn Lookup>) -> Result<Self, UpstreamError> {
+        let target = Target {
+            scheme: Scheme::Https,
+            address: config.upstream.clone(),
+        };
+        Self::to(&target, config, lookup)
+    }
+
+    /// The client for `target` (a route's upstream) with `config`'s upstream settings: its own
+    /// pool, dialer (DNS re-resolution, addresses skipped after a failure) and HTTP/2 connections.
+    pub fn to(
+        target: &Target,
+        config: &Config,
+        lookup: &Arc<dyn Lookup>,
+    ) -> Result<Self, UpstreamError> {
         let tls = tls_config(config.upstream_ca.as_deref())?;
         // One dialer for both protocols: an address found down is skipped by both.
         let dialer = Dialer::new(
@@ -45,30 +62,32 @@ impl Client {
             config.upstream_connect_timeout,
             config.upstream_fail_timeout,
         );
-        let h2 = match config.upstream_http2 {
-            UpstreamHttp2::Never => None,
-            mode => Some(Arc::new(
-                h2::H2Upstream::new(
-                    tls.clone(),
-                    dialer.clone(),
-                    &config.upstream,
-                    config.upstream_h2,
-                    mode == UpstreamHttp2::Auto,
-                )
-                .map_err(|_| UpstreamError::ServerName(config.upstream.host.clone()))?,
-            )),
+        let address = &target.address;
+        let h2 = |tls, fallback| {
+            h2::H2Upstream::new(tls, dialer.clone(), address, config.upstream_h2, fallback)
+                .map(Arc::new)
+                .map_err(|_| UpstreamError::ServerName(address.host.clone()))
+        };
+        let h2 = match (target.scheme, config.upstream_http2) {
+            (Scheme::Http, _) | (Scheme::Https, UpstreamHttp2::Never) => None,
+            (Scheme::H2c, _) => Some(h2(None, false)?),
+            (Scheme::Https, mode) => Some(h2(Some(tls.clone()), mode == UpstreamHttp2::Auto)?),
         };
         Ok(Client {
             h1: h1::pool(tls, dialer, config.upstream_keepalive),
             h2,
-            authority: authority(&config.upstream)?,
+            authority: authority(address)?,
+            scheme: match target.scheme {
+                Scheme::Https => http::uri::Scheme::HTTPS,
+                Scheme::Http | Scheme::H2c => http::uri::Scheme::HTTP,
+            },
         })
     }
 
-    /// `https://<upstream><path_and_query>`, the URI every request is sent to.
+    /// `<scheme>://<upstream><path_and_query>`, the URI every request is sent to.
     pub fn uri(&self, path_and_query: http::uri::PathAndQuery) -> Result<Uri, http::Error> {
         Uri::builder()
-            .scheme(http::uri::Scheme::HTTPS)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()

@@ -23,6 +23,8 @@ mod logs;
 mod logs_e2e;
 mod reset_flood;
 mod rewrite_props;
+mod routes;
+mod routes_live;
 mod static_edges;
 mod static_files;
 mod static_stall;

@@ -1,10 +1,14 @@
-//! `PROXY_ROUTES` text → routes: entries `HOST[/PATH-PREFIX]=SCHEME://HOST[:PORT][ OPTION...]`,
-//! separated by commas or newlines, `#` to the end of a line a comment. Every entry is checked;
-//! a wrong one is refused with its line (in a file), its text and what is wrong.
+//! `PROXY_ROUTES` (or `PROXY_ROUTES_FILE`, watched): entries
+//! `HOST[/PATH-PREFIX]=SCHEME://HOST[:PORT][ OPTION...]`, separated by commas or newlines, `#` to
+//! the end of a line a comment. Every entry is checked; a wrong one is refused with its line (in
+//! a file), its text and what is wrong. `PROXY_UPSTREAM` is the `*` route.
 
 use std::fmt;
+use std::path::PathBuf;
 
-use crate::config::Upstream;
+use common::env::{Env, EnvError};
+
+use super::Upstream;
 
 /// How a route's upstream is spoken to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -296,4 +300,59 @@ fn option(route: &mut Route, word: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `PROXY_ROUTES`: the routes in force at start, where they are re-read from, and the `*` route
+/// `PROXY_UPSTREAM` adds.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// The routes, the `*` route of `PROXY_UPSTREAM` last (when it applies).
+    pub entries: Vec<Route>,
+    /// `PROXY_ROUTES_FILE`: re-read on a change in its folder and on SIGHUP.
+    pub file: Option<PathBuf>,
+    /// The route `PROXY_UPSTREAM` makes: always without `PROXY_ROUTES`, else only when set. It
+    /// serves what no route of `PROXY_ROUTES` does, unless those name their own `*` route.
+    fallback: Option<Route>,
+}
+
+impl Routes {
+    /// Read `PROXY_ROUTES` (or its file), with `upstream` (`PROXY_UPSTREAM`) as the `*` route.
+    pub fn from_env(env: &Env, upstream: &Upstream) -> Result<Self, EnvError> {
+        let fallback = Route::any(Target {
+            scheme: Scheme::Https,
+            address: upstream.clone(),
+        });
+        let Some(text) = env.get("PROXY_ROUTES")? else {
+            return Ok(Routes {
+                entries: vec![fallback],
+                file: None,
+                fallback: None,
+            });
+        };
+        let file = env.file_of("PROXY_ROUTES").map(PathBuf::from);
+        let fallback = env.get("PROXY_UPSTREAM")?.map(|_| fallback);
+        let mut routes = Routes {
+            entries: Vec::new(),
+            file,
+            fallback,
+        };
+        routes.entries = routes.with_text(&text).map_err(|e| match &routes.file {
+            // A file is not secret: name it and the line (`redact` would hide the reason's entry).
+            Some(path) => EnvError::invalid("PROXY_ROUTES_FILE", &path.display().to_string(), e),
+            None => EnvError::invalid("PROXY_ROUTES", &text, e),
+        })?;
+        Ok(routes)
+    }
+
+    /// The routes `text` (a new version of the file) gives, with the `*` route of `PROXY_UPSTREAM`.
+    pub fn with_text(&self, text: &str) -> Result<Vec<Route>, RoutesError> {
+        let mut entries = parse(text, self.file.is_some())?;
+        let own_any = entries
+            .iter()
+            .any(|r| r.host == HostPattern::Any && r.prefix.is_empty());
+        if let Some(fallback) = self.fallback.as_ref().filter(|_| !own_any) {
+            entries.push(fallback.clone());
+        }
+        Ok(entries)
+    }
 }
