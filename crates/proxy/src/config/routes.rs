@@ -225,7 +225,8 @@ fn matcher_of(matcher: &str) -> Result<(HostPattern, String), String> {
             None => return Err(format!("`{host}` is not a host name")),
         },
     };
-    if path.contains(['?', '*', ' ', '\\']) || path.contains("//") || path.contains("/../") {
+    let dots = path.split('/').any(|seg| seg == "." || seg == "..");
+    if path.contains(['?', '*', ' ', '\\', '#']) || path.contains("//") || dots {
         return Err(format!(
             "`{path}`: a path prefix is a plain path (no `?`, `*`, `//`, `..`)"
         ));

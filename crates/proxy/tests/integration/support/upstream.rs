@@ -181,7 +181,7 @@ fn with_trailers() -> Response<Body> {
     r
 }
 
-/// Server-Sent Events: `n` events (`data: i`), one every `ms` milliseconds, each written as
+/// Server-Sent Events: `n` events (`data: i µs-written`), one every `ms` milliseconds, each written as
 /// soon as it is due (a dev server's live log or reload channel).
 fn sse(n: u64, ms: u64) -> Response<Body> {
     let stream = futures_util::stream::unfold(0u64, move |i| async move {
@@ -189,7 +189,11 @@ fn sse(n: u64, ms: u64) -> Response<Body> {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        let event = Bytes::from(format!("data: {i}\n\n"));
+        // When it was written (µs since the epoch): the client measures the delay.
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let event = Bytes::from(format!("data: {i} {at}\n\n"));
         Some((
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(event)),
             i + 1,
