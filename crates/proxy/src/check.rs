@@ -22,6 +22,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("keypair", keypair),
     ("development CA", dev_ca),
     ("upstream", upstream),
+    ("routes", routes),
     ("error page", error_page),
     ("static files", static_files),
     ("log folder", log_folder),
@@ -147,6 +148,23 @@ fn upstream(c: &Config) -> Result<String, String> {
     ))
 }
 
+/// Every route's upstream client can be built (its host a valid TLS name for `https://`, the
+/// CA parses); the table in force, one route a line.
+fn routes(c: &Config) -> Result<String, String> {
+    let lookup: std::sync::Arc<dyn crate::upstream::Lookup> =
+        std::sync::Arc::new(crate::upstream::SystemLookup);
+    for route in &c.routes.entries {
+        crate::upstream::Client::to(&route.target, c, &lookup)
+            .map_err(|e| format!("PROXY_ROUTES: `{route}`: {e}"))?;
+    }
+    let from = match &c.routes.file {
+        Some(f) => format!(" from PROXY_ROUTES_FILE={} (watched)", f.display()),
+        None => String::new(),
+    };
+    let lines: Vec<String> = c.routes.entries.iter().map(ToString::to_string).collect();
+    Ok(format!("{} route(s){from}:\n{}", lines.len(), lines.join("\n")))
+}
+
 fn error_page(c: &Config) -> Result<String, String> {
     ErrorPages::load(c.error_page.as_deref()).map_err(|e| e.to_string())?;
     Ok(match &c.error_page {
@@ -230,6 +248,7 @@ fn effective(c: &Config) -> Vec<(&'static str, String)> {
                 .into(),
         ),
         ("PROXY_UPSTREAM", c.upstream.to_string()),
+        ("PROXY_ROUTES", list(c.routes.entries.iter().map(ToString::to_string))),
         ("PROXY_UPSTREAM_CA", path(&c.upstream_ca)),
         ("PROXY_UPSTREAM_TIMEOUT", secs(c.upstream_timeout)),
         (
@@ -363,6 +382,8 @@ mod tests {
                 .collect();
         for line in anchor.lines().skip(1) {
             let name = line.trim().split(':').next().unwrap_or_default();
+            // `NAME_FILE` is `NAME` read from a file (printed as such).
+            let name = name.strip_suffix("_FILE").unwrap_or(name);
             if !name.is_empty() && !name.starts_with('#') {
                 assert!(
                     printed.contains(&name),

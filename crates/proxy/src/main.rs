@@ -21,6 +21,11 @@ use clap::{Parser, Subcommand};
 ///   PROXY_TLS_RENEW_INTERVAL how often the CA-issued leaf is checked for renewal [1h]
 ///   PROXY_HSTS               Strict-Transport-Security value; empty turns it off [max-age=63072000]
 ///   PROXY_UPSTREAM           host:port of the HTTPS app, re-resolved per connection [app:8000]
+///   PROXY_ROUTES             HOST[/PREFIX]=SCHEME://HOST[:PORT] [strip] [max_body=SIZE]
+///                            [ws=off], by commas or lines; SCHEME https, http or h2c; HOST a
+///                            name, *.name or *; as PROXY_ROUTES_FILE watched, re-read live.
+///                            PROXY_UPSTREAM is the * route unless PROXY_ROUTES is set
+///                            (then only when set too) [*=https://PROXY_UPSTREAM]
 ///   PROXY_UPSTREAM_CA        PEM CA to verify the upstream with; unset: not verified []
 ///   PROXY_UPSTREAM_TIMEOUT   wait for the upstream's answer, then 504 [60s]
 ///   PROXY_UPSTREAM_CONNECT_TIMEOUT  connect to one upstream address, then the next [5s]
