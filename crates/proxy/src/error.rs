@@ -3,8 +3,8 @@
 
 use crate::http::ErrorPageError;
 use crate::logs::LogDirError;
-use crate::tls::CertError;
 use crate::routes::ReloadError;
+use crate::tls::CertError;
 use crate::upstream::UpstreamError;
 
 /// Why the proxy could not start.

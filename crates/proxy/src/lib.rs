@@ -55,9 +55,10 @@ mod watch;
 pub use check::{CheckReport, check};
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Coding, Compression, Config, HostPattern, Limits, LogConfig, LogFormat, MAX_ROUTES, Route,
-    Routes, RoutesError, Scheme, StaticFiles, StaticRoot, StaticRootProblem, Target, TlsFiles,
-    TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamHttp2, defaults, parse as parse_routes,
+    Coding, Compression, Config, H2Pool, HostPattern, Limits, LogConfig, LogFormat, MAX_ROUTES,
+    Route, Routes, RoutesError, Scheme, StaticFiles, StaticRoot, StaticRootProblem, Target,
+    TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamConfig, UpstreamHttp2,
+    defaults, parse as parse_routes, settings,
 };
 pub use error::ProxyError;
 pub use http::headers;

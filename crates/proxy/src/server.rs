@@ -11,8 +11,8 @@ use crate::config::Config;
 use crate::error::ProxyError;
 use crate::http::{self, ErrorPages, Shared};
 use crate::logs::AccessLog;
-use crate::tls::{self, CertStore};
 use crate::routes::LiveRoutes;
+use crate::tls::{self, CertStore};
 use crate::upstream::{Lookup, SystemLookup};
 
 /// A validated, ready-to-serve proxy: keypair loaded, error page compiled, one upstream client

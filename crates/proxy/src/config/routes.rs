@@ -8,51 +8,26 @@ use std::path::PathBuf;
 
 use common::env::{Env, EnvError};
 
-use super::Upstream;
-
-/// How a route's upstream is spoken to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scheme {
-    /// TLS; HTTP/2 by ALPN or HTTP/1.1 (`PROXY_UPSTREAM_HTTP2`), `PROXY_UPSTREAM_CA`.
-    Https,
-    /// Plain HTTP/1.1 (what dev servers speak).
-    Http,
-    /// Plain HTTP/2 with prior knowledge (gRPC servers).
-    H2c,
-}
-
-impl Scheme {
-    fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "https" => Some(Scheme::Https),
-            "http" => Some(Scheme::Http),
-            "h2c" => Some(Scheme::H2c),
-            _ => None,
-        }
-    }
-
-    /// The port when the URL names none.
-    fn default_port(self) -> u16 {
-        match self {
-            Scheme::Https => 443,
-            Scheme::Http | Scheme::H2c => 80,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Https => "https",
-            Scheme::Http => "http",
-            Scheme::H2c => "h2c",
-        }
-    }
-}
+use super::settings::{ROUTES, UPSTREAM};
+use super::upstream::{Scheme, Upstream, UpstreamConfig};
 
 /// Where a route's requests go and how: everything its upstream client is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub scheme: Scheme,
     pub address: Upstream,
+}
+
+impl Target {
+    /// The full upstream configuration of this target: its scheme and address, every other
+    /// setting (CA, timeouts, pools) from `base` (the `PROXY_UPSTREAM_*` settings).
+    pub fn upstream(&self, base: &UpstreamConfig) -> UpstreamConfig {
+        UpstreamConfig {
+            address: self.address.clone(),
+            scheme: self.scheme,
+            ..base.clone()
+        }
+    }
 }
 
 impl fmt::Display for Target {
@@ -283,7 +258,7 @@ fn option(route: &mut Route, word: &str) -> Result<(), String> {
     match (name.to_ascii_lowercase().as_str(), value) {
         ("strip", None) => route.strip = true,
         ("max_body", Some(v)) => {
-            route.max_body = Some(common::env::parse_size(v).ok_or_else(|| {
+            route.max_body = Some(common::setting::parse_size(v).ok_or_else(|| {
                 format!("max_body={v}: expected a size such as 512, 64k, 1m or 2g (0: unlimited)")
             })?);
         }
@@ -323,15 +298,16 @@ impl Routes {
             scheme: Scheme::Https,
             address: upstream.clone(),
         });
-        let Some(text) = env.get("PROXY_ROUTES")? else {
+        let text = env.read(&ROUTES)?;
+        if text.trim().is_empty() && env.file_of(ROUTES.name()).is_none() {
             return Ok(Routes {
                 entries: vec![fallback],
                 file: None,
                 fallback: None,
             });
-        };
-        let file = env.file_of("PROXY_ROUTES").map(PathBuf::from);
-        let fallback = env.get("PROXY_UPSTREAM")?.map(|_| fallback);
+        }
+        let file = env.file_of(ROUTES.name()).map(PathBuf::from);
+        let fallback = env.get(UPSTREAM.name())?.map(|_| fallback);
         let mut routes = Routes {
             entries: Vec::new(),
             file,
@@ -339,8 +315,11 @@ impl Routes {
         };
         routes.entries = routes.with_text(&text).map_err(|e| match &routes.file {
             // A file is not secret: name it and the line (`redact` would hide the reason's entry).
-            Some(path) => EnvError::invalid("PROXY_ROUTES_FILE", &path.display().to_string(), e),
-            None => EnvError::invalid("PROXY_ROUTES", &text, e),
+            Some(path) => {
+                let name = format!("{ROUTES}_FILE");
+                EnvError::invalid(&name, &path.display().to_string(), e)
+            }
+            None => EnvError::invalid(ROUTES.name(), &text, e),
         })?;
         Ok(routes)
     }

@@ -1,6 +1,7 @@
 //! The proxy's own error answers: one minijinja page (built in or `PROXY_ERROR_PAGE`), JSON or
 //! plain text chosen from `Accept` with q-values, `Cache-Control: no-store`, no body for `HEAD`.
 
+use crate::config::settings::ERROR_PAGE;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,13 +26,13 @@ const CHECKED_STATUSES: [u16; 3] = [404, 502, 599];
 /// page keeps serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorPageError {
-    #[error("PROXY_ERROR_PAGE={}: cannot read the template: {source}", path.display())]
+    #[error("{ERROR_PAGE}={}: cannot read the template: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("PROXY_ERROR_PAGE={path}: line {line}: the template does not compile: {source:#}")]
+    #[error("{ERROR_PAGE}={path}: line {line}: the template does not compile: {source:#}")]
     Syntax {
         path: String,
         line: usize,
@@ -39,7 +40,7 @@ pub enum ErrorPageError {
         source: minijinja::Error,
     },
     #[error(
-        "PROXY_ERROR_PAGE={path}: line {line}: the template fails to render status {status}: \
+        "{ERROR_PAGE}={path}: line {line}: the template fails to render status {status}: \
          {source:#}"
     )]
     Render {
@@ -153,7 +154,10 @@ impl ErrorPages {
                 Err(e) => {
                     // Validated at start-up, so this is unexpected; never leave the client bare.
                     tracing::error!(error = %e, status = status.as_u16(), "error page failed to render");
-                    (plain(status, explained, request_id), "text/plain; charset=utf-8")
+                    (
+                        plain(status, explained, request_id),
+                        "text/plain; charset=utf-8",
+                    )
                 }
             },
             Variant::Json => (json(status, request_id), "application/json"),

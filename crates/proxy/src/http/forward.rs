@@ -98,12 +98,20 @@ pub async fn forward(
 /// The 404 page's sentence for a host no route serves: the hosts that are (at most 20).
 fn no_route(hosts: &[String]) -> String {
     const SHOWN: usize = 20;
-    let mut list = hosts.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    let mut list = hosts
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if hosts.len() > SHOWN {
         list.push_str(&format!(" and {} more", hosts.len() - SHOWN));
     }
     match hosts.is_empty() {
-        true => "No route serves this host: PROXY_ROUTES is empty.".to_owned(),
+        true => format!(
+            "No route serves this host: {} is empty.",
+            crate::config::settings::ROUTES
+        ),
         false => format!("No route serves this host. The routes serve: {list}."),
     }
 }
@@ -138,7 +146,6 @@ async fn proxy(
     let outgoing = prepare(shared, conn, req, request_id)?;
     let sent = Instant::now();
     let resp = exchange(
-        shared,
         &outgoing.client,
         outgoing.request,
         outgoing.host,
@@ -254,13 +261,12 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Send within `PROXY_UPSTREAM_TIMEOUT` (for the answer head).
 async fn exchange(
-    shared: &Shared,
     client: &Client,
     request: Request<UpstreamBody>,
     host: Authority,
     upgrade: bool,
 ) -> Result<Response<Incoming>, Failure> {
-    let timeout = shared.config.upstream_timeout;
+    let timeout = client.timeout();
     match tokio::time::timeout(timeout, client.send(request, host, upgrade)).await {
         Err(_) => Err(Failure::Timeout(timeout)),
         Ok(Err(e)) if crate::upstream::is_unresolved(e.as_ref()) => Err(Failure::Unresolved(e)),

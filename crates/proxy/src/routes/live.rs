@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 
 use super::table::Table;
+use crate::config::settings::ROUTES;
 use crate::config::{Config, Route, RoutesError, Target};
 use crate::upstream::{Client, Lookup, UpstreamError};
 
@@ -32,13 +33,13 @@ struct Inner {
 /// Why new routes were refused (the old ones serve on).
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    #[error("PROXY_ROUTES_FILE={}: cannot read the file: {source}", path.display())]
+    #[error("{ROUTES}_FILE={}: cannot read the file: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("PROXY_ROUTES_FILE={}: {source}", path.display())]
+    #[error("{ROUTES}_FILE={}: {source}", path.display())]
     Parse {
         path: PathBuf,
         #[source]
@@ -48,7 +49,7 @@ pub enum ReloadError {
     Client {
         target: String,
         #[source]
-        source: UpstreamError,
+        source: Box<UpstreamError>,
     },
 }
 
@@ -61,7 +62,9 @@ impl LiveRoutes {
     ) -> Result<Self, ReloadError> {
         let entries = config.routes.entries.clone();
         let tables = (0..workers.max(1))
-            .map(|_| build(&entries, None, &config, &lookup).map(|t| Arc::new(ArcSwap::from_pointee(t))))
+            .map(|_| {
+                build(&entries, None, &config, &lookup).map(|t| Arc::new(ArcSwap::from_pointee(t)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(LiveRoutes(Arc::new(Inner {
             workers: tables,
@@ -84,7 +87,11 @@ impl LiveRoutes {
     /// Put `entries` in force on every worker: `Ok(false)` when they are the routes in force.
     /// A client that cannot be built refuses the whole change.
     pub fn apply(&self, entries: Vec<Route>) -> Result<bool, ReloadError> {
-        let mut current = self.0.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self
+            .0
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if *current == entries {
             return Ok(false);
         }
@@ -160,12 +167,15 @@ fn build(
             });
         let client = match kept {
             Some(c) => c,
-            None => Arc::new(Client::to(target, config, lookup).map_err(|source| {
-                ReloadError::Client {
-                    target: target.to_string(),
-                    source,
-                }
-            })?),
+            None => {
+                let upstream = target.upstream(&config.upstream);
+                let client =
+                    Client::new(&upstream, lookup).map_err(|source| ReloadError::Client {
+                        target: target.to_string(),
+                        source: Box::new(source),
+                    })?;
+                Arc::new(client)
+            }
         };
         made.push((target, client.clone()));
         routes.push((route.clone(), client));

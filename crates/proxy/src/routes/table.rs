@@ -126,7 +126,9 @@ pub fn under(prefix: &str, path: &str) -> bool {
 fn normalise(host: &str) -> Cow<'_, str> {
     let host = match host.rfind(':') {
         // `[::1]:443`, `name:443`; a bare IPv6 literal has no port outside its brackets.
-        Some(i) if !host[i..].contains(']') && (host.starts_with('[') || !host[..i].contains(':')) => {
+        Some(i)
+            if !host[i..].contains(']') && (host.starts_with('[') || !host[..i].contains(':')) =>
+        {
             &host[..i]
         }
         _ => host,

@@ -8,7 +8,13 @@ use crate::config::{HostPattern, Scheme, parse};
 
 fn table(text: &str) -> Table<usize> {
     let routes = parse(text, false).expect("routes parse");
-    Table::new(routes.into_iter().enumerate().map(|(i, r)| (r, i)).collect())
+    Table::new(
+        routes
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (r, i))
+            .collect(),
+    )
 }
 
 /// The index (in the text) of the route `host` and `path` go to.
@@ -31,7 +37,10 @@ fn the_issue_example_parses_with_schemes_ports_and_options() {
     assert_eq!(routes[1].max_body, Some(10 << 20));
     assert_eq!(routes[2].target.scheme, Scheme::Https);
     assert_eq!(routes[3].target.to_string(), "h2c://grpc:80");
-    assert_eq!(routes[4].host, HostPattern::Wildcard(".dev.localhost".into()));
+    assert_eq!(
+        routes[4].host,
+        HostPattern::Wildcard(".dev.localhost".into())
+    );
     assert_eq!(routes[4].target.to_string(), "http://[::1]:80");
     assert_eq!(
         routes[1].to_string(),
@@ -41,13 +50,21 @@ fn the_issue_example_parses_with_schemes_ports_and_options() {
 
 #[test]
 fn the_file_form_takes_comments_and_newlines_and_errors_name_the_line() {
-    let text = "# the app\nlocalhost=https://app:8000\n\n  api.localhost=http://api:3000 # the API\n";
+    let text =
+        "# the app\nlocalhost=https://app:8000\n\n  api.localhost=http://api:3000 # the API\n";
     assert_eq!(parse(text, true).expect("parse").len(), 2);
-    let err = parse("# x\nlocalhost=https://app:8000\napi.localhost=htp://api:3000\n", true)
-        .expect_err("a wrong scheme");
+    let err = parse(
+        "# x\nlocalhost=https://app:8000\napi.localhost=htp://api:3000\n",
+        true,
+    )
+    .expect_err("a wrong scheme");
     assert_eq!(err.line, Some(3));
     assert_eq!(err.entry, "api.localhost=htp://api:3000");
-    assert!(err.to_string().starts_with("line 3: `api.localhost=htp://api:3000`: unknown scheme `htp`"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("line 3: `api.localhost=htp://api:3000`: unknown scheme `htp`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -60,16 +77,25 @@ fn wrong_entries_say_what_is_wrong() {
         ("a*.localhost=http://a:1", "a wildcard is `*.name`"),
         ("localhost=ftp://a:1", "unknown scheme `ftp`"),
         ("localhost=a:1", "expected SCHEME://HOST[:PORT]"),
-        ("localhost=http://a:1/x", "no path after the upstream address"),
+        (
+            "localhost=http://a:1/x",
+            "no path after the upstream address",
+        ),
         ("localhost=http://a:99999", "http://a:99999"),
         ("localhost/x=http://a:1 gzip", "unknown option `gzip`"),
         ("localhost/x=http://a:1 max_body=lots", "max_body=lots"),
-        ("localhost/x=http://a:1 ws=maybe", "ws=maybe: expected on or off"),
+        (
+            "localhost/x=http://a:1 ws=maybe",
+            "ws=maybe: expected on or off",
+        ),
         ("localhost=http://a:1 strip", "`strip` needs a path prefix"),
         ("localhost/a?b=http://a:1", "a path prefix is a plain path"),
         ("localhost/a/..=http://a:1", "a path prefix is a plain path"),
         ("localhost/./a=http://a:1", "a path prefix is a plain path"),
-        ("localhost/a=http://a:1, localhost/a/=http://b:1", "the same host and path as `localhost/a/=http://a:1`"),
+        (
+            "localhost/a=http://a:1, localhost/a/=http://b:1",
+            "the same host and path as `localhost/a/=http://a:1`",
+        ),
     ] {
         let err = parse(entry, false).expect_err(entry).to_string();
         assert!(err.contains(says), "{entry}: {err}");
@@ -85,8 +111,16 @@ fn exact_beats_wildcard_beats_any_and_longer_suffix_beats_shorter() {
     assert_eq!(goes(&t, "api.localhost", "/"), Some(3));
     assert_eq!(goes(&t, "x.localhost", "/"), Some(1));
     assert_eq!(goes(&t, "a.b.localhost", "/"), Some(2));
-    assert_eq!(goes(&t, "b.localhost", "/"), Some(1), "*.b.localhost is not b.localhost");
-    assert_eq!(goes(&t, "localhost", "/"), Some(0), "*.localhost is not localhost");
+    assert_eq!(
+        goes(&t, "b.localhost", "/"),
+        Some(1),
+        "*.b.localhost is not b.localhost"
+    );
+    assert_eq!(
+        goes(&t, "localhost", "/"),
+        Some(0),
+        "*.localhost is not localhost"
+    );
     assert_eq!(goes(&t, "example.com", "/"), Some(0));
 }
 
@@ -103,12 +137,17 @@ fn longest_prefix_wins_at_segment_boundaries_and_misses_fall_through() {
     assert_eq!(goes(&t, "localhost", "/docsx"), Some(3));
     assert_eq!(goes(&t, "localhost", "/api/x"), Some(2));
     assert_eq!(goes(&t, "localhost", "/apix"), Some(3));
-    assert_eq!(goes(&t, "localhost", "/"), Some(3), "no localhost prefix matches: the * route");
+    assert_eq!(
+        goes(&t, "localhost", "/"),
+        Some(3),
+        "no localhost prefix matches: the * route"
+    );
 }
 
 #[test]
 fn no_route_for_a_host_is_none_and_hosts_lists_the_names() {
-    let t = table("api.localhost=http://api:1, *.dev.localhost=http://d:1, api.localhost/x=http://x:1");
+    let t =
+        table("api.localhost=http://api:1, *.dev.localhost=http://d:1, api.localhost/x=http://x:1");
     assert_eq!(goes(&t, "apx.localhost", "/"), None);
     assert!(!t.serves_host("apx.localhost"));
     assert!(t.serves_host("API.localhost:443"));

@@ -22,6 +22,7 @@ use super::dial::{DialError, Dialer};
 use super::h2_pool::{Chosen, Pick, Pool};
 use super::retry;
 use super::types::{UpstreamAddr, UpstreamBody};
+use crate::config::settings::UPSTREAM_HTTP2;
 use crate::config::{H2Pool, Upstream};
 
 /// How long a resolved address list is used before the name is asked again.
@@ -36,7 +37,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 pub enum H2Error {
     #[error(transparent)]
     Dial(#[from] DialError),
-    #[error("{addr} does not speak HTTP/2 (no h2 in ALPN); unset PROXY_UPSTREAM_HTTP2")]
+    #[error("{addr} does not speak HTTP/2 (no h2 in ALPN); unset {UPSTREAM_HTTP2}")]
     NotH2 { addr: SocketAddr },
     #[error("HTTP/2 handshake with {addr}: {source}")]
     Handshake {
@@ -173,7 +174,7 @@ impl H2Upstream {
                 Ok(s) => s,
                 Err(e @ H2Error::NotH2 { .. }) if self.fallback => {
                     self.state().h1_until = Some(Instant::now() + FALLBACK_FOR);
-                    tracing::info!(upstream = %addr, "the upstream does not offer HTTP/2; using HTTP/1.1 (PROXY_UPSTREAM_HTTP2=auto)");
+                    tracing::info!(upstream = %addr, "the upstream does not offer HTTP/2; using HTTP/1.1 ({UPSTREAM_HTTP2}=auto)");
                     return Err(H2Failure {
                         error: e,
                         unsent: Some(req),

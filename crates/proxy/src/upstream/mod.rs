@@ -23,7 +23,8 @@ use dial::Dialer;
 pub use dial::{Lookup, SystemLookup};
 pub use types::{BoxError, UpstreamAddr, UpstreamBody};
 
-use crate::config::{Config, Scheme, Target, Upstream, UpstreamHttp2};
+use crate::config::settings::{UPSTREAM, UPSTREAM_CA};
+use crate::config::{Scheme, Upstream, UpstreamConfig, UpstreamHttp2};
 
 /// One worker's way to one upstream. Requests arrive as HTTP/1.1 requests for
 /// `<scheme>://<upstream>/<path>` with the original `Host`; [`Client::send`] picks the protocol.
@@ -34,54 +35,47 @@ pub struct Client {
     h2: Option<Arc<h2::H2Upstream>>,
     /// `host:port` of the upstream, for request URIs.
     authority: Authority,
+    /// How long the answer's head may take.
+    timeout: std::time::Duration,
     /// `https` (TLS) or `http` (plain TCP: `http://` and `h2c://`), for request URIs.
     scheme: http::uri::Scheme,
 }
 
 impl Client {
-    /// The client for `config`'s upstream (`PROXY_UPSTREAM`, over TLS), resolving through `lookup`.
-    pub fn new(config: &Config, lookup: &Arc<dyn Lookup>) -> Result<Self, UpstreamError> {
-        let target = Target {
-            scheme: Scheme::Https,
-            address: config.upstream.clone(),
-        };
-        Self::to(&target, config, lookup)
-    }
-
-    /// The client for `target` (a route's upstream) with `config`'s upstream settings: its own
-    /// pool, dialer (DNS re-resolution, addresses skipped after a failure) and HTTP/2 connections.
-    pub fn to(
-        target: &Target,
-        config: &Config,
-        lookup: &Arc<dyn Lookup>,
-    ) -> Result<Self, UpstreamError> {
-        let tls = tls_config(config.upstream_ca.as_deref())?;
+    /// The client for one upstream (a route's, or `PROXY_UPSTREAM`'s), resolving through
+    /// `lookup`: its own pool, dialer (DNS re-resolution, addresses skipped after a failure)
+    /// and HTTP/2 connections. `h2c` always speaks HTTP/2 (plain, prior knowledge), `http`
+    /// HTTP/1.1 only, `https` as `PROXY_UPSTREAM_HTTP2` says.
+    pub fn new(config: &UpstreamConfig, lookup: &Arc<dyn Lookup>) -> Result<Self, UpstreamError> {
+        let tls = tls_config(config.ca.as_deref())?;
         // One dialer for both protocols: an address found down is skipped by both.
-        let dialer = Dialer::new(
-            lookup.clone(),
-            config.upstream_connect_timeout,
-            config.upstream_fail_timeout,
-        );
-        let address = &target.address;
+        let dialer = Dialer::new(lookup.clone(), config.connect_timeout, config.fail_timeout);
+        let address = &config.address;
         let h2 = |tls, fallback| {
-            h2::H2Upstream::new(tls, dialer.clone(), address, config.upstream_h2, fallback)
+            h2::H2Upstream::new(tls, dialer.clone(), address, config.h2, fallback)
                 .map(Arc::new)
                 .map_err(|_| UpstreamError::ServerName(address.host.clone()))
         };
-        let h2 = match (target.scheme, config.upstream_http2) {
+        let h2 = match (config.scheme, config.http2) {
             (Scheme::Http, _) | (Scheme::Https, UpstreamHttp2::Never) => None,
             (Scheme::H2c, _) => Some(h2(None, false)?),
             (Scheme::Https, mode) => Some(h2(Some(tls.clone()), mode == UpstreamHttp2::Auto)?),
         };
         Ok(Client {
-            h1: h1::pool(tls, dialer, config.upstream_keepalive),
+            h1: h1::pool(tls, dialer, config.keepalive),
             h2,
             authority: authority(address)?,
-            scheme: match target.scheme {
+            timeout: config.timeout,
+            scheme: match config.scheme {
                 Scheme::Https => http::uri::Scheme::HTTPS,
                 Scheme::Http | Scheme::H2c => http::uri::Scheme::HTTP,
             },
         })
+    }
+
+    /// `PROXY_UPSTREAM_TIMEOUT`: how long the answer's head may take, then 504.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
     }
 
     /// `<scheme>://<upstream><path_and_query>`, the URI every request is sent to.
@@ -151,21 +145,21 @@ fn as_http1<B>(
 /// An upstream set-up problem (start-up only).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("PROXY_UPSTREAM_CA={}: {source}", path.display())]
+    #[error("{UPSTREAM_CA}={}: {source}", path.display())]
     Ca {
         path: std::path::PathBuf,
         #[source]
         source: common::tls::TlsError,
     },
-    #[error("PROXY_UPSTREAM_CA={}: no usable CA certificate: {source}", path.display())]
+    #[error("{UPSTREAM_CA}={}: no usable CA certificate: {source}", path.display())]
     CaRejected {
         path: std::path::PathBuf,
         #[source]
         source: rustls::Error,
     },
-    #[error("PROXY_UPSTREAM={0}: not a valid host:port")]
+    #[error("{UPSTREAM}={0}: not a valid host:port")]
     Authority(String),
-    #[error("PROXY_UPSTREAM={0}: not a valid TLS server name")]
+    #[error("{UPSTREAM}={0}: not a valid TLS server name")]
     ServerName(String),
     #[error("upstream TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),

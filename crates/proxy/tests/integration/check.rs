@@ -189,12 +189,24 @@ fn routes_are_printed_and_a_wrong_entry_is_named_with_its_line() {
     envs.push(("PROXY_ROUTES_FILE", path(&file)));
     let (code, out) = check(dir.path(), &envs);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("ok    routes: 3 route(s) from PROXY_ROUTES_FILE="), "{out}");
-    assert!(out.contains("api.localhost/v1/=http://api:3000 strip ws=off"), "{out}");
-    assert!(out.contains("*=https://app:8000"), "PROXY_UPSTREAM is the * route: {out}");
+    assert!(
+        out.contains("ok    routes: 3 route(s) from PROXY_ROUTES_FILE="),
+        "{out}"
+    );
+    assert!(
+        out.contains("api.localhost/v1/=http://api:3000 strip ws=off"),
+        "{out}"
+    );
+    assert!(
+        out.contains("*=https://app:8000"),
+        "PROXY_UPSTREAM is the * route: {out}"
+    );
 
-    std::fs::write(&file, "localhost=https://app:8000\n\napi.localhost=http://api:3000 gzip\n")
-        .expect("routes");
+    std::fs::write(
+        &file,
+        "localhost=https://app:8000\n\napi.localhost=http://api:3000 gzip\n",
+    )
+    .expect("routes");
     let (code, out) = check(dir.path(), &envs);
     assert_eq!(code, 1, "{out}");
     let problem = out
@@ -202,6 +214,9 @@ fn routes_are_printed_and_a_wrong_entry_is_named_with_its_line() {
         .find(|l| l.contains("- PROXY_ROUTES_FILE="))
         .unwrap_or_default()
         .to_owned();
-    assert!(problem.contains("line 3: `api.localhost=http://api:3000 gzip`"), "{out}");
+    assert!(
+        problem.contains("line 3: `api.localhost=http://api:3000 gzip`"),
+        "{out}"
+    );
     assert!(problem.contains("unknown option `gzip`"), "{out}");
 }

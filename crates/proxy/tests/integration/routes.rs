@@ -51,25 +51,49 @@ async fn hosts_and_prefixes_reach_their_upstreams_over_https_http_and_h2c() {
     );
     let proxy = proxy_with_routes(&routes, &[]).await;
     assert_eq!(get(&proxy, "localhost", "/id").await, (200, "app".into()));
-    assert_eq!(get(&proxy, "API.localhost.", "/id").await, (200, "api".into()));
+    assert_eq!(
+        get(&proxy, "API.localhost.", "/id").await,
+        (200, "api".into())
+    );
     let (_, how) = get(&proxy, "api.localhost", "/authority").await;
-    assert!(how.starts_with("HTTP/1.1 "), "plain HTTP/1.1 upstream: {how}");
+    assert!(
+        how.starts_with("HTTP/1.1 "),
+        "plain HTTP/1.1 upstream: {how}"
+    );
     assert!(how.ends_with(" api.localhost"), "the client's host: {how}");
     // The prefix goes, the query stays; the upstream learns both.
     assert_eq!(
         get(&proxy, "localhost", "/api/target?x=1").await,
         (200, "/target?x=1".into())
     );
-    assert_eq!(get(&proxy, "localhost", "/api").await.0, 404, "`/api` → `/` upstream");
+    assert_eq!(
+        get(&proxy, "localhost", "/api").await.0,
+        404,
+        "`/api` → `/` upstream"
+    );
     let (_, listing) = get(&proxy, "localhost", "/api/headers").await;
-    assert_eq!(header_in(&listing, "x-forwarded-prefix"), Some("/api"), "{listing}");
+    assert_eq!(
+        header_in(&listing, "x-forwarded-prefix"),
+        Some("/api"),
+        "{listing}"
+    );
     assert_eq!(header_in(&listing, "x-forwarded-host"), Some("localhost"));
-    assert_eq!(get(&proxy, "localhost", "/api/id").await, (200, "api".into()));
+    assert_eq!(
+        get(&proxy, "localhost", "/api/id").await,
+        (200, "api".into())
+    );
     assert_eq!(get(&proxy, "localhost", "/id").await, (200, "app".into()));
     let (_, listing) = get(&proxy, "api.localhost", "/headers").await;
-    assert_eq!(header_in(&listing, "x-forwarded-prefix"), None, "nothing stripped");
+    assert_eq!(
+        header_in(&listing, "x-forwarded-prefix"),
+        None,
+        "nothing stripped"
+    );
     let (_, how) = get(&proxy, "grpc.localhost", "/authority").await;
-    assert!(how.starts_with("HTTP/2.0 grpc.localhost"), "h2c upstream: {how}");
+    assert!(
+        how.starts_with("HTTP/2.0 grpc.localhost"),
+        "h2c upstream: {how}"
+    );
 }
 
 #[tokio::test]
@@ -87,7 +111,10 @@ async fn h2c_routes_keep_trailers_end_to_end() {
     body_tx
         .send_data(Bytes::from_static(b"\0\0\0\0\0"), true)
         .expect("body");
-    let resp = tokio::time::timeout(SOON, resp).await.expect("in time").expect("answer");
+    let resp = tokio::time::timeout(SOON, resp)
+        .await
+        .expect("in time")
+        .expect("answer");
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     let mut data = Vec::new();
@@ -95,7 +122,11 @@ async fn h2c_routes_keep_trailers_end_to_end() {
         data.extend_from_slice(&chunk.expect("data"));
     }
     assert_eq!(data, b"payload");
-    let trailers = body.trailers().await.expect("trailers").expect("some trailers");
+    let trailers = body
+        .trailers()
+        .await
+        .expect("trailers")
+        .expect("some trailers");
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(trailers["grpc-message"], "fine");
     drop(send);
@@ -116,13 +147,22 @@ async fn an_unknown_host_gets_the_404_page_and_proxy_upstream_is_the_star_route(
     assert_eq!(resp.status(), 404);
     let text = resp.text().await.expect("body");
     assert!(text.contains("404"), "{text}");
-    assert!(text.contains("api.localhost"), "the page lists the hosts served: {text}");
+    assert!(
+        text.contains("api.localhost"),
+        "the page lists the hosts served: {text}"
+    );
     // With PROXY_UPSTREAM set too, it serves every other host.
     let app = TestUpstream::start("app").await;
     let app_addr = app.addr.to_string();
     let both = proxy_with_routes(&routes, &[("PROXY_UPSTREAM", &app_addr)]).await;
-    assert_eq!(get(&both, "apx.localhost", "/id").await, (200, "app".into()));
-    assert_eq!(get(&both, "api.localhost", "/id").await, (200, "api".into()));
+    assert_eq!(
+        get(&both, "apx.localhost", "/id").await,
+        (200, "app".into())
+    );
+    assert_eq!(
+        get(&both, "api.localhost", "/id").await,
+        (200, "api".into())
+    );
 }
 
 #[tokio::test]
@@ -148,7 +188,11 @@ async fn body_limit_and_websocket_switch_are_per_route() {
     };
     assert_eq!(post("/small/count", 2048).await, 413, "the route's 1k");
     assert_eq!(post("/small/count", 512).await, 200);
-    assert_eq!(post("/count", 2048).await, 200, "PROXY_MAX_BODY_SIZE elsewhere");
+    assert_eq!(
+        post("/count", 2048).await,
+        200,
+        "PROXY_MAX_BODY_SIZE elsewhere"
+    );
     assert_eq!(post("/count", 8192).await, 413);
     // ws=off: the upgrade goes as a plain request; elsewhere the tunnel echoes.
     let (status, _) = upgrade(proxy.https, "localhost", "/small/upgrade").await;
@@ -166,11 +210,7 @@ async fn body_limit_and_websocket_switch_are_per_route() {
 
 /// A WebSocket upgrade for `path` on `host` over a fresh HTTP/1.1 connection: the status and
 /// the connection (the tunnel after a 101).
-pub async fn upgrade(
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
-) -> (u16, crate::support::raw::Tls) {
+pub async fn upgrade(addr: SocketAddr, host: &str, path: &str) -> (u16, crate::support::raw::Tls) {
     let mut tls = h1(addr).await;
     let raw = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"

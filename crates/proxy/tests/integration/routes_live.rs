@@ -46,20 +46,33 @@ async fn a_saved_change_is_in_force_within_a_second_and_a_bad_file_keeps_the_old
     let saved = Instant::now();
     save(&file, &format!("{first}b.localhost=http://{}\n", b.addr));
     let took = async {
-        eventually(SOON, || async { get(&proxy, "b.localhost", "/id").await.1 == "b" }).await
+        eventually(SOON, || async {
+            get(&proxy, "b.localhost", "/id").await.1 == "b"
+        })
+        .await
     };
     assert!(took.await, "the new route serves");
     let in_force = saved.elapsed();
     println!("routes file change in force after {in_force:?}");
-    assert!(in_force < Duration::from_secs(3), "in force after {in_force:?}");
+    assert!(
+        in_force < Duration::from_secs(3),
+        "in force after {in_force:?}"
+    );
 
     save(&file, &format!("{first}b.localhost=htp://{}\n", b.addr));
-    let logged = eventually(SOON, || async { captured.text().contains("new routes refused") }).await;
+    let logged = eventually(SOON, || async {
+        captured.text().contains("new routes refused")
+    })
+    .await;
     let log = captured.text();
     assert!(logged, "the log says why: {log}");
     assert!(log.contains("line 3: `b.localhost=htp://"), "{log}");
     assert!(log.contains("unknown scheme `htp`"), "{log}");
-    assert_eq!(get(&proxy, "b.localhost", "/id").await, (200, "b".into()), "old routes serve on");
+    assert_eq!(
+        get(&proxy, "b.localhost", "/id").await,
+        (200, "b".into()),
+        "old routes serve on"
+    );
     assert_eq!(get(&proxy, "localhost", "/id").await, (200, "a".into()));
 }
 
@@ -142,7 +155,10 @@ async fn fifty_route_changes_drop_no_websocket_and_no_stream_on_a_route_that_sta
     // The changes were real: the route that came and went serves while it is there.
     save(&file, &format!("{base}o.localhost=http://{}\n", other.addr));
     proxy.routes.reload().expect("reload");
-    assert_eq!(get(&proxy, "o.localhost", "/id").await, (200, "other".into()));
+    assert_eq!(
+        get(&proxy, "o.localhost", "/id").await,
+        (200, "other".into())
+    );
 }
 
 /// The event numbers of an event stream's text, in order.
@@ -180,7 +196,11 @@ async fn event_delays(proxy: &TestProxy, gzip: bool, n: usize) -> Vec<(u64, Dura
     }
     let mut resp = req.send().await.expect("answer");
     let coded = resp.headers().get("content-encoding").cloned();
-    assert_eq!(coded.is_some(), gzip, "compressed exactly when asked: {coded:?}");
+    assert_eq!(
+        coded.is_some(),
+        gzip,
+        "compressed exactly when asked: {coded:?}"
+    );
     let mut decoder = flate2::write::GzDecoder::new(Vec::new());
     let mut plain = Vec::new();
     let mut delays = Vec::new();
@@ -227,6 +247,9 @@ async fn events_reach_the_client_as_they_are_written_compressed_or_not() {
         );
         // Generous (debug build, two shared cores): an event held back for the next one
         // would be 200 ms late.
-        assert!(delays.iter().all(|(_, d)| *d < Duration::from_millis(150)), "{delays:?}");
+        assert!(
+            delays.iter().all(|(_, d)| *d < Duration::from_millis(150)),
+            "{delays:?}"
+        );
     }
 }

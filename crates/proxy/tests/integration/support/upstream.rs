@@ -287,7 +287,9 @@ async fn handle(
         // The path and query as received (after a route's `strip`).
         "/target" => full(
             StatusCode::OK,
-            req.uri().path_and_query().map_or("-".into(), |p| p.to_string()),
+            req.uri()
+                .path_and_query()
+                .map_or("-".into(), |p| p.to_string()),
         ),
         "/trailers" => with_trailers(),
         "/sse" => sse(query_num(&req, "n"), query_num(&req, "ms")),
