@@ -228,3 +228,55 @@ proptest! {
         prop_assert_eq!(route, again);
     }
 }
+
+/// The routing cost per request with 50 routes (`bench/`, not a timed assert): what a request
+/// does — load its worker's table, find its route, keep the route's client — 1M times over a mix
+/// of hosts and paths. Run optimised:
+/// `cargo test -p proxy --lib --config 'profile.routebench.inherits="dev"' --config
+/// 'profile.routebench.package.proxy.opt-level=3' --profile routebench routes::tests::lookup_cost
+/// -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: run it optimised, see the doc comment"]
+fn lookup_cost_with_50_routes() {
+    use std::sync::Arc;
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&format!("svc{i}.localhost=http://svc{i}:3000\n"));
+        text.push_str(&format!("svc{i}.localhost/api/=http://api{i}:3000 strip\n"));
+        text.push_str(&format!("svc{i}.localhost/api/v2/=http://v2{i}:3000\n"));
+        text.push_str(&format!("*.team{i}.localhost=http://team{i}:3000\n"));
+        text.push_str(&format!("localhost/p{i}/=http://p{i}:3000\n"));
+    }
+    let routes = parse(&text, true).expect("routes");
+    assert_eq!(routes.len(), 50);
+    let table = Table::new(routes.into_iter().map(|r| (r, Arc::new(()))).collect());
+    let live = arc_swap::ArcSwap::from_pointee(table);
+    let asks: Vec<(String, String)> = (0..64)
+        .map(|i| {
+            let n = i % 10;
+            match i % 4 {
+                0 => (format!("svc{n}.localhost"), format!("/api/v2/items/{i}")),
+                1 => (format!("a.team{n}.localhost:443"), "/".to_owned()),
+                2 => ("localhost".to_owned(), format!("/p{n}/page")),
+                _ => (format!("Svc{n}.localhost"), format!("/static/{i}.css")),
+            }
+        })
+        .collect();
+    const N: usize = 1_000_000;
+    let mut found = 0usize;
+    let started = std::time::Instant::now();
+    for i in 0..N {
+        let (host, path) = &asks[i % asks.len()];
+        let table = live.load();
+        if let Some(m) = table.find(std::hint::black_box(host), std::hint::black_box(path)) {
+            let kept = m.value.clone();
+            found += Arc::strong_count(&kept);
+        }
+    }
+    let took = started.elapsed();
+    assert!(found >= N, "every ask matched");
+    println!(
+        "routing with 50 routes: {:.0} ns per request ({N} lookups in {took:?})",
+        took.as_nanos() as f64 / N as f64
+    );
+}
