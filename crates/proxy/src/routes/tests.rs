@@ -232,9 +232,7 @@ proptest! {
 /// The routing cost per request with 50 routes (`bench/`, not a timed assert): what a request
 /// does — load its worker's table, find its route, keep the route's client — 1M times over a mix
 /// of hosts and paths. Run optimised:
-/// `cargo test -p proxy --lib --config 'profile.routebench.inherits="dev"' --config
-/// 'profile.routebench.package.proxy.opt-level=3' --profile routebench routes::tests::lookup_cost
-/// -- --ignored --nocapture`.
+/// the command is in README "Benchmarks" ("Routing cost").
 #[test]
 #[ignore = "a measurement: run it optimised, see the doc comment"]
 fn lookup_cost_with_50_routes() {

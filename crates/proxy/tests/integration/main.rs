@@ -25,6 +25,7 @@ mod reset_flood;
 mod rewrite_props;
 mod routes;
 mod routes_live;
+mod routes_websocket;
 mod settings_docs;
 mod static_edges;
 mod static_files;
