@@ -6,6 +6,8 @@
 //!
 //! ```text
 //! main.rs       CLI dispatch only
+//! accept.rs     one element of an Accept-style list and its q-value: a leaf
+//! body.rs       the one body type (ProxyBody) and its error (BoxError): a leaf
 //! commands.rs   what each subcommand does: serve, healthcheck, cert, cert trust, cert generate
 //! check.rs      `proxy check`: every setting and every file it names, validated and printed
 //! server.rs     Proxy: the workers, the site they serve, the two listeners
@@ -37,6 +39,8 @@
 //! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
 //! Modules are private: what `main.rs` and the tests need is re-exported below.
 
+mod accept;
+mod body;
 mod check;
 mod commands;
 mod compress;

@@ -14,6 +14,7 @@ use crate::logs::AccessLog;
 use crate::routes::LiveRoutes;
 use crate::tls::{self, CertStore};
 use crate::upstream::{Lookup, SystemLookup};
+use crate::watch;
 
 /// A validated, ready-to-serve proxy: keypair loaded, error page compiled, one upstream client
 /// per worker built.
@@ -95,10 +96,10 @@ impl Proxy {
     /// worker processes. The connection budget is shared. A worker that cannot start is
     /// reported and the others serve on.
     pub async fn run(self, http: TcpListener, https: TcpListener, shutdown: CancellationToken) {
-        self.certs.spawn_watcher(shutdown.clone());
+        watch::spawn_reloader(Arc::clone(&self.certs), shutdown.clone());
         self.certs.spawn_renewal(shutdown.clone());
-        self.pages.spawn_watcher(shutdown.clone());
-        self.routes.spawn_watcher(shutdown.clone());
+        watch::spawn_reloader(Arc::new(self.pages.clone()), shutdown.clone());
+        watch::spawn_reloader(Arc::new(self.routes.clone()), shutdown.clone());
         let site = Site {
             tls: tokio_rustls::TlsAcceptor::from(self.tls),
             http_permits: server::connection_permits(&self.limits),

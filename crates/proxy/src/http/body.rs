@@ -11,14 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::BoxBody;
 use tokio::time::Sleep;
 
+use crate::body::{BoxError, ProxyBody};
 use crate::logs::{AccessEntry, AccessLog};
-use crate::upstream::BoxError;
-
-/// The body type the proxy answers with.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// A response body that counts what it sends and logs the request when dropped (finished,
 /// failed, or abandoned by the client).

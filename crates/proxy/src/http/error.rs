@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::upstream::BoxError;
+use crate::body::BoxError;
 
 /// `Retry-After` on the 503 answered while the upstream name does not resolve, in seconds.
 pub const RETRY_AFTER_UNRESOLVED: &str = "5";

@@ -15,16 +15,17 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{BodyFault, FaultFlag, Guarded, ProxyBody};
+use super::body::{BodyFault, FaultFlag, Guarded};
 use super::context::Shared;
 use super::error::Failure;
 use super::headers;
 use super::hygiene;
 use super::serve_files;
 use super::upgrade::Upgrade;
+use crate::body::{BoxError, ProxyBody};
 use crate::compress;
 use crate::config::UpgradeProtocols;
-use crate::upstream::{BoxError, Client, UpstreamAddr, UpstreamBody};
+use crate::upstream::{Client, UpstreamAddr};
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
 const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
@@ -51,9 +52,13 @@ pub async fn forward(
             accept.append(&name, value.clone());
         }
     }
-    if let Some(resp) =
-        serve_files::serve(&shared, conn.peer, &req, &started.request_id, &accept, head).await
-    {
+    if let Some(matched) = serve_files::route(&shared, &req) {
+        // Boxed like the exchange below: a static file's state stays out of this future.
+        let id = &started.request_id;
+        let resp = Box::pin(serve_files::serve(
+            &shared, matched, conn.peer, &req, id, &accept, head,
+        ))
+        .await;
         let resp = compress::compress(&shared.config.compression, &accept, head, resp);
         return Ok(shared.finish(resp, started, true));
     }
@@ -128,7 +133,7 @@ struct Outgoing {
     /// The client of the route the request matched (kept to its end: a reload meanwhile does
     /// not move it).
     client: Arc<Client>,
-    request: Request<UpstreamBody>,
+    request: Request<ProxyBody>,
     /// The host the client named (sent as `Host`, or `:authority` over HTTP/2).
     host: Authority,
     upgrade: Option<Upgrade>,
@@ -262,7 +267,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// Send within `PROXY_UPSTREAM_TIMEOUT` (for the answer head).
 async fn exchange(
     client: &Client,
-    request: Request<UpstreamBody>,
+    request: Request<ProxyBody>,
     host: Authority,
     upgrade: bool,
 ) -> Result<Response<Incoming>, Failure> {

@@ -21,7 +21,9 @@ use hyper::body::Incoming;
 use dial::DialError;
 use dial::Dialer;
 pub use dial::{Lookup, SystemLookup};
-pub use types::{BoxError, UpstreamAddr, UpstreamBody};
+pub use types::UpstreamAddr;
+
+use crate::body::{BoxError, ProxyBody};
 
 use crate::config::settings::{UPSTREAM, UPSTREAM_CA};
 use crate::config::{Scheme, Upstream, UpstreamConfig, UpstreamHttp2};
@@ -92,7 +94,7 @@ impl Client {
     /// an upstream that turns out not to speak HTTP/2.
     pub async fn send(
         &self,
-        mut req: Request<UpstreamBody>,
+        mut req: Request<ProxyBody>,
         host: Authority,
         upgrade: bool,
     ) -> Result<Response<Incoming>, BoxError> {

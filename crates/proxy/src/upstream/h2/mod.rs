@@ -21,7 +21,8 @@ use super::detach::{Detach, HoldErrors};
 use super::dial::{DialError, Dialer};
 use super::h2_pool::{Chosen, Pick, Pool};
 use super::retry;
-use super::types::{UpstreamAddr, UpstreamBody};
+use super::types::UpstreamAddr;
+use crate::body::ProxyBody;
 use crate::config::settings::UPSTREAM_HTTP2;
 use crate::config::{H2Pool, Upstream};
 
@@ -61,7 +62,7 @@ pub const FALLBACK_FOR: Duration = Duration::from_secs(30);
 /// (connection refused, not HTTP/2, connection closing), so it can still go another way.
 pub struct H2Failure {
     pub error: H2Error,
-    pub unsent: Option<Request<UpstreamBody>>,
+    pub unsent: Option<Request<ProxyBody>>,
 }
 
 /// One worker's HTTP/2 upstream: cheap to share, all state behind one short-held lock.
@@ -155,7 +156,7 @@ impl H2Upstream {
     /// `proxy_next_upstream error`).
     pub async fn request(
         self: &Arc<Self>,
-        req: Request<UpstreamBody>,
+        req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, H2Failure> {
         let addrs = match self.addresses().await {
             Ok(a) => a,
@@ -385,7 +386,7 @@ impl H2Upstream {
     /// A new connection to `addr`. An address that accepts TCP but fails or stalls the TLS or
     /// HTTP/2 handshake (a hung app) is marked down like one that refuses TCP; one that merely
     /// declines HTTP/2 is not.
-    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<ProxyBody>, H2Error> {
         let tcp = self.dialer.tcp(addr).await?;
         let shaken = self.handshake(addr, tcp).await;
         if let Err(e) = &shaken {
@@ -402,7 +403,7 @@ impl H2Upstream {
         &self,
         addr: SocketAddr,
         tcp: tokio::net::TcpStream,
-    ) -> Result<SendRequest<UpstreamBody>, H2Error> {
+    ) -> Result<SendRequest<ProxyBody>, H2Error> {
         let timeout = self.dialer.connect_timeout();
         let Some(connector) = &self.tls else {
             return h2_handshake(addr, timeout, tcp).await;
@@ -426,7 +427,7 @@ async fn h2_handshake<IO>(
     addr: SocketAddr,
     timeout: Duration,
     io: IO,
-) -> Result<SendRequest<UpstreamBody>, H2Error>
+) -> Result<SendRequest<ProxyBody>, H2Error>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -452,11 +453,11 @@ where
 /// goes away meanwhile sent nothing), its body's client-side failure held until the answer head
 /// (see `detach`). The permit goes with the answer head.
 async fn held_exchange(
-    sender: &mut SendRequest<UpstreamBody>,
+    sender: &mut SendRequest<ProxyBody>,
     streams: Arc<tokio::sync::Semaphore>,
-    req: Request<UpstreamBody>,
+    req: Request<ProxyBody>,
 ) -> impl std::future::Future<
-    Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>,
+    Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ProxyBody>>>,
 > + Send
 + 'static {
     // The semaphore is never closed.
@@ -480,5 +481,4 @@ fn refused_h2(e: &io::Error) -> bool {
 }
 
 #[cfg(test)]
-#[path = "h2_tests.rs"]
 mod tests;
