@@ -25,16 +25,17 @@
 //!               CA and the renewal of its leaf, `proxy cert` and `proxy cert trust`
 //! logs/         the log folder, the queue, the writer thread, access lines, the error.log layer
 //!               and its per call site throttle
-//! routes/       `PROXY_ROUTES`: entries parsed and checked (scheme, upstream, options), the
-//!               table matching a request's host and path to its route (a leaf: uses `config`)
-//! watch.rs      the folder watch behind the live reloads (keypair, error page; a leaf)
+//! routes/       `PROXY_ROUTES` at run time: the table matching a request's host and path to its
+//!               route, every worker's table with its upstream clients, swapped whole on a reload
+//!               that keeps the clients of unchanged upstreams (the syntax: `config/routes.rs`)
+//! watch.rs      the folder watch behind the live reloads (keypair, error page, routes; a leaf)
 //! files/        static files (`PROXY_STATIC`): the path resolved inside its root, ETag and
 //!               conditionals around tower-http's `ServeFile`; small files sent from memory
 //! compress/     on-the-fly compression (`PROXY_COMPRESSION`): negotiation, eligibility, the
 //!               streaming encoder body
 //! ```
 //!
-//! Imports point one way: `commands` → `server` → `http` → `upstream`; `http` → `files` →
+//! Imports point one way: `commands` → `server` → `http` → `routes` → `upstream`; `http` → `files` →
 //! `compress`; everything may use
 //! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
 //! Modules are private: what `main.rs` and the tests need is re-exported below.
@@ -68,7 +69,7 @@ pub use error::ProxyError;
 pub use http::headers;
 pub use http::{DEFAULT_TEMPLATE, ErrorPageError, ErrorPages, explanation};
 pub use logs::{AccessEntry, AccessLog, LogDirError, Logs, format_combined, format_json};
-pub use routes::{LiveRoutes, Matched, ReloadError, Table, under};
+pub use routes::{LiveRoutes, ReloadError};
 pub use server::Proxy;
 pub use signals::Signals;
 pub use tls::{

@@ -8,7 +8,6 @@ mod table;
 mod watch;
 
 pub use live::{LiveRoutes, ReloadError, WorkerTable};
-pub use table::{Matched, Table, under};
 
 #[cfg(test)]
 mod tests;

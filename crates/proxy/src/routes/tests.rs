@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::*;
+use super::table::{Table, under};
 use crate::config::{HostPattern, Scheme, parse};
 
 fn table(text: &str) -> Table<usize> {
