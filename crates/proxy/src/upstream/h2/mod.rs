@@ -406,7 +406,7 @@ impl H2Upstream {
     ) -> Result<SendRequest<ProxyBody>, H2Error> {
         let timeout = self.dialer.connect_timeout();
         let Some(connector) = &self.tls else {
-            return h2_handshake(addr, timeout, tcp).await;
+            return h2_handshake(addr, timeout, Box::new(tcp)).await;
         };
         let tls = tokio::time::timeout(timeout, connector.connect(self.server_name.clone(), tcp))
             .await
@@ -418,19 +418,22 @@ impl H2Upstream {
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(H2Error::NotH2 { addr });
         }
-        h2_handshake(addr, timeout, tls).await
+        h2_handshake(addr, timeout, Box::new(tls)).await
     }
 }
 
+/// An upstream connection's byte stream, TLS (`https`) or plain (`h2c`): one type, so hyper's
+/// HTTP/2 client is compiled once, not once per transport (102,272 bytes of static binary).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
 /// The HTTP/2 handshake on `io` within `timeout`; the connection is driven by its own task.
-async fn h2_handshake<IO>(
+async fn h2_handshake(
     addr: SocketAddr,
     timeout: Duration,
-    io: IO,
-) -> Result<SendRequest<ProxyBody>, H2Error>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+    io: Box<dyn Io>,
+) -> Result<SendRequest<ProxyBody>, H2Error> {
     let handshake = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(PING_EVERY)
