@@ -116,7 +116,8 @@ config_env() {
 }
 
 # check_settings_listed TAG CONFIG_ENV WHERE: every variable that `containerize-<svc>:TAG --help`
-# documents is set in that service's environment (CONFIG_ENV: config_env's output).
+# documents is set in that service's environment, as NAME or NAME_FILE (CONFIG_ENV: config_env's
+# output).
 check_settings_listed() {
     local tag="$1" env="$2" where="$3" s documented missing v
     for s in app proxy; do
@@ -124,7 +125,8 @@ check_settings_listed() {
             | grep -oE '^[[:space:]]+((APP|PROXY)_[A-Z0-9_]+|LOG_RETENTION)[[:space:]]' | tr -d ' ')
         missing=""
         for v in $documented; do
-            printf '%s\n' "$env" | grep -q "^$s $v=" || missing="$missing $v"
+            # NAME_FILE sets NAME from a file (PROXY_ROUTES_FILE: the watched routes file).
+            printf '%s\n' "$env" | grep -qE "^$s $v(_FILE)?=" || missing="$missing $v"
         done
         if [ -z "$documented" ]; then
             fail "$s --help lists no settings"

@@ -8,7 +8,9 @@ use std::path::Path;
 use common::env::Env;
 
 use crate::config::Config;
-use crate::config::settings::{ALL, ERROR_PAGE, LOG_DIR, STATIC, TLS_CERT, UPSTREAM, UPSTREAM_CA};
+use crate::config::settings::{
+    ALL, ERROR_PAGE, LOG_DIR, ROUTES, STATIC, TLS_CERT, UPSTREAM, UPSTREAM_CA,
+};
 use crate::http::ErrorPages;
 use crate::tls;
 
@@ -23,6 +25,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("keypair", keypair),
     ("development CA", dev_ca),
     ("upstream", upstream),
+    ("routes", routes),
     ("error page", error_page),
     ("static files", static_files),
     ("log folder", log_folder),
@@ -146,6 +149,27 @@ fn upstream(c: &Config) -> Result<String, String> {
     Ok(format!(
         "{}, resolved per connection (not looked up now), {verified}",
         up.address
+    ))
+}
+
+/// Every route's upstream client can be built (its host a valid TLS name for `https://`, the
+/// CA parses); the table in force, one route a line.
+fn routes(c: &Config) -> Result<String, String> {
+    let lookup: std::sync::Arc<dyn crate::upstream::Lookup> =
+        std::sync::Arc::new(crate::upstream::SystemLookup);
+    for route in &c.routes.entries {
+        crate::upstream::Client::new(&route.target.upstream(&c.upstream), &lookup)
+            .map_err(|e| format!("{ROUTES}: `{route}`: {e}"))?;
+    }
+    let from = match &c.routes.file {
+        Some(f) => format!(" from {ROUTES}_FILE={} (watched)", f.display()),
+        None => String::new(),
+    };
+    let lines: Vec<String> = c.routes.entries.iter().map(ToString::to_string).collect();
+    Ok(format!(
+        "{} route(s){from}:\n{}",
+        lines.len(),
+        lines.join("\n")
     ))
 }
 

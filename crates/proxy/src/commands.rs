@@ -52,6 +52,7 @@ async fn serve_with_logs(config: &Config, logs: &Logs) -> Result<(), ProxyError>
         .terminate()
         .reload_certs(proxy.certs().clone())
         .reload_error_page(proxy.pages().clone())
+        .reload_routes(proxy.routes().clone())
         .reopen_logs(logs.clone())
         .spawn()
         .map_err(ProxyError::Signals)?;

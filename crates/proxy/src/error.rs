@@ -3,6 +3,7 @@
 
 use crate::http::ErrorPageError;
 use crate::logs::LogDirError;
+use crate::routes::ReloadError;
 use crate::tls::CertError;
 use crate::upstream::UpstreamError;
 
@@ -17,6 +18,8 @@ pub enum ProxyError {
     ErrorPage(#[from] ErrorPageError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Routes(#[from] ReloadError),
     #[error("TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),
     #[error(transparent)]

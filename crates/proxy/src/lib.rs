@@ -28,14 +28,17 @@
 //!               CA and the renewal of its leaf, `proxy cert` and `proxy cert trust`
 //! logs/         the log folder, the queue, the writer thread, access lines, the error.log layer
 //!               and its per call site throttle
-//! watch.rs      the folder watch behind the live reloads (keypair, error page; a leaf)
+//! routes/       `PROXY_ROUTES` at run time: the table matching a request's host and path to its
+//!               route, every worker's table with its upstream clients, swapped whole on a reload
+//!               that keeps the clients of unchanged upstreams (the syntax: `config/routes.rs`)
+//! watch.rs      the folder watch behind the live reloads (keypair, error page, routes; a leaf)
 //! files/        static files (`PROXY_STATIC`): the path resolved inside its root, ETag and
 //!               conditionals around tower-http's `ServeFile`; small files sent from memory
 //! compress/     on-the-fly compression (`PROXY_COMPRESSION`): negotiation, eligibility, the
 //!               streaming encoder body
 //! ```
 //!
-//! Imports point one way: `commands` → `server` → `http` → `upstream`; `http` → `files` →
+//! Imports point one way: `commands` → `server` → `http` → `routes` → `upstream`; `http` → `files` →
 //! `compress`; everything may use
 //! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
 //! Modules are private: what `main.rs` and the tests need is re-exported below.
@@ -51,6 +54,7 @@ mod files;
 mod http;
 mod logs;
 mod prepare;
+mod routes;
 mod server;
 mod signals;
 mod tls;
@@ -60,15 +64,17 @@ mod watch;
 pub use check::{CheckReport, check};
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Coding, Compression, Config, H2Pool, Limits, LogConfig, LogFormat, Scheme, StaticFiles,
-    StaticRoot, StaticRootProblem, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream,
-    UpstreamConfig, UpstreamHttp2, defaults, settings,
+    Coding, Compression, Config, H2Pool, HostPattern, Limits, LogConfig, LogFormat, MAX_ROUTES,
+    Route, Routes, RoutesError, Scheme, StaticFiles, StaticRoot, StaticRootProblem, Target,
+    TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamConfig, UpstreamHttp2,
+    defaults, parse as parse_routes, settings,
 };
 pub use error::ProxyError;
 pub use http::headers;
 pub use http::{DEFAULT_TEMPLATE, ErrorPageError, ErrorPages, explanation};
 pub use logs::{AccessEntry, AccessLog, LogDirError, Logs, format_combined, format_json};
 pub use prepare::{PrepareError, RunAs, prepare_dirs};
+pub use routes::{LiveRoutes, ReloadError};
 pub use server::Proxy;
 pub use signals::Signals;
 pub use tls::{

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 ///
 /// Settings: environment variables, listed below; README.md has the full tables.
 ///
-/// Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the keypair and the error page;
+/// Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the keypair, the error page and the routes file;
 /// SIGUSR1 reopens logs. `proxy check` validates all of the above without serving.
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment, after_help = common::setting::help(proxy::settings::ALL))]

@@ -11,8 +11,9 @@ use crate::config::Config;
 use crate::error::ProxyError;
 use crate::http::{self, ErrorPages, Shared};
 use crate::logs::AccessLog;
+use crate::routes::LiveRoutes;
 use crate::tls::{self, CertStore};
-use crate::upstream::{self, Lookup, SystemLookup};
+use crate::upstream::{Lookup, SystemLookup};
 use crate::watch;
 
 /// A validated, ready-to-serve proxy: keypair loaded, error page compiled, one upstream client
@@ -25,6 +26,8 @@ pub struct Proxy {
     certs: Arc<CertStore>,
     /// The error page every worker renders (one shared, reloadable page).
     pages: ErrorPages,
+    /// Every worker's routes and their upstream clients (reloadable).
+    routes: LiveRoutes,
     limits: server::Limits,
 }
 
@@ -49,11 +52,12 @@ impl Proxy {
         let tls = tls::server_config(certs.clone())?;
         let config = Arc::new(config.clone());
         let open_files = Arc::new(crate::files::OpenFiles::default());
+        let routes = LiveRoutes::new(config.clone(), lookup, config.workers.max(1))?;
         let workers = (0..config.workers.max(1))
-            .map(|_| {
+            .map(|i| {
                 Ok(Arc::new(Shared {
                     config: config.clone(),
-                    upstream: upstream::Client::new(&config.upstream, &lookup)?,
+                    routes: routes.worker(i),
                     pages: pages.clone(),
                     access: access.clone(),
                     open_files: open_files.clone(),
@@ -65,6 +69,7 @@ impl Proxy {
             tls: Arc::new(tls),
             certs,
             pages,
+            routes,
             limits: config.limits.connection.clone(),
         })
     }
@@ -79,6 +84,11 @@ impl Proxy {
         &self.pages
     }
 
+    /// The routes (reload).
+    pub fn routes(&self) -> &LiveRoutes {
+        &self.routes
+    }
+
     /// Serve both listeners until `shutdown` is cancelled, then drain (bounded) and return.
     ///
     /// The first worker runs on the caller's runtime; each further worker (`PROXY_WORKERS`)
@@ -89,6 +99,7 @@ impl Proxy {
         watch::spawn_reloader(Arc::clone(&self.certs), shutdown.clone());
         self.certs.spawn_renewal(shutdown.clone());
         watch::spawn_reloader(Arc::new(self.pages.clone()), shutdown.clone());
+        watch::spawn_reloader(Arc::new(self.routes.clone()), shutdown.clone());
         let site = Site {
             tls: tokio_rustls::TlsAcceptor::from(self.tls),
             http_permits: server::connection_permits(&self.limits),

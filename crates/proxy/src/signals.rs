@@ -1,5 +1,5 @@
 //! The proxy's only signal handlers: SIGTERM and SIGINT cancel the shutdown token (drain and
-//! exit), SIGHUP reloads the keypair and the error page, SIGUSR1 reopens the log files.
+//! exit), SIGHUP reloads the keypair, the error page and the routes file, SIGUSR1 reopens the log files.
 //! Subsystems never install handlers themselves; they get a token or a handle from here.
 
 use std::io;
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::ErrorPages;
 use crate::logs::Logs;
+use crate::routes::LiveRoutes;
 use crate::tls::CertStore;
 
 /// Which signals to handle, and what they act on. Build it, then [`Signals::spawn`].
@@ -18,6 +19,7 @@ pub struct Signals {
     terminate: bool,
     certs: Option<Arc<CertStore>>,
     pages: Option<ErrorPages>,
+    routes: Option<LiveRoutes>,
     logs: Option<Logs>,
 }
 
@@ -29,6 +31,7 @@ impl Signals {
             terminate: false,
             certs: None,
             pages: None,
+            routes: None,
             logs: None,
         }
     }
@@ -51,6 +54,12 @@ impl Signals {
         self
     }
 
+    /// SIGHUP also re-reads `PROXY_ROUTES_FILE` (routes that do not parse keep the old ones).
+    pub fn reload_routes(mut self, routes: LiveRoutes) -> Self {
+        self.routes = Some(routes);
+        self
+    }
+
     /// SIGUSR1 reopens these log files by name (logrotate's `postrotate`).
     pub fn reopen_logs(mut self, logs: Logs) -> Self {
         self.logs = Some(logs);
@@ -65,15 +74,18 @@ impl Signals {
             let int = signal(SignalKind::interrupt())?;
             tokio::spawn(on_terminate(term, int, self.shutdown.clone()));
         }
-        if self.certs.is_some() || self.pages.is_some() {
+        if self.certs.is_some() || self.pages.is_some() || self.routes.is_some() {
             let hup = signal(SignalKind::hangup())?;
-            let (certs, pages) = (self.certs, self.pages);
+            let (certs, pages, routes) = (self.certs, self.pages, self.routes);
             let reload = move || {
                 if let Some(c) = &certs {
                     c.reload_logged("SIGHUP");
                 }
                 if let Some(p) = &pages {
                     p.reload_logged("SIGHUP");
+                }
+                if let Some(r) = &routes {
+                    r.reload_logged("SIGHUP");
                 }
             };
             tokio::spawn(each(hup, self.shutdown.clone(), reload));

@@ -5,12 +5,14 @@
 
 pub mod defaults;
 mod files;
+mod routes;
 pub mod settings;
 mod tls;
 mod upstream;
 mod values;
 
 pub use files::{Coding, Compression, StaticFiles, StaticRoot, StaticRootProblem};
+pub use routes::{HostPattern, MAX_ROUTES, Route, Routes, RoutesError, Target, parse};
 pub use tls::{TlsFiles, TlsName, TlsNames};
 pub use upstream::{H2Pool, Scheme, Upstream, UpstreamConfig, UpstreamHttp2};
 pub use values::{LogFormat, UpgradeProtocols};
@@ -34,8 +36,10 @@ pub struct Config {
     pub https_port: u16,
     pub tls: TlsFiles,
     pub hsts: Option<HeaderValue>,
-    /// `PROXY_UPSTREAM*`: the one upstream.
+    /// `PROXY_UPSTREAM*`: the upstream settings every route's upstream shares, and the `*` route.
     pub upstream: UpstreamConfig,
+    /// `PROXY_ROUTES` (or its file, watched): which upstream serves which host and path.
+    pub routes: Routes,
     /// `PROXY_WORKERS`, resolved: at least 1.
     pub workers: usize,
     pub trusted_proxies: Vec<IpNet>,
@@ -91,13 +95,15 @@ impl Config {
     }
 
     fn read(env: &Env) -> Result<Self, EnvError> {
+        let upstream = UpstreamConfig::from_env(env)?;
         Ok(Config {
             http_listen: env.read(&HTTP_LISTEN)?,
             https_listen: env.read(&HTTPS_LISTEN)?,
             https_port: env.read(&HTTPS_PORT)?.0,
             tls: TlsFiles::from_env(env)?,
             hsts: env.read(&HSTS)?.0,
-            upstream: UpstreamConfig::from_env(env)?,
+            routes: Routes::from_env(env, &upstream.address)?,
+            upstream,
             workers: env.read(&WORKERS)?.resolve(),
             trusted_proxies: env.read(&TRUSTED_PROXIES)?.0,
             upgrade_protocols: env.read(&UPGRADE_PROTOCOLS)?,

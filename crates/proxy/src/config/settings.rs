@@ -35,6 +35,11 @@ common::settings! {
     // The upstream (one UpstreamConfig)
     UPSTREAM: Upstream = "PROXY_UPSTREAM", "app:8000",
         "host:port of the HTTPS app, re-resolved for new connections";
+    ROUTES: String = "PROXY_ROUTES", "",
+        "HOST[/PREFIX]=SCHEME://HOST[:PORT] [strip] [max_body=SIZE] [ws=off] entries, by commas \
+         or lines; SCHEME https, http or h2c; HOST a name, *.name or *; as a file (_FILE) watched \
+         and re-read live; PROXY_UPSTREAM serves what no route claims (when set, or without \
+         routes)";
     UPSTREAM_CA: Option<PathBuf> = "PROXY_UPSTREAM_CA", "",
         "PEM CA to verify the upstream with; empty: not verified";
     UPSTREAM_TIMEOUT: Duration = "PROXY_UPSTREAM_TIMEOUT", "60s",

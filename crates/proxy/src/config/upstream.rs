@@ -37,12 +37,44 @@ pub struct UpstreamConfig {
     pub h2: H2Pool,
 }
 
-/// How an upstream is spoken to.
+/// How an upstream is spoken to (a route's URL scheme).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scheme {
-    /// TLS; HTTP/2 by ALPN or HTTP/1.1 (`PROXY_UPSTREAM_HTTP2`).
+    /// TLS; HTTP/2 by ALPN or HTTP/1.1 (`PROXY_UPSTREAM_HTTP2`), `PROXY_UPSTREAM_CA`.
     #[default]
     Https,
+    /// Plain HTTP/1.1 (what dev servers speak).
+    Http,
+    /// Plain HTTP/2 with prior knowledge (gRPC servers).
+    H2c,
+}
+
+impl Scheme {
+    /// `https`, `http` or `h2c` (any case).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "https" => Some(Scheme::Https),
+            "http" => Some(Scheme::Http),
+            "h2c" => Some(Scheme::H2c),
+            _ => None,
+        }
+    }
+
+    /// The port when a URL names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Https => 443,
+            Scheme::Http | Scheme::H2c => 80,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+            Scheme::H2c => "h2c",
+        }
+    }
 }
 
 /// Where requests go: `host:port`, resolved again for new connections.

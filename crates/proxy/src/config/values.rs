@@ -61,6 +61,11 @@ impl FromStr for Port {
 }
 
 impl UpgradeProtocols {
+    /// No protocol: every upgrade request goes as a plain one (a route with `ws=off`).
+    pub fn none() -> Self {
+        UpgradeProtocols(Vec::new())
+    }
+
     /// Is `token` (one protocol of an `Upgrade` field, `name` or `name/version`) tunnelled? A
     /// listed name without a version allows every version. `h2c` never is.
     pub fn allows(&self, token: &str) -> bool {

@@ -3,6 +3,8 @@
 //! writes the access-log line when it ends).
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
 use common::server::ConnInfo;
@@ -17,13 +19,13 @@ use crate::body::ProxyBody;
 use crate::compress::Ours;
 use crate::config::Config;
 use crate::logs::{AccessEntry, AccessLog};
-use crate::upstream;
+use crate::routes::WorkerTable;
 
 /// What every request handler of one worker needs; built once at start-up.
 pub struct Shared {
     pub config: Arc<Config>,
-    /// This worker's own upstream connections.
-    pub upstream: upstream::Client,
+    /// This worker's routes, each with its own upstream connections (swapped on a reload).
+    pub routes: Arc<ArcSwap<WorkerTable>>,
     pub pages: ErrorPages,
     pub access: AccessLog,
     /// The bound on open static files (one for every worker).
@@ -106,6 +108,24 @@ impl Shared {
         let mut page = self
             .pages
             .render(status, rid, req_headers, head)
+            .map(|b| b.map_err(|never| match never {}).boxed());
+        page.extensions_mut().insert(Ours);
+        page
+    }
+
+    /// [`Shared::page`] with its own `explanation` sentence.
+    pub fn page_explained(
+        &self,
+        status: StatusCode,
+        explained: &str,
+        request_id: &HeaderValue,
+        req_headers: &HeaderMap,
+        head: bool,
+    ) -> Response<ProxyBody> {
+        let rid = request_id.to_str().unwrap_or("-");
+        let mut page = self
+            .pages
+            .render_explained(status, explained, rid, req_headers, head)
             .map(|b| b.map_err(|never| match never {}).boxed());
         page.extensions_mut().insert(Ours);
         page

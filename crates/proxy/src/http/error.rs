@@ -29,6 +29,8 @@ pub enum Failure {
     Unresolved(BoxError),
     /// The upstream answered 101 to a request that asked for no upgrade.
     UnexpectedUpgrade,
+    /// No route serves the request's host (and path): 404. The hosts that are served.
+    NoRoute(Vec<String>),
 }
 
 impl Failure {
@@ -41,6 +43,7 @@ impl Failure {
             Failure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Failure::Upstream(_) | Failure::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             Failure::Unresolved(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::NoRoute(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -57,7 +60,8 @@ impl Failure {
             Failure::Refused(_)
             | Failure::BodyTooLarge
             | Failure::BodyTooSlow
-            | Failure::UnexpectedUpgrade => {}
+            | Failure::UnexpectedUpgrade
+            | Failure::NoRoute(_) => {}
         }
     }
 }

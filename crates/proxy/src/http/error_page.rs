@@ -118,8 +118,13 @@ impl ErrorPages {
         })
     }
 
-    fn html(&self, status: StatusCode, request_id: &str) -> Result<String, minijinja::Error> {
-        self.current.load().html(status, request_id)
+    fn html(
+        &self,
+        status: StatusCode,
+        explained: &str,
+        request_id: &str,
+    ) -> Result<String, minijinja::Error> {
+        self.current.load().html(status, explained, request_id)
     }
     /// The answer for `status`. `req_headers` are the client's (for `Accept`); `head` drops the
     /// body but keeps every header, including `Content-Type` and `Content-Length`.
@@ -130,17 +135,36 @@ impl ErrorPages {
         req_headers: &HeaderMap,
         head: bool,
     ) -> Response<Full<Bytes>> {
+        self.render_explained(status, explanation(status), request_id, req_headers, head)
+    }
+
+    /// [`ErrorPages::render`] with `explained` as the page's `explanation` (a 404 for a host no
+    /// route serves lists the hosts that are, in development).
+    pub fn render_explained(
+        &self,
+        status: StatusCode,
+        explained: &str,
+        request_id: &str,
+        req_headers: &HeaderMap,
+        head: bool,
+    ) -> Response<Full<Bytes>> {
         let (body, content_type) = match negotiate(req_headers) {
-            Variant::Html => match self.html(status, request_id) {
+            Variant::Html => match self.html(status, explained, request_id) {
                 Ok(page) => (page, "text/html; charset=utf-8"),
                 Err(e) => {
                     // Validated at start-up, so this is unexpected; never leave the client bare.
                     tracing::error!(error = %e, status = status.as_u16(), "error page failed to render");
-                    (plain(status, request_id), "text/plain; charset=utf-8")
+                    (
+                        plain(status, explained, request_id),
+                        "text/plain; charset=utf-8",
+                    )
                 }
             },
             Variant::Json => (json(status, request_id), "application/json"),
-            Variant::Text => (plain(status, request_id), "text/plain; charset=utf-8"),
+            Variant::Text => (
+                plain(status, explained, request_id),
+                "text/plain; charset=utf-8",
+            ),
         };
         let len = body.len();
         let body = if head {
@@ -192,7 +216,7 @@ impl Page {
         let page = Page { env, name, source };
         for code in CHECKED_STATUSES {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
-            page.html(status, "0123456789abcdef")
+            page.html(status, explanation(status), "0123456789abcdef")
                 .map_err(|source| ErrorPageError::Render {
                     path: label.to_owned(),
                     line: source.line().unwrap_or(0),
@@ -203,12 +227,17 @@ impl Page {
         Ok(page)
     }
 
-    fn html(&self, status: StatusCode, request_id: &str) -> Result<String, minijinja::Error> {
+    fn html(
+        &self,
+        status: StatusCode,
+        explained: &str,
+        request_id: &str,
+    ) -> Result<String, minijinja::Error> {
         let tmpl = self.env.get_template(&self.name)?;
         tmpl.render(PageContext {
             status: status.as_u16(),
             reason: reason(status),
-            explanation: explanation(status),
+            explanation: explained,
             request_id,
             kind: kind(status),
         })
@@ -225,12 +254,11 @@ fn json(status: StatusCode, request_id: &str) -> String {
     serde_json::to_string(&body).unwrap_or_else(|_| format!("{{\"status\":{}}}", status.as_u16()))
 }
 
-fn plain(status: StatusCode, request_id: &str) -> String {
+fn plain(status: StatusCode, explained: &str, request_id: &str) -> String {
     format!(
-        "{} {}\n{}\nrequest id: {request_id}\n",
+        "{} {}\n{explained}\nrequest id: {request_id}\n",
         status.as_u16(),
         reason(status),
-        explanation(status)
     )
 }
 

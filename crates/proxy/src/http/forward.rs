@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::server::{ConnInfo, Lease, RawHead};
 use http::header::{self, HeaderValue};
-use http::uri::Authority;
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -24,7 +24,8 @@ use super::serve_files;
 use super::upgrade::Upgrade;
 use crate::body::{BoxError, ProxyBody};
 use crate::compress;
-use crate::upstream::UpstreamAddr;
+use crate::config::UpgradeProtocols;
+use crate::upstream::{Client, UpstreamAddr};
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
 const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
@@ -71,7 +72,15 @@ pub async fn forward(
         }
         Err(failure) => {
             failure.log(started.id());
-            let mut page = shared.page(failure.status(), &started.request_id, &accept, head);
+            let mut page = match &failure {
+                // In development (the proxy's own CA), a typo in a host explains itself.
+                Failure::NoRoute(hosts) if shared.config.tls.generate => {
+                    let explained = no_route(hosts);
+                    let (status, rid) = (failure.status(), &started.request_id);
+                    shared.page_explained(status, &explained, rid, &accept, head)
+                }
+                _ => shared.page(failure.status(), &started.request_id, &accept, head),
+            };
             if matches!(failure, Failure::Unresolved(_)) {
                 page.headers_mut().insert(
                     header::RETRY_AFTER,
@@ -91,6 +100,27 @@ pub async fn forward(
     Ok(shared.finish(resp, started, true))
 }
 
+/// The 404 page's sentence for a host no route serves: the hosts that are (at most 20).
+fn no_route(hosts: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut list = hosts
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if hosts.len() > SHOWN {
+        list.push_str(&format!(" and {} more", hosts.len() - SHOWN));
+    }
+    match hosts.is_empty() {
+        true => format!(
+            "No route serves this host: {} is empty.",
+            crate::config::settings::ROUTES
+        ),
+        false => format!("No route serves this host. The routes serve: {list}."),
+    }
+}
+
 /// What the upstream answered, from where, and how long its head took.
 struct Answer {
     response: Response<ProxyBody>,
@@ -100,6 +130,9 @@ struct Answer {
 
 /// A request ready for the upstream.
 struct Outgoing {
+    /// The client of the route the request matched (kept to its end: a reload meanwhile does
+    /// not move it).
+    client: Arc<Client>,
     request: Request<ProxyBody>,
     /// The host the client named (sent as `Host`, or `:authority` over HTTP/2).
     host: Authority,
@@ -118,7 +151,7 @@ async fn proxy(
     let outgoing = prepare(shared, conn, req, request_id)?;
     let sent = Instant::now();
     let resp = exchange(
-        shared,
+        &outgoing.client,
         outgoing.request,
         outgoing.host,
         outgoing.upgrade.is_some(),
@@ -156,19 +189,28 @@ fn prepare(
     let limits = &config.limits;
     let hygiene::Checked { host, target } = hygiene::check(&req, limits)?;
     let host_value = HeaderValue::from_str(host.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
-    let max = limits.max_body_size;
+    let routes = shared.routes.load();
+    let found = routes
+        .find(host.as_str(), target.path())
+        .ok_or_else(|| Failure::NoRoute(routes.hosts()))?;
+    let (route, client) = (found.route, found.value.clone());
+    let max = route.max_body.unwrap_or(limits.max_body_size);
     if max > 0 && declared_length(req.headers()).is_some_and(|n| n > max) {
         return Err(StatusCode::PAYLOAD_TOO_LARGE.into());
     }
     // What the connection lent this request stays here, never travels upstream.
     let lease = req.extensions_mut().remove::<Lease>();
     req.extensions_mut().remove::<RawHead>();
-    let upgrade = Upgrade::from_request(&mut req, &config.upgrade_protocols, lease);
+    let upgrade = match route.websocket {
+        true => Upgrade::from_request(&mut req, &config.upgrade_protocols, lease),
+        false => Upgrade::from_request(&mut req, &UpgradeProtocols::none(), lease),
+    };
+    let (target, prefix) = match route.strip {
+        true => strip(target, &route.prefix)?,
+        false => (target, None),
+    };
     let (mut parts, body) = req.into_parts();
-    parts.uri = shared
-        .upstream
-        .uri(target)
-        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    parts.uri = client.uri(target).map_err(|_| StatusCode::BAD_REQUEST)?;
     parts.version = Version::HTTP_11;
     let peer = conn.peer.ip();
     let trusted = headers::is_trusted(peer, &shared.config.trusted_proxies);
@@ -181,6 +223,7 @@ fn prepare(
         request_id,
         protocol,
     );
+    headers::forwarded_route(&mut parts.headers, &host_value, prefix.as_ref());
     if !config.underscores_in_headers {
         headers::drop_underscored(&mut parts.headers);
     }
@@ -188,11 +231,29 @@ fn prepare(
     let fault = FaultFlag::default();
     let body = Guarded::new(body, max, limits.body_timeout, fault.clone()).boxed();
     Ok(Outgoing {
+        client,
         request: Request::from_parts(parts, body),
         host,
         upgrade,
         fault,
     })
+}
+
+/// `target` without the route's path `prefix` (`/` when nothing is left), and the prefix for
+/// `X-Forwarded-Prefix`.
+fn strip(
+    target: PathAndQuery,
+    prefix: &str,
+) -> Result<(PathAndQuery, Option<HeaderValue>), Failure> {
+    let rest = target.path().get(prefix.len()..).unwrap_or_default();
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let stripped = match target.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_owned(),
+    };
+    let stripped = PathAndQuery::try_from(stripped).map_err(|_| StatusCode::BAD_REQUEST)?;
+    let prefix = HeaderValue::from_str(prefix).map_err(|_| StatusCode::BAD_REQUEST)?;
+    Ok((stripped, Some(prefix)))
 }
 
 /// `Content-Length` as a number, when the client declared one.
@@ -205,13 +266,13 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Send within `PROXY_UPSTREAM_TIMEOUT` (for the answer head).
 async fn exchange(
-    shared: &Shared,
+    client: &Client,
     request: Request<ProxyBody>,
     host: Authority,
     upgrade: bool,
 ) -> Result<Response<Incoming>, Failure> {
-    let timeout = shared.upstream.timeout();
-    match tokio::time::timeout(timeout, shared.upstream.send(request, host, upgrade)).await {
+    let timeout = client.timeout();
+    match tokio::time::timeout(timeout, client.send(request, host, upgrade)).await {
         Err(_) => Err(Failure::Timeout(timeout)),
         Ok(Err(e)) if crate::upstream::is_unresolved(e.as_ref()) => Err(Failure::Unresolved(e)),
         Ok(Err(e)) => Err(Failure::Upstream(e)),

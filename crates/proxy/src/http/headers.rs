@@ -41,8 +41,10 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// nginx's `$proxy_add_x_forwarded_for` (or the socket address alone, by default).
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-/// The original host, sent instead of `Host` over an HTTP/2 upstream hop.
+/// The host the client named (also as `Host`, or `:authority` over HTTP/2).
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The path prefix a route stripped.
+pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 /// Always `https` here.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
@@ -125,6 +127,16 @@ pub fn request_id(headers: &HeaderMap, trusted: bool) -> HeaderValue {
         }
     }
     new_request_id()
+}
+
+/// The headers for upstreams that build URLs: `X-Forwarded-Host` the host the client named, and
+/// `X-Forwarded-Prefix` the path prefix the route stripped (when it strips one).
+pub fn forwarded_route(headers: &mut HeaderMap, host: &HeaderValue, prefix: Option<&HeaderValue>) {
+    headers.insert(&X_FORWARDED_HOST, host.clone());
+    match prefix {
+        Some(p) => headers.insert(&X_FORWARDED_PREFIX, p.clone()),
+        None => headers.remove(&X_FORWARDED_PREFIX),
+    };
 }
 
 /// 32 random hex digits.

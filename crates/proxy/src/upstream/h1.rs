@@ -1,5 +1,6 @@
 //! The HTTP/1.1 upstream: hyper-util's pooled keep-alive client over a connector that resolves
-//! the upstream name again for every new connection and spreads connections over its addresses.
+//! the upstream name again for every new connection and spreads connections over its addresses;
+//! TLS for `https` request URIs, plain TCP for `http` ones.
 //! Upgrades (WebSocket) always take this way.
 
 use std::future::Future;
@@ -29,7 +30,7 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 pub fn pool(tls: rustls::ClientConfig, dialer: Dialer, keepalive: usize) -> Pool {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_only();
+        .https_or_http();
     let mut client = Client::builder(TokioExecutor::new());
     client
         .timer(TokioTimer::new())
@@ -47,7 +48,11 @@ impl RoundRobin {
     async fn connect(self, uri: Uri) -> Result<Stream, DialError> {
         let host = uri.host().unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(443);
+        let default = match uri.scheme() == Some(&http::uri::Scheme::HTTP) {
+            true => 80,
+            false => 443,
+        };
+        let port = uri.port_u16().unwrap_or(default);
         let addrs = self.0.resolve(host, port).await?;
         let mut last = None;
         for addr in self.0.candidates(&addrs, 0) {

@@ -26,44 +26,52 @@ pub use types::UpstreamAddr;
 use crate::body::{BoxError, ProxyBody};
 
 use crate::config::settings::{UPSTREAM, UPSTREAM_CA};
-use crate::config::{Upstream, UpstreamConfig, UpstreamHttp2};
+use crate::config::{Scheme, Upstream, UpstreamConfig, UpstreamHttp2};
 
-/// One worker's way to the upstream. Requests arrive as HTTP/1.1 requests for
-/// `https://<upstream>/<path>` with the original `Host`; [`Client::send`] picks the protocol.
+/// One worker's way to one upstream. Requests arrive as HTTP/1.1 requests for
+/// `<scheme>://<upstream>/<path>` with the original `Host`; [`Client::send`] picks the protocol.
 pub struct Client {
     h1: h1::Pool,
-    /// `PROXY_UPSTREAM_HTTP2` other than `false`; upgrades still use `h1`.
+    /// HTTP/2 for `https` unless `PROXY_UPSTREAM_HTTP2=false`, always for `h2c`; upgrades still
+    /// use `h1`.
     h2: Option<Arc<h2::H2Upstream>>,
     /// `host:port` of the upstream, for request URIs.
     authority: Authority,
     /// How long the answer's head may take.
     timeout: std::time::Duration,
+    /// `https` (TLS) or `http` (plain TCP: `http://` and `h2c://`), for request URIs.
+    scheme: http::uri::Scheme,
 }
 
 impl Client {
-    /// The clients for one upstream, resolving through `lookup`.
+    /// The client for one upstream (a route's, or `PROXY_UPSTREAM`'s), resolving through
+    /// `lookup`: its own pool, dialer (DNS re-resolution, addresses skipped after a failure)
+    /// and HTTP/2 connections. `h2c` always speaks HTTP/2 (plain, prior knowledge), `http`
+    /// HTTP/1.1 only, `https` as `PROXY_UPSTREAM_HTTP2` says.
     pub fn new(config: &UpstreamConfig, lookup: &Arc<dyn Lookup>) -> Result<Self, UpstreamError> {
         let tls = tls_config(config.ca.as_deref())?;
         // One dialer for both protocols: an address found down is skipped by both.
         let dialer = Dialer::new(lookup.clone(), config.connect_timeout, config.fail_timeout);
-        let h2 = match config.http2 {
-            UpstreamHttp2::Never => None,
-            mode => Some(Arc::new(
-                h2::H2Upstream::new(
-                    tls.clone(),
-                    dialer.clone(),
-                    &config.address,
-                    config.h2,
-                    mode == UpstreamHttp2::Auto,
-                )
-                .map_err(|_| UpstreamError::ServerName(config.address.host.clone()))?,
-            )),
+        let address = &config.address;
+        let h2 = |tls, fallback| {
+            h2::H2Upstream::new(tls, dialer.clone(), address, config.h2, fallback)
+                .map(Arc::new)
+                .map_err(|_| UpstreamError::ServerName(address.host.clone()))
+        };
+        let h2 = match (config.scheme, config.http2) {
+            (Scheme::Http, _) | (Scheme::Https, UpstreamHttp2::Never) => None,
+            (Scheme::H2c, _) => Some(h2(None, false)?),
+            (Scheme::Https, mode) => Some(h2(Some(tls.clone()), mode == UpstreamHttp2::Auto)?),
         };
         Ok(Client {
             h1: h1::pool(tls, dialer, config.keepalive),
             h2,
-            authority: authority(&config.address)?,
+            authority: authority(address)?,
             timeout: config.timeout,
+            scheme: match config.scheme {
+                Scheme::Https => http::uri::Scheme::HTTPS,
+                Scheme::Http | Scheme::H2c => http::uri::Scheme::HTTP,
+            },
         })
     }
 
@@ -72,10 +80,10 @@ impl Client {
         self.timeout
     }
 
-    /// `https://<upstream><path_and_query>`, the URI every request is sent to.
+    /// `<scheme>://<upstream><path_and_query>`, the URI every request is sent to.
     pub fn uri(&self, path_and_query: http::uri::PathAndQuery) -> Result<Uri, http::Error> {
         Uri::builder()
-            .scheme(http::uri::Scheme::HTTPS)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()

@@ -175,3 +175,48 @@ fn a_bad_value_from_a_secret_file_is_named_but_never_printed() {
     let body = key.lines().nth(1).unwrap_or("-");
     assert!(!out.contains(body), "{out}");
 }
+
+#[test]
+fn routes_are_printed_and_a_wrong_entry_is_named_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_pair, mut envs) = good_set(dir.path());
+    let file = dir.path().join("routes");
+    std::fs::write(
+        &file,
+        "# the app\nlocalhost=https://app:8000\napi.localhost/v1/=http://api:3000 strip ws=off\n",
+    )
+    .expect("routes");
+    envs.push(("PROXY_ROUTES_FILE", path(&file)));
+    let (code, out) = check(dir.path(), &envs);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok    routes: 3 route(s) from PROXY_ROUTES_FILE="),
+        "{out}"
+    );
+    assert!(
+        out.contains("api.localhost/v1/=http://api:3000 strip ws=off"),
+        "{out}"
+    );
+    assert!(
+        out.contains("*=https://app:8000"),
+        "PROXY_UPSTREAM is the * route: {out}"
+    );
+
+    std::fs::write(
+        &file,
+        "localhost=https://app:8000\n\napi.localhost=http://api:3000 gzip\n",
+    )
+    .expect("routes");
+    let (code, out) = check(dir.path(), &envs);
+    assert_eq!(code, 1, "{out}");
+    let problem = out
+        .lines()
+        .find(|l| l.contains("- PROXY_ROUTES_FILE="))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        problem.contains("line 3: `api.localhost=http://api:3000 gzip`"),
+        "{out}"
+    );
+    assert!(problem.contains("unknown option `gzip`"), "{out}");
+}

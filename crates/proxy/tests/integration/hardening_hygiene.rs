@@ -324,7 +324,8 @@ async fn h2_hygiene_gets_400_with_the_page() {
 }
 
 /// Client-sent X-Real-IP / X-Forwarded-* / Forwarded never reach the upstream from an untrusted
-/// peer: the proxy's own values replace them, the rest are dropped.
+/// peer: the proxy's own values replace them (X-Forwarded-Host: the `Host` it forwards), the
+/// rest are dropped.
 #[tokio::test]
 async fn client_forwarding_headers_never_leak_from_untrusted_peers() {
     let rec = Recorder::start().await;
@@ -358,12 +359,17 @@ async fn client_forwarding_headers_never_leak_from_untrusted_peers() {
         assert_eq!(all("x-forwarded-for"), ["127.0.0.1"], "{}", s.target);
         assert_eq!(all("x-real-ip"), ["127.0.0.1"], "{}", s.target);
         assert_eq!(all("x-forwarded-proto"), ["https"], "{}", s.target);
+        // The proxy's own X-Forwarded-Host: the host the client named, never the spoofed one.
+        assert_eq!(all("x-forwarded-host"), all("host"), "{}", s.target);
         let leaked: Vec<_> = h
             .keys()
             .map(|k| k.as_str())
             .filter(|k| {
                 (k.starts_with("x-forwarded-")
-                    && !matches!(*k, "x-forwarded-for" | "x-forwarded-proto"))
+                    && !matches!(
+                        *k,
+                        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+                    ))
                     || *k == "forwarded"
             })
             .collect();

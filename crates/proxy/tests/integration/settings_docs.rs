@@ -76,7 +76,8 @@ fn readme_problems(readme: &str, all: &[Meta]) -> Vec<String> {
     problems
 }
 
-/// `NAME: value  # comment` lines between `start` and the next blank line (or `---`).
+/// `NAME: value  # comment` lines between `start` and the next blank line (or `---`);
+/// `NAME_FILE: path` counts as `NAME`.
 fn yaml_settings(text: &str, start: &str) -> Vec<(String, String, bool)> {
     let Some(rest) = text.split(start).nth(1) else {
         return Vec::new();
@@ -89,6 +90,9 @@ fn yaml_settings(text: &str, start: &str) -> Vec<(String, String, bool)> {
             if !is_setting(name) {
                 return None;
             }
+            // `NAME_FILE` sets `NAME` from a file: it stands for `NAME` (its value is a path,
+            // so the comment saying why is required by the default check below).
+            let name = name.strip_suffix("_FILE").unwrap_or(name);
             let (value, comment) = match value.split_once(" #") {
                 Some((v, c)) => (v, !c.trim().is_empty()),
                 None => (value, false),

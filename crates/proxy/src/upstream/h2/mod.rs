@@ -72,7 +72,8 @@ pub struct H2Upstream {
     dialer: Dialer,
     upstream: Upstream,
     server_name: ServerName<'static>,
-    tls: TlsConnector,
+    /// `None`: `h2c://`, plain HTTP/2 with prior knowledge.
+    tls: Option<TlsConnector>,
     state: Mutex<State>,
     /// Held by the one request that asks the resolver.
     lookup: tokio::sync::Mutex<()>,
@@ -104,23 +105,26 @@ struct State {
 }
 
 impl H2Upstream {
-    /// `tls` is the upstream client configuration; ALPN is set to `h2` here. With `fallback`
-    /// (`auto`), an upstream that declines HTTP/2 is reported as such and left alone for
-    /// [`FALLBACK_FOR`] (see [`H2Upstream::in_use`]).
+    /// `tls` is the upstream client configuration (ALPN is set to `h2` here); `None` speaks
+    /// HTTP/2 over plain TCP (`h2c://`). With `fallback` (`auto`), an upstream that declines
+    /// HTTP/2 is reported as such and left alone for [`FALLBACK_FOR`] (see [`H2Upstream::in_use`]).
     pub fn new(
-        mut tls: rustls::ClientConfig,
+        tls: Option<rustls::ClientConfig>,
         dialer: Dialer,
         upstream: &Upstream,
         pool: H2Pool,
         fallback: bool,
     ) -> Result<Self, rustls::pki_types::InvalidDnsNameError> {
-        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let tls = tls.map(|mut tls| {
+            tls.alpn_protocols = vec![b"h2".to_vec()];
+            TlsConnector::from(Arc::new(tls))
+        });
         Ok(H2Upstream {
             fallback,
             dialer,
             upstream: upstream.clone(),
             server_name: ServerName::try_from(upstream.host.clone())?,
-            tls: TlsConnector::from(Arc::new(tls)),
+            tls,
             state: Mutex::new(State {
                 addrs: Vec::new(),
                 resolved: None,
@@ -393,14 +397,18 @@ impl H2Upstream {
         shaken
     }
 
-    /// TLS (ALPN `h2`) and the HTTP/2 handshake on `tcp`, within the connect timeout.
+    /// TLS (ALPN `h2`, unless `h2c`) and the HTTP/2 handshake on `tcp`, within the connect
+    /// timeout.
     async fn handshake(
         &self,
         addr: SocketAddr,
         tcp: tokio::net::TcpStream,
     ) -> Result<SendRequest<ProxyBody>, H2Error> {
         let timeout = self.dialer.connect_timeout();
-        let tls = tokio::time::timeout(timeout, self.tls.connect(self.server_name.clone(), tcp))
+        let Some(connector) = &self.tls else {
+            return h2_handshake(addr, timeout, Box::new(tcp)).await;
+        };
+        let tls = tokio::time::timeout(timeout, connector.connect(self.server_name.clone(), tcp))
             .await
             .map_err(|_| DialError::Timeout { addr, timeout })?
             .map_err(|source| match refused_h2(&source) {
@@ -410,22 +418,37 @@ impl H2Upstream {
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(H2Error::NotH2 { addr });
         }
-        let handshake = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(PING_EVERY)
-            .keep_alive_timeout(PING_TIMEOUT)
-            .handshake(TokioIo::new(tls));
-        let (sender, conn) = tokio::time::timeout(timeout, handshake)
-            .await
-            .map_err(|_| DialError::Timeout { addr, timeout })?
-            .map_err(|source| H2Error::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(upstream = %addr, error = %e, "upstream HTTP/2 connection ended");
-            }
-        });
-        Ok(sender)
+        h2_handshake(addr, timeout, Box::new(tls)).await
     }
+}
+
+/// An upstream connection's byte stream, TLS (`https`) or plain (`h2c`): one type, so hyper's
+/// HTTP/2 client is compiled once, not once per transport (102,272 bytes of static binary).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// The HTTP/2 handshake on `io` within `timeout`; the connection is driven by its own task.
+async fn h2_handshake(
+    addr: SocketAddr,
+    timeout: Duration,
+    io: Box<dyn Io>,
+) -> Result<SendRequest<ProxyBody>, H2Error> {
+    let handshake = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(PING_EVERY)
+        .keep_alive_timeout(PING_TIMEOUT)
+        .handshake(TokioIo::new(io));
+    let (sender, conn) = tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| DialError::Timeout { addr, timeout })?
+        .map_err(|source| H2Error::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(upstream = %addr, error = %e, "upstream HTTP/2 connection ended");
+        }
+    });
+    Ok(sender)
 }
 
 /// The exchange of `req` on `sender`, once one of the connection's stream permits is free (not

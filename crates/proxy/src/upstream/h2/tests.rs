@@ -55,7 +55,7 @@ fn upstream(lookup: Arc<dyn super::super::dial::Lookup>) -> H2Upstream {
         host: "app".into(),
         port: 8000,
     };
-    H2Upstream::new(tls, dialer, &up, pool, false).expect("upstream")
+    H2Upstream::new(Some(tls), dialer, &up, pool, false).expect("upstream")
 }
 
 #[tokio::test]

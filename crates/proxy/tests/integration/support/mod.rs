@@ -31,6 +31,8 @@ pub struct TestProxy {
     pub https: SocketAddr,
     pub logs: Logs,
     pub certs: Arc<proxy::CertStore>,
+    /// The live routes (reload them as the watcher and SIGHUP do).
+    pub routes: proxy::LiveRoutes,
     /// The keypair folder (`localhost.crt`/`localhost.key`, generated on start unless given).
     pub tls_dir: PathBuf,
     /// The log folder given as `PROXY_LOG_DIR`.
@@ -116,6 +118,7 @@ impl TestProxy {
         }
         .expect("proxy starts");
         let certs = proxy.certs().clone();
+        let routes = proxy.routes().clone();
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
             .expect("bind http");
@@ -132,6 +135,7 @@ impl TestProxy {
         proxy::Signals::new(shutdown.clone())
             .reload_certs(certs.clone())
             .reload_error_page(proxy.pages().clone())
+            .reload_routes(proxy.routes().clone())
             .reopen_logs(logs.clone())
             .spawn()
             .expect("signal handlers");
@@ -141,6 +145,7 @@ impl TestProxy {
             https: https_addr,
             logs,
             certs,
+            routes,
             tls_dir,
             log_dir,
             shutdown,

@@ -40,6 +40,47 @@ impl TestUpstream {
         Self::start_alpn(id, &[b"h2", b"http/1.1"]).await
     }
 
+    /// As [`TestUpstream::start`] over plain TCP: HTTP/1.1 without TLS (a dev server).
+    pub async fn start_plain(id: &'static str) -> TestUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        tokio::spawn(server::serve(
+            listener,
+            Transport::Plain,
+            Limits::default(),
+            move |conn| hyper::service::service_fn(move |req| handle(id, conn.peer, req)),
+            stop.clone().cancelled_owned(),
+        ));
+        TestUpstream { addr, stop }
+    }
+
+    /// Plain TCP, HTTP/2 with prior knowledge only (a gRPC server's way): `h2c://`.
+    pub async fn start_h2c(id: &'static str) -> TestUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    () = stopped.cancelled() => return,
+                    got = listener.accept() => match got { Ok(a) => a, Err(_) => continue },
+                };
+                let service = hyper::service::service_fn(move |req| handle(id, peer, req));
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service),
+                );
+            }
+        });
+        TestUpstream { addr, stop }
+    }
+
     async fn start_alpn(id: &'static str, alpn: &[&[u8]]) -> TestUpstream {
         let tls = tls_server_config(alpn);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -125,6 +166,47 @@ fn big(total: u64) -> Response<Body> {
     Response::new(StreamBody::new(stream).boxed())
 }
 
+/// `grpc`-like: a body, then trailers `grpc-status: 0` and `grpc-message: fine`.
+fn with_trailers() -> Response<Body> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", "0".parse().expect("v"));
+    trailers.insert("grpc-message", "fine".parse().expect("v"));
+    let frames: Vec<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>> = vec![
+        Ok(Frame::data(Bytes::from_static(b"payload"))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let mut r = Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
+    r.headers_mut()
+        .insert("content-type", "application/grpc".parse().expect("v"));
+    r
+}
+
+/// Server-Sent Events: `n` events (`data: i µs-written`), one every `ms` milliseconds, each written as
+/// soon as it is due (a dev server's live log or reload channel).
+fn sse(n: u64, ms: u64) -> Response<Body> {
+    let stream = futures_util::stream::unfold(0u64, move |i| async move {
+        if i == n {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        // When it was written (µs since the epoch): the client measures the delay.
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let event = Bytes::from(format!("data: {i} {at}\n\n"));
+        Some((
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(event)),
+            i + 1,
+        ))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut()
+        .insert("content-type", "text/event-stream".parse().expect("v"));
+    r.headers_mut()
+        .insert("cache-control", "no-cache".parse().expect("v"));
+    r
+}
+
 /// 101 to the protocol the request asked for, then everything sent comes back; a request that
 /// arrives without `Upgrade` (the proxy forwarded it as a plain request) gets `200 not upgraded`.
 fn echo_upgrade(req: &mut Request<Incoming>) -> Response<Body> {
@@ -202,6 +284,15 @@ async fn handle(
             r
         }
         "/upgrade" => echo_upgrade(&mut req),
+        // The path and query as received (after a route's `strip`).
+        "/target" => full(
+            StatusCode::OK,
+            req.uri()
+                .path_and_query()
+                .map_or("-".into(), |p| p.to_string()),
+        ),
+        "/trailers" => with_trailers(),
+        "/sse" => sse(query_num(&req, "n"), query_num(&req, "ms")),
         p if p.starts_with("/status/") => {
             let code = p["/status/".len()..].parse().unwrap_or(500);
             let mut r = full(
