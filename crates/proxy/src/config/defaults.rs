@@ -35,6 +35,17 @@ pub const TLS_RENEW_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// Accepted `PROXY_TLS_RENEW_INTERVAL` values: 1 s to 24 h.
 pub const TLS_RENEW_INTERVAL_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(24 * 60 * 60));
+/// `PROXY_TLS_ISSUE_RATE`: certificates issued on demand (for names under the CA's constraints
+/// that the leaf does not cover), at most this many a minute, in bursts of as many.
+pub const TLS_ISSUE_RATE: u32 = 60;
+/// `PROXY_TLS_ISSUE_CACHE`: most names with a certificate issued on demand (in memory and in
+/// `names/` beside the pair); a further name gets the proxy's leaf.
+pub const TLS_ISSUE_CACHE: usize = 256;
+/// Largest accepted `PROXY_TLS_ISSUE_RATE` and `PROXY_TLS_ISSUE_CACHE`.
+pub const MAX_TLS_ISSUE: u32 = 100_000;
+/// The folder, beside the CA, holding certificates issued on demand (`api.localhost.crt`,
+/// `api.localhost.key`).
+pub const NAMES_DIR: &str = "names";
 /// `PROXY_UPSTREAM`
 pub const UPSTREAM: &str = "app:8000";
 /// `PROXY_UPSTREAM_TIMEOUT` (nginx `proxy_read_timeout`)

@@ -29,6 +29,10 @@ pub struct TlsFiles {
     pub names: TlsNames,
     /// `PROXY_TLS_RENEW_INTERVAL`: how often the CA-issued leaf is checked for renewal.
     pub renew_interval: Duration,
+    /// `PROXY_TLS_ISSUE_RATE`: certificates issued on demand per minute (0: none).
+    pub issue_rate: u32,
+    /// `PROXY_TLS_ISSUE_CACHE`: most names with a certificate issued on demand (0: none).
+    pub issue_cache: usize,
 }
 
 impl TlsFiles {
@@ -56,11 +60,13 @@ impl TlsFiles {
             generate,
             names: TlsNames::default(),
             renew_interval: defaults::TLS_RENEW_INTERVAL,
+            issue_rate: defaults::TLS_ISSUE_RATE,
+            issue_cache: defaults::TLS_ISSUE_CACHE,
         }
     }
 
     /// `PROXY_TLS_CERT`, `PROXY_TLS_KEY`, `PROXY_TLS_GENERATE`, `PROXY_TLS_NAMES`,
-    /// `PROXY_TLS_RENEW_INTERVAL`.
+    /// `PROXY_TLS_RENEW_INTERVAL`, `PROXY_TLS_ISSUE_RATE`, `PROXY_TLS_ISSUE_CACHE`.
     pub(super) fn from_env(env: &Env) -> Result<Self, EnvError> {
         let path = |name, default: &str| -> Result<PathBuf, EnvError> {
             Ok(env.path(name)?.unwrap_or_else(|| default.into()))
@@ -81,8 +87,32 @@ impl TlsFiles {
                 "must be between 1s and 24h",
             ));
         }
+        files.issue_rate = bounded(env, "PROXY_TLS_ISSUE_RATE", defaults::TLS_ISSUE_RATE)?;
+        let cache = defaults::TLS_ISSUE_CACHE as u32;
+        files.issue_cache = bounded(env, "PROXY_TLS_ISSUE_CACHE", cache)? as usize;
         Ok(files)
     }
+
+    /// The folder issued-on-demand certificates live in: `names/` beside the CA.
+    pub fn names_dir(&self) -> PathBuf {
+        match self.ca_cert.parent() {
+            Some(d) => d.join(defaults::NAMES_DIR),
+            None => PathBuf::from(defaults::NAMES_DIR),
+        }
+    }
+}
+
+/// A count from 0 to [`defaults::MAX_TLS_ISSUE`].
+fn bounded(env: &Env, name: &str, default: u32) -> Result<u32, EnvError> {
+    let value: u32 = env.parsed(name, default)?;
+    if value > defaults::MAX_TLS_ISSUE {
+        return Err(EnvError::invalid(
+            name,
+            &value.to_string(),
+            format!("must be between 0 and {}", defaults::MAX_TLS_ISSUE),
+        ));
+    }
+    Ok(value)
 }
 
 /// One name a generated leaf is valid for: a DNS name or an IP address. A wildcard `*.` label
