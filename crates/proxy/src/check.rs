@@ -222,6 +222,8 @@ fn effective(c: &Config) -> Vec<(&'static str, String)> {
         ("PROXY_TLS_GENERATE", c.tls.generate.to_string()),
         ("PROXY_TLS_NAMES", c.tls.names.to_string()),
         ("PROXY_TLS_RENEW_INTERVAL", secs(c.tls.renew_interval)),
+        ("PROXY_TLS_ISSUE_RATE", c.tls.issue_rate.to_string()),
+        ("PROXY_TLS_ISSUE_CACHE", c.tls.issue_cache.to_string()),
         (
             "PROXY_HSTS",
             c.hsts

@@ -19,6 +19,9 @@ use clap::{Parser, Subcommand};
 ///   PROXY_TLS_NAMES          names of a generated leaf, and all the CA may sign for
 ///                            [localhost, 127.0.0.1, ::1]
 ///   PROXY_TLS_RENEW_INTERVAL how often the CA-issued leaf is checked for renewal [1h]
+///   PROXY_TLS_ISSUE_RATE     with ca.key: certificates issued on demand for names under the
+///                            CA's constraints the leaf does not cover, per minute; 0: none [60]
+///   PROXY_TLS_ISSUE_CACHE    most names with such a certificate (kept in names/); 0: none [256]
 ///   PROXY_HSTS               Strict-Transport-Security value; empty turns it off [max-age=63072000]
 ///   PROXY_UPSTREAM           host:port of the HTTPS app, re-resolved per connection [app:8000]
 ///   PROXY_UPSTREAM_CA        PEM CA to verify the upstream with; unset: not verified []

@@ -109,6 +109,10 @@ async fn a_name_under_localhost_gets_its_own_leaf_kept_on_disk_and_reused_after_
         .expect("client");
     let url = format!("https://api.localhost:{}/", proxy.https.port());
     client.get(&url).send().await.expect("verified request");
+    let described = proxy::describe(proxy.certs.files()).expect("proxy cert");
+    for name in ["a.b.localhost", "api.localhost"] {
+        assert!(described.contains(&format!("Issued        {name} (until")), "{described}");
+    }
     drop(proxy);
     let issued = captured.text();
     assert_eq!(issued.matches("on demand in").count(), 2, "{issued}");
@@ -251,7 +255,7 @@ async fn a_slow_issuance_holds_up_no_other_handshake_and_is_done_once() {
     assert_eq!(chain[0], own_leaf(d));
     assert!(
         waiting.iter().all(|w| !w.is_finished()),
-        "the slow issuance finished too early for the test to show anything"
+        "the handshake for localhost waited for the slow issuance"
     );
     let quick = started.elapsed();
     let mut leaves = Vec::new();

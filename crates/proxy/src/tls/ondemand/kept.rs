@@ -154,3 +154,43 @@ pub(super) fn due(
         )
     })
 }
+
+/// Most issued names `proxy cert` lists one by one.
+const LISTED: usize = 20;
+
+/// For `proxy cert`: the certificates issued on demand in `names/`, one line each (read-only).
+pub(in crate::tls) fn describe_issued(files: &TlsFiles, now: OffsetDateTime) -> String {
+    let dir = files.names_dir();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return String::new();
+    };
+    let mut crts: Vec<PathBuf> = entries
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    crts.sort();
+    let mut out = String::new();
+    for crt in crts.iter().take(LISTED) {
+        let info = common::tls::load_certs(crt)
+            .ok()
+            .and_then(|chain| CertInfo::parse(&chain[0], crt).ok());
+        let line = match info {
+            Some(i) => format!(
+                "{} (until {}, {} days left)",
+                i.sans.join(", "),
+                super::super::files::fmt_time(i.not_after),
+                (i.not_after - now).whole_days()
+            ),
+            None => format!("{}: unreadable, reissued when asked for", crt.display()),
+        };
+        out.push_str(&format!("Issued        {line}\n"));
+    }
+    if crts.len() > LISTED {
+        out.push_str(&format!(
+            "Issued        ... and {} more in {}\n",
+            crts.len() - LISTED,
+            dir.display()
+        ));
+    }
+    out
+}

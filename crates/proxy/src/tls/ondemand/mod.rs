@@ -30,6 +30,8 @@ use super::store::{CertStore, Served};
 use crate::config::{TlsFiles, TlsName, TlsNames};
 
 mod kept;
+
+pub(super) use kept::describe_issued;
 #[cfg(test)]
 mod tests;
 
