@@ -42,7 +42,7 @@ pub const TLS_ISSUE_RATE: u32 = 60;
 /// `names/` beside the pair); a further name gets the proxy's leaf.
 pub const TLS_ISSUE_CACHE: usize = 256;
 /// Largest accepted `PROXY_TLS_ISSUE_RATE` and `PROXY_TLS_ISSUE_CACHE`.
-pub const MAX_TLS_ISSUE: u32 = 100_000;
+pub const MAX_TLS_ISSUE: u32 = 10_000;
 /// The folder, beside the CA, holding certificates issued on demand (`api.localhost.crt`,
 /// `api.localhost.key`).
 pub const NAMES_DIR: &str = "names";

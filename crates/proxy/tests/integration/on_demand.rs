@@ -111,7 +111,10 @@ async fn a_name_under_localhost_gets_its_own_leaf_kept_on_disk_and_reused_after_
     client.get(&url).send().await.expect("verified request");
     let described = proxy::describe(proxy.certs.files()).expect("proxy cert");
     for name in ["a.b.localhost", "api.localhost"] {
-        assert!(described.contains(&format!("Issued        {name} (until")), "{described}");
+        assert!(
+            described.contains(&format!("Issued        {name} (until")),
+            "{described}"
+        );
     }
     drop(proxy);
     let issued = captured.text();

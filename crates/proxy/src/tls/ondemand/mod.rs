@@ -217,6 +217,7 @@ impl OnDemand {
             );
             return None;
         };
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
         let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(running) = state.inflight.get(&name) {
             return Some(Box::pin(running.clone()));
@@ -242,7 +243,6 @@ impl OnDemand {
             state.refuse(&name, &why);
             return None;
         }
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let waiting: Pending = Box::pin(rx.map(drop));
         let shared = waiting.shared();
