@@ -313,3 +313,35 @@ async fn a_due_leaf_on_disk_is_replaced() {
     .await;
     assert!(replaced, "the file was not replaced");
 }
+
+/// The renewal check covers the issued leaves too: once the folder holds another CA, the next
+/// check replaces the issued leaf (which no longer verifies) with one from the new CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_renewal_check_reissues_an_issued_leaf_the_ca_no_longer_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (proxy, _app) = proxy_on(d, &[]).await;
+    let old_ca = read(d, "ca.crt");
+    let first = verified(proxy.https, &old_ca, "api.localhost")
+        .await
+        .expect("issued");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    drop(proxy_on(elsewhere.path(), &[]).await);
+    for name in ["ca.key", "ca.crt"] {
+        std::fs::copy(elsewhere.path().join(name), d.join(name)).expect("replace the CA");
+    }
+    let new_ca = read(d, "ca.crt");
+    let certs = proxy.certs.clone();
+    tokio::task::spawn_blocking(move || certs.renew_if_due())
+        .await
+        .expect("renewal check");
+    let renewed = verified(proxy.https, &new_ca, "api.localhost")
+        .await
+        .expect("the new CA's leaf");
+    assert_ne!(renewed[0], first[0]);
+    let on_file = std::fs::read(d.join("names/api.localhost.crt")).expect("crt");
+    assert_eq!(
+        CertificateDer::from_pem_slice(&on_file).expect("pem"),
+        renewed[0]
+    );
+}
