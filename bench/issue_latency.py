@@ -10,10 +10,11 @@ Each sample is one new TCP connection + full handshake (no resumption), one afte
     signing, the CA's own check) while the handshake waits;
   - "same name again": the same name, now from the in-memory cache;
   - "covered": localhost, the proxy's own certificate.
-Then the same new-name measurement with `--concurrency` handshakes for distinct new names in
-flight at once (the issuances run on blocking threads, not on the event loop), and, against a
-fresh proxy with issuance off (PROXY_TLS_ISSUE_CACHE=0: the ClientHello is not read ahead), the
-covered-name handshake again: what reading the ClientHello first costs every other handshake.
+  - "covered, issuance off": localhost on a second proxy with PROXY_TLS_ISSUE_CACHE=0 (the
+    ClientHello is not read ahead there), interleaved with the above: what reading the
+    ClientHello first costs every other handshake.
+Then the new-name measurement with `--concurrency` handshakes for distinct new names in flight
+at once (the issuances run on blocking threads, not on the event loop).
 
   python3 bench/issue_latency.py [--proxy-bin target/release/proxy] [--names 200]
                                   [--concurrency 8] [--out bench/results]
@@ -110,38 +111,35 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="issue-latency-")
+    off_work = tempfile.mkdtemp(prefix="issue-latency-off-")
     proc, port = start_proxy(args.proxy_bin, work, args.names)
+    off_proc, off_port = start_proxy(args.proxy_bin, off_work, args.names, issue=False)
     try:
         ctx = ssl.create_default_context(cafile=os.path.join(work, "tls/ca.crt"))
         ctx.set_alpn_protocols(["http/1.1"])
+        off_ctx = ssl.create_default_context(cafile=os.path.join(off_work, "tls/ca.crt"))
+        off_ctx.set_alpn_protocols(["http/1.1"])
         run = os.getpid()
-        for _ in range(20):  # warm-up: the client's and the proxy's first handshakes
+        for _ in range(20):  # warm-up: the client's and the proxies' first handshakes
             handshake_ms(ctx, port, "localhost")
-        new, again, covered = [], [], []
+            handshake_ms(off_ctx, off_port, "localhost")
+        new, again, covered, covered_off = [], [], [], []
+        # Interleaved, so both proxies see the same machine load.
         for i in range(args.names):
             name = f"n{i}-{run}.localhost"
             new.append(handshake_ms(ctx, port, name))
             again.append(handshake_ms(ctx, port, name))
             covered.append(handshake_ms(ctx, port, "localhost"))
+            covered_off.append(handshake_ms(off_ctx, off_port, "localhost"))
         with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
             names = [f"c{i}-{run}.localhost" for i in range(args.names)]
             parallel = list(pool.map(lambda n: handshake_ms(ctx, port, n), names))
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for p in (proc, off_proc):
+            p.terminate()
+            p.wait(10)
         shutil.rmtree(work, ignore_errors=True)
-    work = tempfile.mkdtemp(prefix="issue-latency-off-")
-    proc, port = start_proxy(args.proxy_bin, work, args.names, issue=False)
-    try:
-        ctx = ssl.create_default_context(cafile=os.path.join(work, "tls/ca.crt"))
-        ctx.set_alpn_protocols(["http/1.1"])
-        for _ in range(20):
-            handshake_ms(ctx, port, "localhost")
-        covered_off = [handshake_ms(ctx, port, "localhost") for _ in range(args.names)]
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(off_work, ignore_errors=True)
     result = {
         "what": "first verified TLS handshake for a new *.localhost name (certificate issued "
         "on demand) vs the same name again and a covered name; Python ssl client, loopback",
