@@ -11,6 +11,11 @@ use std::time::Duration;
 use common::env::{Env, EnvError};
 
 use super::defaults;
+use super::settings::{
+    TLS_CERT, TLS_GENERATE, TLS_ISSUE_CACHE, TLS_ISSUE_RATE, TLS_KEY, TLS_NAMES, TLS_RENEW_INTERVAL,
+};
+
+common::value_from_str!(TlsNames);
 
 /// Where the keypair lives, whether a missing pair may be generated, and what a generated one
 /// is for.
@@ -58,38 +63,46 @@ impl TlsFiles {
             cert,
             key,
             generate,
-            names: TlsNames::default(),
-            renew_interval: defaults::TLS_RENEW_INTERVAL,
-            issue_rate: defaults::TLS_ISSUE_RATE,
-            issue_cache: defaults::TLS_ISSUE_CACHE,
+            names: TLS_NAMES.default_value(),
+            renew_interval: TLS_RENEW_INTERVAL.default_value(),
+            issue_rate: TLS_ISSUE_RATE.default_value(),
+            issue_cache: TLS_ISSUE_CACHE.default_value(),
         }
     }
 
     /// `PROXY_TLS_CERT`, `PROXY_TLS_KEY`, `PROXY_TLS_GENERATE`, `PROXY_TLS_NAMES`,
     /// `PROXY_TLS_RENEW_INTERVAL`, `PROXY_TLS_ISSUE_RATE`, `PROXY_TLS_ISSUE_CACHE`.
     pub(super) fn from_env(env: &Env) -> Result<Self, EnvError> {
-        let path = |name, default: &str| -> Result<PathBuf, EnvError> {
-            Ok(env.path(name)?.unwrap_or_else(|| default.into()))
-        };
         let mut files = TlsFiles::at(
-            path("PROXY_TLS_CERT", defaults::TLS_CERT)?,
-            path("PROXY_TLS_KEY", defaults::TLS_KEY)?,
-            env.bool("PROXY_TLS_GENERATE", defaults::TLS_GENERATE)?,
+            env.read(&TLS_CERT)?,
+            env.read(&TLS_KEY)?,
+            env.read(&TLS_GENERATE)?,
         );
-        files.names = env.parsed("PROXY_TLS_NAMES", TlsNames::default())?;
-        let name = "PROXY_TLS_RENEW_INTERVAL";
-        files.renew_interval = env.duration(name, defaults::TLS_RENEW_INTERVAL)?;
+        files.names = env.read(&TLS_NAMES)?;
+        files.renew_interval = env.read(&TLS_RENEW_INTERVAL)?;
         let (min, max) = defaults::TLS_RENEW_INTERVAL_RANGE;
         if !(min..=max).contains(&files.renew_interval) {
             return Err(EnvError::invalid(
-                name,
+                TLS_RENEW_INTERVAL.name(),
                 &format!("{:?}", files.renew_interval),
                 "must be between 1s and 24h",
             ));
         }
-        files.issue_rate = bounded(env, "PROXY_TLS_ISSUE_RATE", defaults::TLS_ISSUE_RATE)?;
-        let cache = defaults::TLS_ISSUE_CACHE as u32;
-        files.issue_cache = bounded(env, "PROXY_TLS_ISSUE_CACHE", cache)? as usize;
+        files.issue_rate = env.read(&TLS_ISSUE_RATE)?;
+        files.issue_cache = env.read(&TLS_ISSUE_CACHE)?;
+        let max = defaults::MAX_TLS_ISSUE;
+        for (name, value) in [
+            (TLS_ISSUE_RATE.name(), files.issue_rate as usize),
+            (TLS_ISSUE_CACHE.name(), files.issue_cache),
+        ] {
+            if value > max {
+                return Err(EnvError::invalid(
+                    name,
+                    &value.to_string(),
+                    format!("must be between 0 and {max}"),
+                ));
+            }
+        }
         Ok(files)
     }
 
@@ -100,19 +113,6 @@ impl TlsFiles {
             None => PathBuf::from(defaults::NAMES_DIR),
         }
     }
-}
-
-/// A count from 0 to [`defaults::MAX_TLS_ISSUE`].
-fn bounded(env: &Env, name: &str, default: u32) -> Result<u32, EnvError> {
-    let value: u32 = env.parsed(name, default)?;
-    if value > defaults::MAX_TLS_ISSUE {
-        return Err(EnvError::invalid(
-            name,
-            &value.to_string(),
-            format!("must be between 0 and {}", defaults::MAX_TLS_ISSUE),
-        ));
-    }
-    Ok(value)
 }
 
 /// One name a generated leaf is valid for: a DNS name or an IP address. A wildcard `*.` label
@@ -187,9 +187,7 @@ pub struct TlsNames(pub Vec<TlsName>);
 
 impl Default for TlsNames {
     fn default() -> Self {
-        defaults::TLS_NAMES
-            .parse()
-            .unwrap_or_else(|_| TlsNames(vec![TlsName::Dns("localhost".into())]))
+        TLS_NAMES.default_value()
     }
 }
 

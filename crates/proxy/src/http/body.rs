@@ -2,6 +2,7 @@
 //! request is logged exactly once, with the bytes really sent), and the request body guard that
 //! enforces the size limit and the read-gap timeout while streaming.
 
+use crate::config::settings::{BODY_TIMEOUT, MAX_BODY_SIZE};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -10,14 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::BoxBody;
 use tokio::time::Sleep;
 
+use crate::body::{BoxError, ProxyBody};
 use crate::logs::{AccessEntry, AccessLog};
-use crate::upstream::BoxError;
-
-/// The body type the proxy answers with.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// A response body that counts what it sends and logs the request when dropped (finished,
 /// failed, or abandoned by the client).
@@ -105,9 +102,9 @@ impl FaultFlag {
 /// The error a guarded body fails with.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error("request body larger than PROXY_MAX_BODY_SIZE ({0} bytes)")]
+    #[error("request body larger than {max} ({0} bytes)", max = MAX_BODY_SIZE)]
     TooLarge(u64),
-    #[error("no request body data for {0:?} (PROXY_BODY_TIMEOUT)")]
+    #[error("no request body data for {0:?} ({BODY_TIMEOUT})")]
     TooSlow(Duration),
 }
 

@@ -15,15 +15,16 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{BodyFault, FaultFlag, Guarded, ProxyBody};
+use super::body::{BodyFault, FaultFlag, Guarded};
 use super::context::Shared;
 use super::error::Failure;
 use super::headers;
 use super::hygiene;
 use super::serve_files;
 use super::upgrade::Upgrade;
+use crate::body::{BoxError, ProxyBody};
 use crate::compress;
-use crate::upstream::{BoxError, UpstreamAddr, UpstreamBody};
+use crate::upstream::UpstreamAddr;
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
 const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
@@ -50,9 +51,13 @@ pub async fn forward(
             accept.append(&name, value.clone());
         }
     }
-    if let Some(resp) =
-        serve_files::serve(&shared, conn.peer, &req, &started.request_id, &accept, head).await
-    {
+    if let Some(matched) = serve_files::route(&shared, &req) {
+        // Boxed like the exchange below: a static file's state stays out of this future.
+        let id = &started.request_id;
+        let resp = Box::pin(serve_files::serve(
+            &shared, matched, conn.peer, &req, id, &accept, head,
+        ))
+        .await;
         let resp = compress::compress(&shared.config.compression, &accept, head, resp);
         return Ok(shared.finish(resp, started, true));
     }
@@ -95,7 +100,7 @@ struct Answer {
 
 /// A request ready for the upstream.
 struct Outgoing {
-    request: Request<UpstreamBody>,
+    request: Request<ProxyBody>,
     /// The host the client named (sent as `Host`, or `:authority` over HTTP/2).
     host: Authority,
     upgrade: Option<Upgrade>,
@@ -201,11 +206,11 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// Send within `PROXY_UPSTREAM_TIMEOUT` (for the answer head).
 async fn exchange(
     shared: &Shared,
-    request: Request<UpstreamBody>,
+    request: Request<ProxyBody>,
     host: Authority,
     upgrade: bool,
 ) -> Result<Response<Incoming>, Failure> {
-    let timeout = shared.config.upstream_timeout;
+    let timeout = shared.upstream.timeout();
     match tokio::time::timeout(timeout, shared.upstream.send(request, host, upgrade)).await {
         Err(_) => Err(Failure::Timeout(timeout)),
         Ok(Err(e)) if crate::upstream::is_unresolved(e.as_ref()) => Err(Failure::Unresolved(e)),

@@ -24,6 +24,7 @@ mod logs_e2e;
 mod on_demand;
 mod reset_flood;
 mod rewrite_props;
+mod settings_docs;
 mod static_edges;
 mod static_files;
 mod static_stall;

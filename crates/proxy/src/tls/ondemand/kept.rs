@@ -13,6 +13,7 @@ use super::super::files::{CERT_SETTING, KEY_SETTING, file_ref};
 use super::super::generate::write_atomic;
 use super::super::store::{Served, validate};
 use super::{OnDemand, Signer, covers, dns_name};
+use crate::config::settings::TLS_ISSUE_CACHE;
 use crate::config::{TlsFiles, TlsName};
 
 impl OnDemand {
@@ -63,9 +64,10 @@ impl OnDemand {
         for name in names {
             if self.0.cache.read().map_or(0, |c| c.len()) >= self.0.max {
                 tracing::warn!(
-                    "{}: more certificates than PROXY_TLS_ISSUE_CACHE={}; {name} and the names \
+                    "{}: more certificates than {}={}; {name} and the names \
                      after it are not loaded",
                     self.0.dir.display(),
+                    TLS_ISSUE_CACHE.name(),
                     self.0.max
                 );
                 break;

@@ -27,6 +27,7 @@ use super::ca::{DevCa, Pem};
 use super::files::fmt_time;
 use super::leaf::ca_presence;
 use super::store::{CertStore, Served};
+use crate::config::settings::{TLS_ISSUE_CACHE, TLS_ISSUE_RATE};
 use crate::config::{TlsFiles, TlsName, TlsNames};
 
 mod kept;
@@ -228,12 +229,14 @@ impl OnDemand {
         let held = self.0.cache.read().map_or(0, |c| c.len()) + state.inflight.len();
         let refusal = if held >= self.0.max {
             Some(format!(
-                "PROXY_TLS_ISSUE_CACHE={} names hold one",
+                "{}={} names hold one",
+                TLS_ISSUE_CACHE.name(),
                 self.0.max
             ))
         } else if !state.take_token(self.0.rate) {
             Some(format!(
-                "PROXY_TLS_ISSUE_RATE={} a minute reached",
+                "{}={} a minute reached",
+                TLS_ISSUE_RATE.name(),
                 self.0.rate
             ))
         } else {
