@@ -308,6 +308,15 @@ for url in "$HTTPS_URL/" "https://127.0.0.1:$HTTPS_PORT/"; do
         fail "curl --cacert conf/tls/ca.crt $url -> $code: $(cat "$WORK/curl.err")"
     fi
 done
+# A name under localhost the leaf does not cover: its own certificate, issued at its first
+# handshake by the same CA and kept in conf/tls/names/ (any answer: the handshake is the point).
+sub_out=$(curl -sS --max-time 5 --cacert "$ca" --resolve "api.localhost:$HTTPS_PORT:127.0.0.1" \
+    -o /dev/null -w '%{http_code}' "https://api.localhost:$HTTPS_PORT/" 2>&1); rc=$?
+if [ "$rc" = 0 ] && wait_for 5 test -s "$(dirname "$crt")/names/api.localhost.crt"; then
+    pass "curl --cacert ca.crt --resolve api.localhost:$HTTPS_PORT:127.0.0.1 https://api.localhost:$HTTPS_PORT/ verifies ($sub_out; its certificate is in conf/tls/names/)"
+else
+    fail "https://api.localhost:$HTTPS_PORT/ with --cacert ca.crt: exit $rc, $(printf '%s' "$sub_out" | head -n1); names/: $(ls "$(dirname "$crt")/names" 2>&1 | xargs)"
+fi
 cert_cmd=$(docker exec "$PROXY_CID" /proxy cert 2>&1)
 if printf '%s' "$cert_cmd" | tr -d ':' | grep -qiF -- "$(printf '%s' "$served" | tr -d ':')" && [ -n "$served" ] \
     && printf '%s' "$cert_cmd" | grep -qF 'May sign only DNS:localhost, IP:127.0.0.1/32, IP:::1/128'; then

@@ -25,7 +25,8 @@
 //!               HTTP/1.1 pool, the HTTP/2 multiplexer and its connection pool, what may be sent
 //!               again (retry), abandoned exchanges kept until their head (detach), the choice
 //! tls/          the keypair store, the server configuration, its reload triggers, the development
-//!               CA and the renewal of its leaf, `proxy cert` and `proxy cert trust`
+//!               CA and the renewal of its leaf, the leaves issued on demand for other names
+//!               under its constraints (`ondemand/`), `proxy cert` and `proxy cert trust`
 //! logs/         the log folder, the queue, the writer thread, access lines, the error.log layer
 //!               and its per call site throttle
 //! routes/       `PROXY_ROUTES` at run time: the table matching a request's host and path to its

@@ -100,8 +100,16 @@ impl Proxy {
         self.certs.spawn_renewal(shutdown.clone());
         watch::spawn_reloader(Arc::new(self.pages.clone()), shutdown.clone());
         watch::spawn_reloader(Arc::new(self.routes.clone()), shutdown.clone());
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls);
+        // With the development CA here, the ClientHello is read first so a name it may sign
+        // for gets its own leaf (issued off the event loop) before the handshake goes on.
+        let tls = if self.certs.issues_on_demand() {
+            Transport::TlsWithHello(acceptor, self.certs.clone())
+        } else {
+            Transport::Tls(acceptor)
+        };
         let site = Site {
-            tls: tokio_rustls::TlsAcceptor::from(self.tls),
+            tls,
             http_permits: server::connection_permits(&self.limits),
             https_permits: server::connection_permits(&self.limits),
             limits: self.limits,
@@ -127,7 +135,7 @@ impl Proxy {
 /// What every worker serves with: TLS, limits, and the connection budgets they share.
 #[derive(Clone)]
 struct Site {
-    tls: tokio_rustls::TlsAcceptor,
+    tls: Transport,
     limits: server::Limits,
     http_permits: Arc<tokio::sync::Semaphore>,
     https_permits: Arc<tokio::sync::Semaphore>,
@@ -156,7 +164,7 @@ impl Site {
         );
         let secure = server::serve_with_permits(
             https,
-            Transport::Tls(self.tls),
+            self.tls,
             self.limits,
             self.https_permits,
             move |conn| {

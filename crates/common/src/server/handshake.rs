@@ -1,11 +1,13 @@
 //! The TLS side of accept: a friendly 400 for plain HTTP sent to the TLS port, else the
-//! handshake.
+//! handshake (with the ClientHello shown to a hook first, when the transport has one).
 
 use std::net::SocketAddr;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
+
+use super::{BeforeHandshake, Transport};
 
 const PLAIN_HTTP_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\
@@ -16,7 +18,7 @@ This port speaks HTTPS only; use https:// in the URL.\n";
 
 /// Answer plain HTTP on a TLS port with a clear 400, else complete the handshake.
 pub(super) async fn handshake(
-    acceptor: TlsAcceptor,
+    transport: Transport,
     stream: TcpStream,
     peer: SocketAddr,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
@@ -26,13 +28,32 @@ pub(super) async fn handshake(
         let _ = stream.shutdown().await;
         return None;
     }
-    match acceptor.accept(stream).await {
+    let done = match transport {
+        Transport::Plain => return None,
+        Transport::Tls(acceptor) => acceptor.accept(stream).await,
+        Transport::TlsWithHello(acceptor, hook) => with_hello(acceptor, &*hook, stream).await,
+    };
+    match done {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
             None
         }
     }
+}
+
+/// Read the ClientHello, let `hook` see its server name (and await what it asks to), then go
+/// on with the acceptor's config: its certificate resolver sees whatever the hook prepared.
+async fn with_hello(
+    acceptor: TlsAcceptor,
+    hook: &dyn BeforeHandshake,
+    stream: TcpStream,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    if let Some(pending) = hook.before(start.client_hello().server_name()) {
+        pending.await;
+    }
+    start.into_stream(acceptor.config().clone()).await
 }
 
 /// Peek at the first byte: a TLS record starts with 0x16 (handshake). Anything else on a TLS

@@ -17,6 +17,7 @@ mod service;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +52,20 @@ pub enum Transport {
     Plain,
     /// HTTP/1.1 and HTTP/2 (by ALPN), with upgrades.
     Tls(TlsAcceptor),
+    /// As `Tls`, with the ClientHello read first and its server name shown to the hook, whose
+    /// work (if any) is awaited before the handshake goes on with the acceptor's config.
+    TlsWithHello(TlsAcceptor, Arc<dyn BeforeHandshake>),
+}
+
+/// What a waiting handshake awaits.
+pub type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Work a TLS listener does with a ClientHello's server name before answering it (e.g.
+/// issuing a certificate for that name). The wait is this connection's alone: other
+/// handshakes go on meanwhile. It counts against the handshake timeout.
+pub trait BeforeHandshake: Send + Sync + 'static {
+    /// `None` when there is nothing to wait for (the common case: answer at once).
+    fn before(&self, server_name: Option<&str>) -> Option<Pending>;
 }
 
 /// Serve `listener` until `shutdown` resolves, then drain in-flight requests for at most
@@ -115,7 +130,7 @@ pub async fn serve_with_permits<F, S>(
         let info = ConnInfo {
             peer,
             local: stream.local_addr().ok().or(local).unwrap_or(peer),
-            tls: matches!(connections.transport, Transport::Tls(_)),
+            tls: !matches!(connections.transport, Transport::Plain),
         };
         connections.spawn(stream, make_service(info), permit, peer);
     }
@@ -176,12 +191,12 @@ impl Connections {
             // once per service, not once per service and transport.
             let (io, proto): (Box<dyn Stream>, Proto) = match transport {
                 Transport::Plain => (Box::new(stream), Proto::H1),
-                Transport::Tls(acceptor) => {
+                Transport::Tls(..) | Transport::TlsWithHello(..) => {
                     // Boxed: the handshake's state (rustls mid-handshake, the timer) is freed
                     // once it is done instead of sizing the task for the connection's life.
                     let handshake = Box::pin(tokio::time::timeout(
                         conn.limits.handshake_timeout,
-                        handshake(acceptor, stream, peer),
+                        handshake(transport, stream, peer),
                     ));
                     let tls = tokio::select! {
                         _ = conn.closing.cancelled() => return,

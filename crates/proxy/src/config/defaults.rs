@@ -16,6 +16,11 @@ pub const MAX_TLS_NAMES: usize = 64;
 /// Accepted `PROXY_TLS_RENEW_INTERVAL` values: 1 s to 24 h.
 pub const TLS_RENEW_INTERVAL_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(24 * 60 * 60));
+/// Largest accepted `PROXY_TLS_ISSUE_RATE` and `PROXY_TLS_ISSUE_CACHE`.
+pub const MAX_TLS_ISSUE: usize = 10_000;
+/// The folder, beside the CA, holding certificates issued on demand (`api.localhost.crt`,
+/// `api.localhost.key`).
+pub const NAMES_DIR: &str = "names";
 /// Largest accepted `PROXY_WORKERS`.
 pub const MAX_WORKERS: usize = 256;
 /// Smallest accepted `PROXY_MAX_HEADER_SIZE`.

@@ -30,6 +30,12 @@ common::settings! {
         "names of a generated leaf, and all the development CA may sign for";
     TLS_RENEW_INTERVAL: Duration = "PROXY_TLS_RENEW_INTERVAL", "1h",
         "how often the CA-issued leaf is checked for renewal (1s to 24h)";
+    TLS_ISSUE_RATE: u32 = "PROXY_TLS_ISSUE_RATE", "60",
+        "with ca.key: certificates issued on demand for names under the CA's constraints that \
+         the leaf does not cover (api.localhost), per minute; 0: none (at most 10000)";
+    TLS_ISSUE_CACHE: usize = "PROXY_TLS_ISSUE_CACHE", "256",
+        "most names with such a certificate, kept in names/ beside the CA; 0: none (at most \
+         10000)";
     HSTS: Hsts = "PROXY_HSTS", "max-age=63072000",
         "Strict-Transport-Security value; empty turns it off";
     // The upstream (one UpstreamConfig)

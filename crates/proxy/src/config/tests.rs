@@ -148,6 +148,29 @@ fn tls_names_parse_dedupe_and_refuse_what_clients_would() {
 }
 
 #[test]
+fn issue_rate_and_cache_are_counts_up_to_10000() {
+    let cfg = Config::from_env(&Env::from_pairs::<&str, &str>([])).expect("defaults");
+    assert_eq!((cfg.tls.issue_rate, cfg.tls.issue_cache), (60, 256));
+    assert_eq!(cfg.tls.names_dir(), PathBuf::from("/etc/proxy/tls/names"));
+    let pairs = [
+        ("PROXY_TLS_ISSUE_RATE", "0"),
+        ("PROXY_TLS_ISSUE_CACHE", "10000"),
+    ];
+    let cfg = Config::from_env(&Env::from_pairs(pairs)).expect("in range");
+    assert_eq!((cfg.tls.issue_rate, cfg.tls.issue_cache), (0, 10_000));
+    for (name, bad) in [
+        ("PROXY_TLS_ISSUE_RATE", "10001"),
+        ("PROXY_TLS_ISSUE_CACHE", "-1"),
+        ("PROXY_TLS_ISSUE_CACHE", "lots"),
+    ] {
+        let err = Config::from_env(&Env::from_pairs([(name, bad)]))
+            .expect_err(bad)
+            .to_string();
+        assert!(err.starts_with(&format!("{name}=\"{bad}\"")), "{err}");
+    }
+}
+
+#[test]
 fn tls_files_sit_beside_the_cert_and_renewal_interval_is_bounded() {
     let cfg = Config::from_env(&Env::from_pairs([("PROXY_TLS_CERT", "/srv/tls/site.pem")]))
         .expect("config");

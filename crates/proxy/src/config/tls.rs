@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::env::{Env, EnvError};
 
 use super::defaults;
-use super::settings::{TLS_CERT, TLS_GENERATE, TLS_KEY, TLS_NAMES, TLS_RENEW_INTERVAL};
+use super::settings::{
+    TLS_CERT, TLS_GENERATE, TLS_ISSUE_CACHE, TLS_ISSUE_RATE, TLS_KEY, TLS_NAMES, TLS_RENEW_INTERVAL,
+};
 
 common::value_from_str!(TlsNames);
 
@@ -32,6 +34,10 @@ pub struct TlsFiles {
     pub names: TlsNames,
     /// `PROXY_TLS_RENEW_INTERVAL`: how often the CA-issued leaf is checked for renewal.
     pub renew_interval: Duration,
+    /// `PROXY_TLS_ISSUE_RATE`: certificates issued on demand per minute (0: none).
+    pub issue_rate: u32,
+    /// `PROXY_TLS_ISSUE_CACHE`: most names with a certificate issued on demand (0: none).
+    pub issue_cache: usize,
 }
 
 impl TlsFiles {
@@ -59,11 +65,13 @@ impl TlsFiles {
             generate,
             names: TLS_NAMES.default_value(),
             renew_interval: TLS_RENEW_INTERVAL.default_value(),
+            issue_rate: TLS_ISSUE_RATE.default_value(),
+            issue_cache: TLS_ISSUE_CACHE.default_value(),
         }
     }
 
     /// `PROXY_TLS_CERT`, `PROXY_TLS_KEY`, `PROXY_TLS_GENERATE`, `PROXY_TLS_NAMES`,
-    /// `PROXY_TLS_RENEW_INTERVAL`.
+    /// `PROXY_TLS_RENEW_INTERVAL`, `PROXY_TLS_ISSUE_RATE`, `PROXY_TLS_ISSUE_CACHE`.
     pub(super) fn from_env(env: &Env) -> Result<Self, EnvError> {
         let mut files = TlsFiles::at(
             env.read(&TLS_CERT)?,
@@ -80,7 +88,30 @@ impl TlsFiles {
                 "must be between 1s and 24h",
             ));
         }
+        files.issue_rate = env.read(&TLS_ISSUE_RATE)?;
+        files.issue_cache = env.read(&TLS_ISSUE_CACHE)?;
+        let max = defaults::MAX_TLS_ISSUE;
+        for (name, value) in [
+            (TLS_ISSUE_RATE.name(), files.issue_rate as usize),
+            (TLS_ISSUE_CACHE.name(), files.issue_cache),
+        ] {
+            if value > max {
+                return Err(EnvError::invalid(
+                    name,
+                    &value.to_string(),
+                    format!("must be between 0 and {max}"),
+                ));
+            }
+        }
         Ok(files)
+    }
+
+    /// The folder issued-on-demand certificates live in: `names/` beside the CA.
+    pub fn names_dir(&self) -> PathBuf {
+        match self.ca_cert.parent() {
+            Some(d) => d.join(defaults::NAMES_DIR),
+            None => PathBuf::from(defaults::NAMES_DIR),
+        }
     }
 }
 

@@ -87,6 +87,7 @@ pub fn describe(files: &TlsFiles) -> Result<String, CertError> {
         },
     );
     out.push_str(&ca_section(files, ca.as_ref(), info, now));
+    out.push_str(&super::ondemand::describe_issued(files, now));
     for w in warnings {
         out.push_str(&format!("Warning       {w}\n"));
     }

@@ -1,7 +1,8 @@
 //! The proxy's TLS: the keypair store (`store`), the server configuration with the original
 //! nginx's protocols and suites (`server_config`), the reload triggers other than SIGHUP
 //! (`watch`: folder watch, daily expiry check), the development CA (`ca`), the proxy's own leaf
-//! it issues (`leaf`: is it ours, is it due, first start) and its renewal (`renew`),
+//! it issues (`leaf`: is it ours, is it due, first start) and its renewal (`renew`), the
+//! leaves it issues on demand for other names under the CA's constraints (`ondemand`),
 //! `proxy cert` (`command`) and `proxy cert trust` (`trust`), and what they share: the files and
 //! their errors (`files`), atomic writes and the self-signed pair of `proxy cert generate`
 //! (`generate`).
@@ -11,6 +12,7 @@ mod command;
 mod files;
 mod generate;
 mod leaf;
+mod ondemand;
 mod renew;
 mod server_config;
 mod store;

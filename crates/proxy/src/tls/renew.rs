@@ -43,10 +43,12 @@ impl CertStore {
     }
 
     /// One renewal check: when the proxy holds `ca.key` and its own leaf is due, issue a new
-    /// one, write it and serve it. Returns the time from the decision to the new leaf being
-    /// served, when it renewed (`None`: nothing to do, or it failed and the reason is logged).
+    /// one, write it and serve it (the leaves issued on demand too). Returns the time from the
+    /// decision to the new leaf being served, when it renewed (`None`: nothing to do, or it
+    /// failed and the reason is logged).
     pub fn renew_if_due(&self) -> Option<Duration> {
         let files = self.files();
+        self.on_demand.renew_due(files);
         if !files.generate || !matches!(ca_presence(files), Ok((true, true))) {
             return None;
         }

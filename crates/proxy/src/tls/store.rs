@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 pub(super) use super::files::fmt_time;
 use super::files::{CERT_SETTING, CertError, KEY_SETTING};
 use super::leaf::provision;
+use super::ondemand::OnDemand;
 use crate::config::TlsFiles;
 
 /// A certificate expiring within this many days is warned about at start, on reload and daily.
@@ -50,12 +51,15 @@ pub struct CertStore {
     reload_lock: Mutex<()>,
     last_error: Mutex<Option<String>>,
     changes: AtomicU64,
+    /// Leaves issued on demand for names the pair does not cover.
+    pub(super) on_demand: OnDemand,
 }
 
 impl CertStore {
     /// Load and validate the pair. With `generate` on: in a fresh folder (both files absent)
     /// create the development CA (unless `ca.crt`/`ca.key` are there) and a leaf it signs; renew
-    /// the proxy's own leaf when it is due (see `renew`).
+    /// the proxy's own leaf when it is due (see `renew`); with the CA there, load the leaves
+    /// issued on demand (see `ondemand`).
     pub fn open(files: TlsFiles, provider: Arc<CryptoProvider>) -> Result<Arc<Self>, CertError> {
         let provisioned = provision(&files, OffsetDateTime::now_utc())?;
         let (served, warnings) = validate(&files, &provider, OffsetDateTime::now_utc())?;
@@ -63,6 +67,7 @@ impl CertStore {
         for w in &warnings {
             tracing::warn!("{w}");
         }
+        let on_demand = OnDemand::open(&files, provider.clone(), &served.info);
         Ok(Arc::new(CertStore {
             files,
             provider,
@@ -70,6 +75,7 @@ impl CertStore {
             reload_lock: Mutex::new(()),
             last_error: Mutex::new(None),
             changes: AtomicU64::new(0),
+            on_demand,
         }))
     }
 
@@ -126,8 +132,10 @@ impl CertStore {
 }
 
 impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(&self.current.load().certified))
+    /// The leaf issued on demand for the server name, else the pair's.
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let issued = hello.server_name().and_then(|n| self.on_demand.get(n));
+        issued.or_else(|| Some(Arc::clone(&self.current.load().certified)))
     }
 }
 

@@ -21,6 +21,7 @@ mod keepalive_limits;
 mod keypair;
 mod logs;
 mod logs_e2e;
+mod on_demand;
 mod reset_flood;
 mod rewrite_props;
 mod routes;
