@@ -1,9 +1,10 @@
 //! Body wrappers: the response body that writes the access-log line when it ends (so every
 //! request is logged exactly once, with the bytes really sent), and the request body guard that
-//! enforces the size limit and the read-gap timeout while streaming.
+//! enforces the size limit and the read-gap timeout while streaming, and tells the exchange
+//! ([`SendClock`]) when the body last moved toward the upstream.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -111,6 +112,44 @@ pub enum BodyError {
     TooSlow(Duration),
 }
 
+/// Where a request's exchange with the upstream stands, for `PROXY_UPSTREAM_TIMEOUT` (nginx's
+/// `proxy_send_timeout` and `proxy_read_timeout`: between two successive operations, never a
+/// total): the last time the body moved toward the upstream (or ended, after which the upstream
+/// owes the answer head), and whether the upstream is waiting on the client meanwhile (the body
+/// guard's `PROXY_BODY_TIMEOUT` is then in charge, not the upstream timeout).
+#[derive(Debug, Clone)]
+pub struct SendClock(Arc<Mutex<ClockState>>);
+
+#[derive(Debug)]
+struct ClockState {
+    last: Instant,
+    waiting_on_client: bool,
+}
+
+impl Default for SendClock {
+    fn default() -> Self {
+        SendClock(Arc::new(Mutex::new(ClockState {
+            last: Instant::now(),
+            waiting_on_client: false,
+        })))
+    }
+}
+
+impl SendClock {
+    fn set(&self, waiting_on_client: bool) {
+        let mut st = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        st.last = Instant::now();
+        st.waiting_on_client = waiting_on_client;
+    }
+
+    /// When the upstream has been silent for `timeout`: `None` while the body waits on the
+    /// client (ask again later).
+    pub fn deadline(&self, timeout: Duration) -> Option<Instant> {
+        let st = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (!st.waiting_on_client).then(|| st.last + timeout)
+    }
+}
+
 /// A request body with a size cap (0 = none) and a maximum gap between reads.
 pub struct Guarded<B> {
     inner: B,
@@ -119,10 +158,11 @@ pub struct Guarded<B> {
     gap: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     fault: FaultFlag,
+    clock: SendClock,
 }
 
 impl<B> Guarded<B> {
-    pub fn new(inner: B, max: u64, gap: Duration, fault: FaultFlag) -> Self {
+    pub fn new(inner: B, max: u64, gap: Duration, fault: FaultFlag, clock: SendClock) -> Self {
         Guarded {
             inner,
             seen: 0,
@@ -130,6 +170,7 @@ impl<B> Guarded<B> {
             gap,
             timer: None,
             fault,
+            clock,
         }
     }
 }
@@ -150,6 +191,7 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.timer = None;
+                this.clock.set(false);
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
                     if this.max > 0 && this.seen > this.max {
@@ -160,8 +202,12 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.clock.set(false);
+                Poll::Ready(None)
+            }
             Poll::Pending => {
+                this.clock.set(true);
                 let gap = this.gap;
                 let timer = this
                     .timer

@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{BodyFault, FaultFlag, Guarded, ProxyBody};
+use super::body::{BodyFault, FaultFlag, Guarded, ProxyBody, SendClock};
 use super::context::Shared;
 use super::error::Failure;
 use super::headers;
@@ -101,6 +101,8 @@ struct Outgoing {
     upgrade: Option<Upgrade>,
     /// Set by the body guard when the body broke a limit while streaming.
     fault: FaultFlag,
+    /// When the body last moved toward the upstream.
+    clock: SendClock,
 }
 
 /// Send one request upstream and turn its answer into the client's.
@@ -117,6 +119,7 @@ async fn proxy(
         outgoing.request,
         outgoing.host,
         outgoing.upgrade.is_some(),
+        &outgoing.clock,
     )
     .await
     .map_err(|failure| match (failure, outgoing.fault.get()) {
@@ -181,12 +184,14 @@ fn prepare(
     }
     headers::join_cookies(&mut parts.headers);
     let fault = FaultFlag::default();
-    let body = Guarded::new(body, max, limits.body_timeout, fault.clone()).boxed();
+    let clock = SendClock::default();
+    let body = Guarded::new(body, max, limits.body_timeout, fault.clone(), clock.clone()).boxed();
     Ok(Outgoing {
         request: Request::from_parts(parts, body),
         host,
         upgrade,
         fault,
+        clock,
     })
 }
 
@@ -198,19 +203,35 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Send within `PROXY_UPSTREAM_TIMEOUT` (for the answer head).
+/// Send, failing when the upstream stays silent for `PROXY_UPSTREAM_TIMEOUT`: it takes no
+/// request body for that long, or gives no answer head that long after the body was sent (a
+/// slow client's upload is the body guard's business, however long it takes in total).
 async fn exchange(
     shared: &Shared,
     request: Request<UpstreamBody>,
     host: Authority,
     upgrade: bool,
+    clock: &SendClock,
 ) -> Result<Response<Incoming>, Failure> {
     let timeout = shared.config.upstream_timeout;
-    match tokio::time::timeout(timeout, shared.upstream.send(request, host, upgrade)).await {
-        Err(_) => Err(Failure::Timeout(timeout)),
-        Ok(Err(e)) if crate::upstream::is_unresolved(e.as_ref()) => Err(Failure::Unresolved(e)),
-        Ok(Err(e)) => Err(Failure::Upstream(e)),
-        Ok(Ok(resp)) => Ok(resp),
+    let send = shared.upstream.send(request, host, upgrade);
+    tokio::pin!(send);
+    let sent = loop {
+        let deadline = clock.deadline(timeout);
+        let wake = deadline.unwrap_or_else(|| Instant::now() + timeout);
+        tokio::select! {
+            sent = send.as_mut() => break sent,
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if clock.deadline(timeout).is_some_and(|d| d <= Instant::now()) {
+                    return Err(Failure::Timeout(timeout));
+                }
+            }
+        }
+    };
+    match sent {
+        Err(e) if crate::upstream::is_unresolved(e.as_ref()) => Err(Failure::Unresolved(e)),
+        Err(e) => Err(Failure::Upstream(e)),
+        Ok(resp) => Ok(resp),
     }
 }
 

@@ -16,6 +16,7 @@ mod hardening_nginx;
 mod hardening_request_timeouts;
 mod hardening_sizes;
 mod hardening_timeouts;
+mod hardening_uploads;
 mod idle_conns;
 mod keepalive_limits;
 mod keypair;
