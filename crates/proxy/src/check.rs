@@ -322,6 +322,7 @@ fn limits(l: &Limits) -> Vec<(&'static str, String)> {
             cl.max_lifetime.map_or("unlimited".into(), secs),
         ),
         ("PROXY_BODY_TIMEOUT", secs(l.body_timeout)),
+        ("PROXY_SEND_TIMEOUT", secs(cl.send_timeout)),
         ("PROXY_MAX_HEADER_SIZE", cl.max_header_bytes.to_string()),
         ("PROXY_MAX_URI_LENGTH", l.max_uri_length.to_string()),
         ("PROXY_MAX_BODY_SIZE", l.max_body_size.to_string()),

@@ -60,6 +60,7 @@ use clap::{Parser, Subcommand};
 ///   PROXY_KEEPALIVE_REQUESTS requests per connection, then closed gracefully [1000]
 ///   PROXY_KEEPALIVE_LIFETIME age of a connection, then closed gracefully [1h]
 ///   PROXY_BODY_TIMEOUT       longest gap while reading a request body, then 408 [60s]
+///   PROXY_SEND_TIMEOUT       the client takes no byte of an answer: stream reset [60s]
 ///   PROXY_MAX_HEADER_SIZE    request header block [32k]
 ///   PROXY_MAX_URI_LENGTH     request target, then 414 [8192]
 ///   PROXY_MAX_BODY_SIZE      request body, then 413; 0 = unlimited [1m]

@@ -1,7 +1,7 @@
 //! The connection loop both services run: accept (bounded), optional TLS (with a handshake
 //! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 (by ALPN) via hyper
 //! with the per-connection timeouts and keep-alive limits (`conn`), graceful drain. Beside it:
-//! `activity` (the byte clock), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
+//! `activity` (the byte clock), `send_watch` (the send timeout), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
 //! (what a tunnel borrows from its connection), `rawhead` (HTTP/1 heads as sent, before hyper
 //! folds them).
 
@@ -12,6 +12,7 @@ mod handshake;
 mod lease;
 mod limits;
 mod rawhead;
+mod send_watch;
 mod service;
 
 use std::future::Future;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -33,6 +34,7 @@ use handshake::handshake;
 pub use lease::Lease;
 pub use limits::Limits;
 pub use rawhead::RawHead;
+use send_watch::StreamExec;
 pub use service::{BoxError, HttpService};
 
 /// Facts about one accepted connection, handed to the service factory.
@@ -225,7 +227,7 @@ impl Connections {
 /// §3.2, and nginx does not sniff either).
 pub(super) struct Builders {
     pub(super) h1: http1::Builder,
-    pub(super) h2: http2::Builder<TokioExecutor>,
+    pub(super) h2: http2::Builder<StreamExec>,
 }
 
 impl Builders {
@@ -235,7 +237,9 @@ impl Builders {
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.read_buffer())
             .keep_alive(true);
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        let mut h2 = http2::Builder::new(StreamExec {
+            timeout: limits.send_timeout,
+        });
         h2.timer(TokioTimer::new())
             .max_concurrent_streams(limits.h2_max_concurrent_streams)
             .max_header_list_size(limits.h2_max_header_list_size)

@@ -100,6 +100,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const KEEPALIVE_REQUESTS: usize = 1000;
 /// `PROXY_KEEPALIVE_LIFETIME` (nginx `keepalive_time`)
 pub const KEEPALIVE_LIFETIME: Duration = Duration::from_secs(3600);
+/// `PROXY_SEND_TIMEOUT` (nginx `send_timeout`)
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// `PROXY_UPGRADE_PROTOCOLS`: the `Upgrade` tokens tunnelled.
 pub const UPGRADE_PROTOCOLS: &[&str] = &["websocket"];
 /// `PROXY_TUNNEL_IDLE_TIMEOUT` (nginx `proxy_read_timeout` on a WebSocket)

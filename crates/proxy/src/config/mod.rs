@@ -217,6 +217,7 @@ impl Limits {
             max_lifetime: Some(
                 env.duration("PROXY_KEEPALIVE_LIFETIME", defaults::KEEPALIVE_LIFETIME)?,
             ),
+            send_timeout: env.duration("PROXY_SEND_TIMEOUT", defaults::SEND_TIMEOUT)?,
         };
         Ok(Limits {
             connection,

@@ -30,6 +30,16 @@ pub const RESOLVE_EVERY: Duration = Duration::from_secs(1);
 /// the connection is dropped (an app that vanished without closing its sockets).
 const PING_EVERY: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// What the upstream may send on one stream before the proxy passes it on (HTTP/2 stream
+/// window): the most one answer holds in the proxy when its client takes nothing.
+pub const STREAM_WINDOW: u32 = 256 * 1024;
+/// The connection window: the largest HTTP/2 allows, so it is never the limit. Data the proxy
+/// received but could not pass on (a client that stopped reading) is released as window only
+/// when passed on; a connection window smaller than the sum of the stream windows would let a
+/// few stalled streams take all of it, and every other stream on the connection would stop
+/// (issue 26 item 1). Each stream stays bounded by [`STREAM_WINDOW`], and a stalled stream by
+/// `PROXY_SEND_TIMEOUT`.
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 
 /// Why a request could not be sent upstream (answered with 502).
 #[derive(Debug, thiserror::Error)]
@@ -412,6 +422,8 @@ impl H2Upstream {
             .timer(TokioTimer::new())
             .keep_alive_interval(PING_EVERY)
             .keep_alive_timeout(PING_TIMEOUT)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .handshake(TokioIo::new(tls));
         let (sender, conn) = tokio::time::timeout(timeout, handshake)
             .await

@@ -19,7 +19,8 @@ const CHUNKS: usize = 24;
 async fn upload(https: std::net::SocketAddr, pace: Duration) -> (u16, String, Duration) {
     let total = CHUNK * CHUNKS;
     let mut s = h1(https).await;
-    let head = format!("POST /count HTTP/1.1\r\nHost: localhost\r\nContent-Length: {total}\r\n\r\n");
+    let head =
+        format!("POST /count HTTP/1.1\r\nHost: localhost\r\nContent-Length: {total}\r\n\r\n");
     s.write_all(head.as_bytes()).await.expect("head");
     let started = Instant::now();
     for _ in 0..CHUNKS {
@@ -83,7 +84,9 @@ async fn an_upstream_that_stops_taking_the_body_or_answering_still_gets_504() {
     // buffers fill, the proxy's writes stop, and 1 s later the answer is 504.
     let mut s = h1(proxy.https).await;
     let total = 64 * 1024 * 1024;
-    let head = format!("POST /slow?ms=30000 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {total}\r\n\r\n");
+    let head = format!(
+        "POST /slow?ms=30000 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {total}\r\n\r\n"
+    );
     let (mut r, mut w) = tokio::io::split(&mut s);
     let writer = async {
         w.write_all(head.as_bytes()).await.ok()?;
@@ -101,9 +104,11 @@ async fn an_upstream_that_stops_taking_the_body_or_answering_still_gets_504() {
     assert_eq!(answer.status, 504);
     // The body sent quickly, the head late: 504 too.
     let (mut s, mut buf) = (h1(proxy.https).await, Vec::new());
-    s.write_all(b"POST /slow?ms=3000 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello")
-        .await
-        .expect("write");
+    s.write_all(
+        b"POST /slow?ms=3000 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await
+    .expect("write");
     let a = tokio::time::timeout(SOON, read_answer(&mut s, &mut buf))
         .await
         .expect("in time")

@@ -15,6 +15,7 @@ mod hardening_hygiene;
 mod hardening_nginx;
 mod hardening_request_timeouts;
 mod hardening_sizes;
+mod hardening_stalls;
 mod hardening_timeouts;
 mod hardening_uploads;
 mod idle_conns;
