@@ -44,6 +44,8 @@ pub(super) struct Conn {
     pub(super) aborting: CancellationToken,
     pub(super) lease: Lease,
     pub(super) peer: SocketAddr,
+    /// Changes at the listener's connection limit: close if idle ([`super::RECLAIM_AGE`]).
+    pub(super) reclaim: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The protocol a connection speaks: HTTP/2 only when its TLS handshake chose it (ALPN).
@@ -138,6 +140,8 @@ impl Conn {
         let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
         let mut check = tokio::time::interval(tick);
         let mut stopping: Option<Instant> = None;
+        let mut reclaim = self.reclaim.clone();
+        let mut reclaiming = true;
         loop {
             let close = tokio::select! {
                 r = conn.as_mut() => {
@@ -152,6 +156,15 @@ impl Conn {
                 _ = counts.0.retire.cancelled(), if stopping.is_none() => {
                     tracing::debug!(%peer, "keep-alive limit reached; closing after this answer");
                     true
+                }
+                r = reclaim.changed(), if reclaiming => {
+                    reclaiming = r.is_ok();
+                    let c = &counts.0;
+                    if reclaiming && c.open.load(Ordering::Acquire) == 0 && c.requests.idle_for() >= super::RECLAIM_AGE {
+                        tracing::debug!(%peer, "at the connection limit: closing an idle connection");
+                        return;
+                    }
+                    false
                 }
                 _ = check.tick() => match self.verdict(bytes, counts, stopping, tick) {
                     Verdict::Fine => false,

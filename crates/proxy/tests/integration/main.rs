@@ -14,6 +14,7 @@ mod hardening_h2;
 mod hardening_hygiene;
 mod hardening_nginx;
 mod hardening_request_timeouts;
+mod hardening_reuse;
 mod hardening_sizes;
 mod hardening_stalls;
 mod hardening_timeouts;
