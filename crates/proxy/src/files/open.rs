@@ -52,6 +52,7 @@ impl<K: Hash + Eq + Copy> Keyed<K> {
         }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.map
             .lock()

@@ -1,7 +1,8 @@
 //! Body wrappers: the response body that writes the access-log line when it ends (so every
 //! request is logged exactly once, with the bytes really sent), and the request body guard that
 //! enforces the size limit and the read-gap timeout while streaming, and tells the exchange
-//! ([`SendClock`]) when the body last moved toward the upstream.
+//! ([`SendClock`]) when the body last moved toward the upstream; and the upstream's answer body
+//! with its read-gap timeout ([`UpstreamRead`]).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -217,6 +218,89 @@ where
                     return Poll::Ready(Some(Err(BodyError::TooSlow(gap).into())));
                 }
                 Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Why the upstream's answer body was cut short.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamReadError {
+    #[error("upstream timed out (PROXY_UPSTREAM_TIMEOUT, {0:?}) while reading the answer body")]
+    TimedOut(Duration),
+}
+
+/// The upstream's answer body, failing when the upstream sends nothing for `gap` while the
+/// client waits for more (nginx `proxy_read_timeout` between two reads). Either way it is cut
+/// (timed out, or the upstream closed or reset it early), error.log says so, and the failure
+/// reaches the client as one: RST_STREAM over HTTP/2, a connection closed without the final
+/// chunk over HTTP/1.1.
+pub struct UpstreamRead<B> {
+    inner: B,
+    gap: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    request_id: http::HeaderValue,
+}
+
+impl<B> UpstreamRead<B> {
+    pub fn new(inner: B, gap: Duration, request_id: http::HeaderValue) -> Self {
+        UpstreamRead {
+            inner,
+            gap,
+            timer: None,
+            request_id,
+        }
+    }
+
+    fn cut(&self, error: &(dyn std::error::Error + 'static)) {
+        let request_id = String::from_utf8_lossy(self.request_id.as_bytes());
+        tracing::warn!(request_id = %request_id, error = %common::error_chain(error), "upstream answer body cut short");
+    }
+}
+
+impl<B> Body for UpstreamRead<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                this.cut(e.as_ref());
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                this.timer = None;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let gap = this.gap;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let e = UpstreamReadError::TimedOut(gap);
+                this.cut(&e);
+                Poll::Ready(Some(Err(e.into())))
             }
         }
     }

@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{BodyFault, FaultFlag, Guarded, ProxyBody, SendClock};
+use super::body::{BodyFault, FaultFlag, Guarded, ProxyBody, SendClock, UpstreamRead};
 use super::context::Shared;
 use super::error::Failure;
 use super::headers;
@@ -23,7 +23,7 @@ use super::hygiene;
 use super::serve_files;
 use super::upgrade::Upgrade;
 use crate::compress;
-use crate::upstream::{BoxError, UpstreamAddr, UpstreamBody};
+use crate::upstream::{UpstreamAddr, UpstreamBody};
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
 const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
@@ -133,7 +133,8 @@ async fn proxy(
         .extensions()
         .get::<UpstreamAddr>()
         .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |a| a.0);
-    let response = respond(resp, outgoing.upgrade, tunnel_idle)?;
+    let read_gap = (shared.config.upstream_timeout, request_id.clone());
+    let response = respond(resp, outgoing.upgrade, tunnel_idle, read_gap)?;
     Ok(Answer {
         response,
         addr,
@@ -235,12 +236,14 @@ async fn exchange(
     }
 }
 
-/// The client's answer: hop-by-hop headers gone, the body streamed; after a 101 to an upgrade
-/// request, the tunnel (closed after `tunnel_idle` without traffic).
+/// The client's answer: hop-by-hop headers gone, the body streamed (cut when the upstream is
+/// silent for `read_gap`'s timeout, see [`UpstreamRead`]); after a 101 to an upgrade request,
+/// the tunnel (closed after `tunnel_idle` without traffic).
 fn respond(
     resp: Response<Incoming>,
     upgrade: Option<Upgrade>,
     tunnel_idle: Duration,
+    read_gap: (Duration, HeaderValue),
 ) -> Result<Response<ProxyBody>, Failure> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upgrade = upgrade.ok_or(Failure::UnexpectedUpgrade)?;
@@ -248,7 +251,8 @@ fn respond(
     }
     let (mut parts, body) = resp.into_parts();
     headers::response_headers(&mut parts.headers, None);
-    let body = body.map_err(BoxError::from).boxed();
+    let (gap, request_id) = read_gap;
+    let body = UpstreamRead::new(body, gap, request_id).boxed();
     Ok(Response::from_parts(parts, body))
 }
 

@@ -19,6 +19,7 @@ mod hardening_sizes;
 mod hardening_stalls;
 mod hardening_timeouts;
 mod hardening_uploads;
+mod hardening_upstream_reads;
 mod idle_conns;
 mod keepalive_limits;
 mod keypair;

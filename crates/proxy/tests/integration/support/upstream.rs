@@ -1,5 +1,6 @@
 //! A test-only HTTPS upstream (the app has no echo or big routes, and must not grow test-only
-//! ones): echoes bodies, lists received headers, streams big bodies, waits, answers any status,
+//! ones): echoes bodies, lists received headers, streams big bodies, stalls mid-body, waits,
+//! answers any status,
 //! tunnels an upgrade (echoing what is sent), and says which instance answered.
 
 use std::convert::Infallible;
@@ -188,6 +189,16 @@ async fn handle(
             full(StatusCode::OK, n.to_string())
         }
         "/big" => big(query_num(&req, "n")),
+        // `n` bytes, then nothing more, ever (an app that stalls mid-answer).
+        "/stall" => {
+            let first = Bytes::from(vec![b'x'; query_num(&req, "n") as usize]);
+            let stream = futures_util::stream::iter([Ok::<
+                _,
+                Box<dyn std::error::Error + Send + Sync>,
+            >(Frame::data(first))]);
+            let stream = futures_util::StreamExt::chain(stream, futures_util::stream::pending());
+            Response::new(StreamBody::new(stream).boxed())
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(query_num(&req, "ms"))).await;
             full(StatusCode::OK, "slow done")
