@@ -326,6 +326,10 @@ fn limits(l: &Limits) -> Vec<(&'static str, String)> {
         ("PROXY_MAX_HEADER_SIZE", cl.max_header_bytes.to_string()),
         ("PROXY_MAX_URI_LENGTH", l.max_uri_length.to_string()),
         ("PROXY_MAX_BODY_SIZE", l.max_body_size.to_string()),
+        (
+            "PROXY_UPSTREAM_MAX_HEADER_SIZE",
+            l.upstream_max_header_size.to_string(),
+        ),
         ("PROXY_MAX_CONNECTIONS", cl.max_connections.to_string()),
         (
             "PROXY_H2_MAX_STREAMS",

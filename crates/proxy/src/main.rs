@@ -64,6 +64,7 @@ use clap::{Parser, Subcommand};
 ///   PROXY_MAX_HEADER_SIZE    request header block [32k]
 ///   PROXY_MAX_URI_LENGTH     request target, then 414 [8192]
 ///   PROXY_MAX_BODY_SIZE      request body, then 413; 0 = unlimited [1m]
+///   PROXY_UPSTREAM_MAX_HEADER_SIZE  the app's answer head, then 502 [32k]
 ///   PROXY_MAX_CONNECTIONS    connections served at once per listener [10000]
 ///   PROXY_H2_MAX_STREAMS     concurrent HTTP/2 streams per connection [128]
 ///   PROXY_TUNNEL_IDLE_TIMEOUT  WebSocket tunnel silent both ways, then closed [60s]

@@ -88,6 +88,9 @@ pub const MAX_HEADER_SIZE: u64 = 32 * 1024;
 pub const MIN_HEADER_SIZE: u64 = 1024;
 /// `PROXY_MAX_URI_LENGTH`
 pub const MAX_URI_LENGTH: usize = 8 * 1024;
+/// `PROXY_UPSTREAM_MAX_HEADER_SIZE` (nginx `proxy_buffer_size`, 4k/8k there: apps' cookies and
+/// security headers outgrow that): the largest answer head of the app passed on.
+pub const UPSTREAM_MAX_HEADER_SIZE: u64 = 32 * 1024;
 /// `PROXY_MAX_BODY_SIZE` (nginx `client_max_body_size`); 0 means unlimited.
 pub const MAX_BODY_SIZE: u64 = 1024 * 1024;
 /// `PROXY_MAX_CONNECTIONS` (nginx `worker_connections`-ish)

@@ -112,6 +112,8 @@ pub struct Limits {
     pub max_body_size: u64,
     /// `PROXY_TUNNEL_IDLE_TIMEOUT`: an upgrade tunnel silent both ways this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// `PROXY_UPSTREAM_MAX_HEADER_SIZE`: largest upstream answer head passed on (else 502).
+    pub upstream_max_header_size: u64,
 }
 
 /// `PROXY_UPGRADE_PROTOCOLS`: the `Upgrade` protocols tunnelled (lower case); any other upgrade
@@ -226,6 +228,10 @@ impl Limits {
             max_body_size: env.size("PROXY_MAX_BODY_SIZE", defaults::MAX_BODY_SIZE)?,
             tunnel_idle_timeout: env
                 .duration("PROXY_TUNNEL_IDLE_TIMEOUT", defaults::TUNNEL_IDLE_TIMEOUT)?,
+            upstream_max_header_size: env.size(
+                "PROXY_UPSTREAM_MAX_HEADER_SIZE",
+                defaults::UPSTREAM_MAX_HEADER_SIZE,
+            )?,
         })
     }
 }

@@ -129,6 +129,7 @@ async fn proxy(
     })?;
     let tunnel_idle = shared.config.limits.tunnel_idle_timeout;
     let time = sent.elapsed();
+    head_within(&resp, shared.config.limits.upstream_max_header_size)?;
     let addr = resp
         .extensions()
         .get::<UpstreamAddr>()
@@ -234,6 +235,26 @@ async fn exchange(
         Err(e) => Err(Failure::Upstream(e)),
         Ok(resp) => Ok(resp),
     }
+}
+
+/// An upstream answer head larger than `PROXY_UPSTREAM_MAX_HEADER_SIZE`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream answer head of {size} bytes, above PROXY_UPSTREAM_MAX_HEADER_SIZE ({limit})")]
+struct HeadTooLarge {
+    size: u64,
+    limit: u64,
+}
+
+/// `resp`'s head (measured as HTTP/1.1 carries it: `name: value` lines) within `limit`, else
+/// a 502.
+fn head_within<B>(resp: &Response<B>, limit: u64) -> Result<(), Failure> {
+    let size = resp.headers().iter().fold(16u64, |n, (k, v)| {
+        n + (k.as_str().len() + v.len() + 4) as u64
+    });
+    if size <= limit {
+        return Ok(());
+    }
+    Err(Failure::Upstream(Box::new(HeadTooLarge { size, limit })))
 }
 
 /// The client's answer: hop-by-hop headers gone, the body streamed (cut when the upstream is

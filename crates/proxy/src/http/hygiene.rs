@@ -269,6 +269,7 @@ mod tests {
             max_uri_length: 64,
             max_body_size: 0,
             tunnel_idle_timeout: Duration::from_secs(1),
+            upstream_max_header_size: 32 * 1024,
         }
     }
 

@@ -40,6 +40,10 @@ pub const STREAM_WINDOW: u32 = 256 * 1024;
 /// (issue 26 item 1). Each stream stays bounded by [`STREAM_WINDOW`], and a stalled stream by
 /// `PROXY_SEND_TIMEOUT`.
 const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+/// The largest answer header list taken from the upstream (hyper's default, 16 KiB, refused
+/// heads an HTTP/1.1 upstream could send); `PROXY_UPSTREAM_MAX_HEADER_SIZE`, checked per
+/// answer, is the bound that decides.
+const MAX_HEADER_LIST: u32 = 1024 * 1024;
 
 /// Why a request could not be sent upstream (answered with 502).
 #[derive(Debug, thiserror::Error)]
@@ -424,6 +428,7 @@ impl H2Upstream {
             .keep_alive_timeout(PING_TIMEOUT)
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_header_list_size(MAX_HEADER_LIST)
             .handshake(TokioIo::new(tls));
         let (sender, conn) = tokio::time::timeout(timeout, handshake)
             .await

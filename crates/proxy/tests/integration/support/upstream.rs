@@ -203,6 +203,17 @@ async fn handle(
             tokio::time::sleep(Duration::from_millis(query_num(&req, "ms"))).await;
             full(StatusCode::OK, "slow done")
         }
+        // An answer head of about `n` bytes: `n / 4000` fields of 4,000 bytes each.
+        "/bighead" => {
+            let mut r = full(StatusCode::OK, "big head");
+            for i in 0..query_num(&req, "n") / 4000 {
+                let name =
+                    http::HeaderName::from_bytes(format!("x-big-{i}").as_bytes()).expect("name");
+                r.headers_mut()
+                    .insert(name, "v".repeat(4000).parse().expect("value"));
+            }
+            r
+        }
         "/hop" => {
             let mut r = full(StatusCode::OK, "hop");
             let h = r.headers_mut();
