@@ -50,7 +50,9 @@ const MAX_HEADER_LIST: u32 = 1024 * 1024;
 pub enum H2Error {
     #[error(transparent)]
     Dial(#[from] DialError),
-    #[error("{addr} does not speak HTTP/2 (no h2 in ALPN); unset PROXY_UPSTREAM_HTTP2")]
+    #[error(
+        "{addr} does not speak HTTP/2 (no h2 in ALPN), which PROXY_UPSTREAM_HTTP2=true requires; set it to auto or false"
+    )]
     NotH2 { addr: SocketAddr },
     #[error("HTTP/2 handshake with {addr}: {source}")]
     Handshake {
@@ -382,6 +384,11 @@ impl H2Upstream {
                 Ok(sender) => {
                     *gate = None;
                     me.state().conns.add(addr, sender, 0);
+                }
+                // `auto`: not an error, the next requests go by HTTP/1.1 (see `request`).
+                Err(H2Error::NotH2 { .. }) if me.fallback => {
+                    me.state().h1_until = Some(Instant::now() + FALLBACK_FOR);
+                    tracing::info!(upstream = %addr, "the upstream does not offer HTTP/2; using HTTP/1.1 (PROXY_UPSTREAM_HTTP2=auto)");
                 }
                 Err(e) => {
                     tracing::warn!(upstream = %addr, error = %common::error_chain(&e), "upstream connect failed (a spare connection)");

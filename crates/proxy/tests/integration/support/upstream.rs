@@ -221,6 +221,7 @@ async fn handle(
             h.insert("x-hop-secret", "1".parse().expect("v"));
             h.insert("keep-alive", "timeout=5".parse().expect("v"));
             h.insert("x-end-to-end", "kept".parse().expect("v"));
+            h.insert("server", "test-upstream/1.0".parse().expect("v"));
             r
         }
         "/upgrade" => echo_upgrade(&mut req),
