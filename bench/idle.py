@@ -233,6 +233,7 @@ def main() -> int:
     bench.cert = os.path.join(bench.tls, "cert.pem")
     bench.key = os.path.join(bench.tls, "key.pem")
     rows: list[dict] = []
+    t0 = time.monotonic()
     try:
         bench.prepare()
         bench.start_app()
@@ -254,7 +255,8 @@ def main() -> int:
     finally:
         B.PROCS.stop_all()
     os.makedirs(a.out, exist_ok=True)
-    for name, content in (("idle.json", json.dumps({"rows": rows, "counts": counts, "rounds": rounds}, indent=1) + "\n"),
+    for name, content in (("idle.json", json.dumps({"rows": rows, "counts": counts, "rounds": rounds,
+                                                     "elapsed_s": time.monotonic() - t0}, indent=1) + "\n"),
                           ("idle.md", markdown(rows, counts, rounds))):
         with open(os.path.join(a.out, name), "w", encoding="utf-8") as f:
             f.write(content)

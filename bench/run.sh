@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Benchmark our proxy against nginx (as the original system had it, and tuned), with the app
-# reached directly as the ceiling, on loopback only. Writes bench/results/latest.{md,svg,json}.
+# Benchmark our proxy against nginx (as the original system had it, and tuned), HAProxy and
+# Caddy, with the app reached directly as the ceiling, on loopback only. Writes
+# bench/results/latest.{md,svg,json}; the run's duration is in latest.md.
 #
-#   bench/run.sh            full run (5 rounds x 10 s per contender and scenario, ~20 minutes)
-#   bench/run.sh --quick    smoke run (< 1 minute once the binaries are built)
+#   bench/run.sh            full run (3 rounds x 6 s per contender and scenario)
+#   bench/run.sh --quick    smoke run (1 round x 1 s)
 #   bench/run.sh --help     all options (passed to bench/bench.py)
 #
 # Extra options handled here: --no-build (use target/release/{app,proxy} as they are).
+# BENCH_BIN_DIR=DIR: use DIR/app and DIR/proxy and build nothing (e.g. the static binaries
+# tests/e2e.sh built: target/x86_64-unknown-linux-gnu/release).
 # Then bench/idle.py (memory per idle keep-alive TLS connection, proxy vs tuned nginx) writes
 # idle.{md,json} beside latest.*; it gets --quick, --out, --app-bin, --proxy-bin.
-# Installs nginx, wrk and h2load (nghttp2-client) with apt-get when missing (needs root).
-# Exits non-zero only when a tool or binary is missing, a contender cannot start, or a contender
-# answers nothing -- never because numbers are slow.
+# Installs nginx, wrk, h2load (nghttp2-client), haproxy and caddy with apt-get when missing
+# (needs root). Exits non-zero when a tool or binary is missing, the release build fails, a
+# contender cannot start, or a contender answers nothing or more than 1 % errors -- never
+# because numbers are slow.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,11 +34,18 @@ for a in "$@"; do
         --app-bin|--app-bin=*) app_bin_given=1 ;;
         --proxy-bin|--proxy-bin=*) proxy_bin_given=1 ;;
         -h|--help)
-            sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exec python3 "$here/bench.py" --help ;;
     esac
     args+=("$a")
 done
+if [[ -n "${BENCH_BIN_DIR:-}" ]]; then
+    for b in app proxy; do
+        [[ -x "$BENCH_BIN_DIR/$b" ]] || { printf '[bench] error: BENCH_BIN_DIR=%s has no executable %s\n' "$BENCH_BIN_DIR" "$b" >&2; exit 2; }
+    done
+    ((app_bin_given)) || { args+=(--app-bin "$BENCH_BIN_DIR/app"); app_bin_given=1; }
+    ((proxy_bin_given)) || { args+=(--proxy-bin "$BENCH_BIN_DIR/proxy"); proxy_bin_given=1; }
+fi
 # `--contenders LIST` (space-separated form)
 for ((i = 0; i < ${#args[@]}; i++)); do
     if [[ "${args[$i]}" == --contenders ]] && (( i + 1 < ${#args[@]} )) && [[ "${args[$((i + 1))]}" != *proxy* ]]; then
@@ -53,6 +64,8 @@ missing=()
 command -v nginx  >/dev/null || missing+=(nginx)
 command -v wrk    >/dev/null || missing+=(wrk)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v caddy  >/dev/null || missing+=(caddy)
 if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them (apt-get install -y ${missing[*]}) or run as root"
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
@@ -60,10 +73,12 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null || die "apt-get update failed"
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
-    # the package's own service is not what we measure; never leave it running
-    if command -v service >/dev/null && [[ -e /run/nginx.pid ]]; then service nginx stop >/dev/null 2>&1 || true; fi
+    # the packages' own services are not what we measure; never leave them running
+    if command -v service >/dev/null; then
+        for svc in nginx haproxy caddy; do service "$svc" stop >/dev/null 2>&1 || true; done
+    fi
 fi
-for t in nginx wrk h2load; do command -v "$t" >/dev/null || die "$t still not found after installing"; done
+for t in nginx wrk h2load haproxy caddy; do command -v "$t" >/dev/null || die "$t still not found after installing"; done
 
 # --- open files: 1,000 client connections + upstream connections per contender
 want_nofile=65536
@@ -81,10 +96,10 @@ if ((build)); then
     ((app_bin_given)) || pkgs+=(-p app)
     if ((want_proxy && !proxy_bin_given)); then pkgs+=(-p proxy); fi
     if ((${#pkgs[@]})); then
-        say "cargo build --release ${pkgs[*]}"
+        say "cargo build --release --locked ${pkgs[*]}"
+        # --locked: the binaries measured are built from the committed Cargo.lock, or not at all
         (cd "$root" && cargo build --release --locked "${pkgs[@]}") \
-            || (cd "$root" && cargo build --release "${pkgs[@]}") \
-            || die "release build failed (cargo build --release ${pkgs[*]})"
+            || die "release build failed (cargo build --release --locked ${pkgs[*]})"
     fi
 fi
 

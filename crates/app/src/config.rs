@@ -1,4 +1,5 @@
-//! The app's settings: environment variables (each also as `NAME_FILE`), parsed and validated once.
+//! The app's settings, each declared once (name, type, default, help) in `settings!` below, and
+//! the typed [`Config`] they are read into (each also as `NAME_FILE`), validated once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,20 +7,19 @@ use std::time::Duration;
 
 use common::env::{Env, EnvError};
 
-/// Defaults, in one place (README's settings table mirrors these).
-pub mod defaults {
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-    use std::time::Duration;
-    /// `APP_LISTEN`
-    pub const LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8000);
-    /// `APP_ENV`
-    pub const ENV: super::Mode = super::Mode::Production;
-    /// `APP_LOG`
-    pub const LOG: &str = "info";
-    /// `APP_DRAIN_TIMEOUT`
-    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-    /// `APP_RELOAD_DEBOUNCE`
-    pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(50);
+common::settings! {
+    LISTEN: SocketAddr = "APP_LISTEN", "0.0.0.0:8000", "address and port (HTTPS only)";
+    ENV: Mode = "APP_ENV", "production",
+        "development: watch the template folder and serve edits; production: load once";
+    TEMPLATES: Option<PathBuf> = "APP_TEMPLATES", "", "folder holding index.txt; empty: built-in";
+    TLS_CERT: Option<PathBuf> = "APP_TLS_CERT", "",
+        "PEM certificate chain, leaf first; empty: generated in memory";
+    TLS_KEY: Option<PathBuf> = "APP_TLS_KEY", "", "PEM private key; set both or neither";
+    LOG: String = "APP_LOG", "info", "log filter, e.g. info or app=debug,info";
+    DRAIN_TIMEOUT: Duration = "APP_DRAIN_TIMEOUT", "10s",
+        "on SIGTERM/SIGINT, how long in-flight requests may finish";
+    RELOAD_DEBOUNCE: Duration = "APP_RELOAD_DEBOUNCE", "50ms",
+        "development: quiet time after a template change before it is re-read";
 }
 
 /// Development watches the template folder and serves edits; production loads templates once.
@@ -28,6 +28,8 @@ pub enum Mode {
     Development,
     Production,
 }
+
+common::value_from_str!(Mode);
 
 impl std::str::FromStr for Mode {
     type Err = &'static str;
@@ -72,41 +74,41 @@ impl Config {
     }
 
     fn read(env: &Env) -> Result<Self, EnvError> {
-        let mode = env.parsed("APP_ENV", defaults::ENV)?;
-        let cert = env.path("APP_TLS_CERT")?;
-        let key = env.path("APP_TLS_KEY")?;
+        let mode = env.read(&ENV)?;
+        let cert = env.read(&TLS_CERT)?;
+        let key = env.read(&TLS_KEY)?;
         let tls = match (cert, key) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
             (None, None) => TlsSource::SelfSigned,
             (Some(cert), None) => {
                 return Err(EnvError::invalid(
-                    "APP_TLS_KEY",
+                    TLS_KEY.name(),
                     "",
                     format!(
-                        "APP_TLS_CERT is set ({}) but APP_TLS_KEY is not; set both or neither",
+                        "{TLS_CERT} is set ({}) but {TLS_KEY} is not; set both or neither",
                         cert.display()
                     ),
                 ));
             }
             (None, Some(key)) => {
                 return Err(EnvError::invalid(
-                    "APP_TLS_CERT",
+                    TLS_CERT.name(),
                     "",
                     format!(
-                        "APP_TLS_KEY is set ({}) but APP_TLS_CERT is not; set both or neither",
+                        "{TLS_KEY} is set ({}) but {TLS_CERT} is not; set both or neither",
                         key.display()
                     ),
                 ));
             }
         };
         Ok(Config {
-            listen: env.parsed("APP_LISTEN", defaults::LISTEN)?,
+            listen: env.read(&LISTEN)?,
             mode,
-            templates: env.path("APP_TEMPLATES")?,
+            templates: env.read(&TEMPLATES)?,
             tls,
-            log: env.string("APP_LOG", defaults::LOG)?,
-            drain_timeout: env.duration("APP_DRAIN_TIMEOUT", defaults::DRAIN_TIMEOUT)?,
-            reload_debounce: env.duration("APP_RELOAD_DEBOUNCE", defaults::RELOAD_DEBOUNCE)?,
+            log: env.read(&LOG)?,
+            drain_timeout: env.read(&DRAIN_TIMEOUT)?,
+            reload_debounce: env.read(&RELOAD_DEBOUNCE)?,
         })
     }
 }

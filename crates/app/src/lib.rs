@@ -23,7 +23,7 @@ pub enum AppError {
     Config(#[from] common::env::EnvError),
     #[error(transparent)]
     Template(#[from] TemplateError),
-    #[error("APP_TLS_CERT/APP_TLS_KEY: {0}")]
+    #[error("{cert}/{key}: {0}", cert = config::TLS_CERT, key = config::TLS_KEY)]
     Tls(#[source] TlsError),
     #[error("TLS set-up failed: {0}")]
     Rustls(#[from] rustls::Error),

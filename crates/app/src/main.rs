@@ -6,17 +6,9 @@ use clap::{Parser, Subcommand};
 
 /// containerize's app: an HTTPS service answering a quote and the X-Forwarded-* headers it got.
 ///
-/// Settings (environment variables; each also accepted as NAME_FILE, read from that file):
-///   APP_LISTEN           address to listen on (default 0.0.0.0:8000); HTTPS only
-///   APP_ENV              development (watch templates, serve edits) or production (default)
-///   APP_TEMPLATES        template folder holding index.txt (default: the built-in template)
-///   APP_TLS_CERT         PEM certificate chain (default: in-memory self-signed for app/localhost)
-///   APP_TLS_KEY          PEM private key (set both or neither)
-///   APP_LOG              log filter, e.g. info, debug, app=debug (default info)
-///   APP_DRAIN_TIMEOUT    how long SIGTERM waits for in-flight requests (default 10s)
-///   APP_RELOAD_DEBOUNCE  development: quiet time after a template change before reloading (default 50ms)
+/// Settings: environment variables, listed below; README.md has the full table.
 #[derive(Parser)]
-#[command(version, verbatim_doc_comment)]
+#[command(version, verbatim_doc_comment, after_help = common::setting::help(app::config::ALL))]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -50,9 +42,9 @@ async fn healthcheck(port: u16) -> anyhow::Result<()> {
 }
 
 async fn serve(config: app::Config) -> anyhow::Result<()> {
-    common::logging::init("APP_LOG", &config.log).map_err(anyhow::Error::msg)?;
+    common::logging::init(app::config::LOG.name(), &config.log).map_err(anyhow::Error::msg)?;
     let app = app::App::new(&config)?;
-    let listener = common::server::bind("APP_LISTEN", config.listen).await?;
+    let listener = common::server::bind(app::config::LISTEN.name(), config.listen).await?;
     tracing::info!(
         listen = %listener.local_addr()?,
         mode = ?config.mode,

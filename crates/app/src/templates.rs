@@ -10,7 +10,7 @@ use minijinja::Environment;
 use notify_debouncer_full::notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 
-use crate::config::Mode;
+use crate::config::{Mode, TEMPLATES};
 
 /// The name of the page template inside the folder.
 pub const INDEX: &str = "index.txt";
@@ -21,19 +21,19 @@ pub const BUILTIN_INDEX: &str = include_str!("../../../conf/app/templates/index.
 /// A template problem that stops start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("APP_TEMPLATES={}: not a readable folder: {source}", path.display())]
+    #[error("{TEMPLATES}={}: not a readable folder: {source}", path.display())]
     Folder {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("APP_TEMPLATES={}: {}", path.display(), describe(source))]
+    #[error("{TEMPLATES}={}: {}", path.display(), describe(source))]
     Broken {
         path: PathBuf,
         #[source]
         source: minijinja::Error,
     },
-    #[error("APP_TEMPLATES={}: cannot watch the folder: {source}", path.display())]
+    #[error("{TEMPLATES}={}: cannot watch the folder: {source}", path.display())]
     Watch {
         path: PathBuf,
         #[source]

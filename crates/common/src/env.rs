@@ -3,8 +3,6 @@
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::time::Duration;
 
 /// A setting that could not be read or parsed. Every variant names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -168,123 +166,16 @@ impl Env {
             (None, None) => Ok(None),
         }
     }
-
-    /// The value of `name`, or `default` when unset.
-    pub fn string(&self, name: &str, default: &str) -> Result<String, EnvError> {
-        Ok(self.get(name)?.unwrap_or_else(|| default.to_owned()))
-    }
-
-    /// The value of `name` parsed with `FromStr`, or `default` when unset.
-    pub fn parsed<T>(&self, name: &str, default: T) -> Result<T, EnvError>
-    where
-        T: FromStr,
-        T::Err: Display,
-    {
-        match self.get(name)? {
-            None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|e: T::Err| EnvError::invalid(name, &v, e)),
-        }
-    }
-
-    /// An optional path: unset or empty means `None`. A PEM block or several lines is refused
-    /// without being quoted (a key pasted where its file's path belongs must not be printed).
-    pub fn path(&self, name: &str) -> Result<Option<PathBuf>, EnvError> {
-        let value = self.get(name)?.filter(|v| !v.trim().is_empty());
-        if let Some(v) = &value {
-            if v.contains('\n') || v.contains("-----BEGIN") {
-                return Err(EnvError::invalid(
-                    name,
-                    "(not shown: several lines or a PEM block)",
-                    "expected the path of a file, not its contents",
-                ));
-            }
-        }
-        Ok(value.map(PathBuf::from))
-    }
-
-    /// A boolean: `true/false`, `1/0`, `yes/no`, `on/off` (any case).
-    pub fn bool(&self, name: &str, default: bool) -> Result<bool, EnvError> {
-        match self.get(name)? {
-            None => Ok(default),
-            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" => Ok(false),
-                _ => Err(EnvError::invalid(
-                    name,
-                    &v,
-                    "expected true or false (also 1/0, yes/no, on/off)",
-                )),
-            },
-        }
-    }
-
-    /// A duration: a number with an optional unit `ms`, `s` (the default), `m` or `h`.
-    pub fn duration(&self, name: &str, default: Duration) -> Result<Duration, EnvError> {
-        match self.get(name)? {
-            None => Ok(default),
-            Some(v) => parse_duration(&v).ok_or_else(|| {
-                EnvError::invalid(
-                    name,
-                    &v,
-                    "expected a duration such as 500ms, 10s, 5m or 1h (a bare number means seconds)",
-                )
-            }),
-        }
-    }
-
-    /// A size in bytes: a number with an optional unit `k`, `m` or `g` (powers of 1024, as nginx).
-    pub fn size(&self, name: &str, default: u64) -> Result<u64, EnvError> {
-        match self.get(name)? {
-            None => Ok(default),
-            Some(v) => parse_size(&v).ok_or_else(|| {
-                EnvError::invalid(
-                    name,
-                    &v,
-                    "expected a size such as 512, 64k, 1m or 2g (powers of 1024)",
-                )
-            }),
-        }
-    }
-}
-
-/// Parse `500ms`, `10s`, `10`, `5m`, `1h`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim().to_ascii_lowercase();
-    let (num, mult_ms) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60_000)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3_600_000)
-    } else {
-        (t.as_str(), 1000)
-    };
-    let n: u64 = num.trim().parse().ok()?;
-    Some(Duration::from_millis(n.checked_mul(mult_ms)?))
-}
-
-/// Parse `512`, `64k`, `1m`, `2g` (case-insensitive, optional trailing `b`).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last()? {
-        'k' => (&t[..t.len() - 1], 1u64 << 10),
-        'm' => (&t[..t.len() - 1], 1 << 20),
-        'g' => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    crate::settings! {
+        X: u16 = "X", "1", "a number";
+    }
 
     #[test]
     fn file_variant_is_read_and_one_newline_trimmed() {
@@ -300,23 +191,14 @@ mod tests {
         f.write_all(b"hunter2-secret\n").expect("write");
         let path = f.path().to_str().expect("utf8");
         let env = Env::from_pairs([("X_FILE", path)]);
-        let err = env.redact(env.parsed::<u16>("X", 1).expect_err("not a number"));
+        let err = env.redact(env.read(&X).expect_err("not a number"));
         let text = err.to_string();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.starts_with(&format!("X_FILE={path}:")), "{text}");
         // A value set directly is still quoted: it is already in the environment.
         let env = Env::from_pairs([("X", "abc")]);
-        let err = env.redact(env.parsed::<u16>("X", 1).expect_err("not a number"));
+        let err = env.redact(env.read(&X).expect_err("not a number"));
         assert!(err.to_string().contains("\"abc\""), "{err}");
-    }
-
-    #[test]
-    fn a_pem_block_where_a_path_belongs_is_refused_unquoted() {
-        let pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----";
-        let env = Env::from_pairs([("K", pem)]);
-        let err = env.path("K").expect_err("a key, not a path").to_string();
-        assert!(err.starts_with("K="), "{err}");
-        assert!(!err.contains("MIGHAgEAMBMG"), "{err}");
     }
 
     #[test]
@@ -355,20 +237,5 @@ mod tests {
         let err = env.get("X").expect_err("missing");
         let msg = err.to_string();
         assert!(msg.contains("X_FILE=/nonexistent/secret"), "{msg}");
-    }
-
-    #[test]
-    fn parses_durations_sizes_and_bools() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("x"), None);
-        assert_eq!(parse_size("1m"), Some(1 << 20));
-        assert_eq!(parse_size("64K"), Some(64 << 10));
-        assert_eq!(parse_size("12"), Some(12));
-        assert_eq!(parse_size("-1"), None);
-        let env = Env::from_pairs([("B", "maybe")]);
-        let err = env.bool("B", true).expect_err("bad bool");
-        assert!(err.to_string().starts_with("B=\"maybe\""), "{err}");
     }
 }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod env;
 pub mod logging;
 pub mod server;
+pub mod setting;
 pub mod shutdown;
 pub mod tls;
 

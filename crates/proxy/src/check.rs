@@ -7,7 +7,8 @@ use std::path::Path;
 
 use common::env::Env;
 
-use crate::config::{Config, Limits, LogFormat, UpstreamHttp2};
+use crate::config::Config;
+use crate::config::settings::{ALL, ERROR_PAGE, LOG_DIR, STATIC, TLS_CERT, UPSTREAM, UPSTREAM_CA};
 use crate::http::ErrorPages;
 use crate::tls;
 
@@ -45,11 +46,12 @@ impl CheckReport {
 pub fn check(env: &Env) -> CheckReport {
     let (config, mut problems) = settings(env);
     let mut text = String::from("Settings (effective values; *_FILE contents are not shown)\n");
-    for (name, value) in effective(&config) {
+    for meta in ALL {
+        let name = meta.name;
+        let invalid = problems.iter().any(|p| names(p, name));
         let shown = match env.file_of(name) {
-            Some(file) => format!("(read from {name}_FILE={file})"),
-            None if problems.iter().any(|p| names(p, name)) => "(invalid, see below)".into(),
-            None => value,
+            None if invalid => "(invalid, see below)".into(),
+            _ => env.shown(meta),
         };
         let _ = writeln!(text, "  {name:<31} {shown}");
     }
@@ -117,7 +119,7 @@ fn keypair(c: &Config) -> Result<String, String> {
         let dir = c.tls.cert.parent().unwrap_or(Path::new("."));
         writable(dir).map_err(|e| {
             format!(
-                "PROXY_TLS_CERT={}: the pair is to be generated but its folder is not writable \
+                "{TLS_CERT}={}: the pair is to be generated but its folder is not writable \
                  by {} ({e})",
                 c.tls.cert.display(),
                 ids()
@@ -133,24 +135,24 @@ fn dev_ca(c: &Config) -> Result<String, String> {
 
 /// The upstream's name (a valid TLS server name; not looked up: it may not run yet) and its CA.
 fn upstream(c: &Config) -> Result<String, String> {
-    let host = c.upstream.host.as_str();
-    rustls_pki_types::ServerName::try_from(host)
-        .map_err(|e| format!("PROXY_UPSTREAM={}: not a valid host name: {e}", c.upstream))?;
-    crate::upstream::tls_config(c.upstream_ca.as_deref()).map_err(|e| e.to_string())?;
-    let verified = match &c.upstream_ca {
-        Some(ca) => format!("verified against PROXY_UPSTREAM_CA={}", ca.display()),
-        None => "its certificate not verified (PROXY_UPSTREAM_CA unset)".into(),
+    let up = &c.upstream;
+    rustls_pki_types::ServerName::try_from(up.address.host.as_str())
+        .map_err(|e| format!("{UPSTREAM}={}: not a valid host name: {e}", up.address))?;
+    crate::upstream::tls_config(up.ca.as_deref()).map_err(|e| e.to_string())?;
+    let verified = match &up.ca {
+        Some(ca) => format!("verified against {UPSTREAM_CA}={}", ca.display()),
+        None => format!("its certificate not verified ({UPSTREAM_CA} unset)"),
     };
     Ok(format!(
         "{}, resolved per connection (not looked up now), {verified}",
-        c.upstream
+        up.address
     ))
 }
 
 fn error_page(c: &Config) -> Result<String, String> {
     ErrorPages::load(c.error_page.as_deref()).map_err(|e| e.to_string())?;
     Ok(match &c.error_page {
-        Some(p) => format!("PROXY_ERROR_PAGE={} compiles and renders", p.display()),
+        Some(p) => format!("{ERROR_PAGE}={} compiles and renders", p.display()),
         None => "the built-in page".into(),
     })
 }
@@ -159,7 +161,7 @@ fn error_page(c: &Config) -> Result<String, String> {
 fn static_files(c: &Config) -> Result<String, String> {
     let roots = &c.static_files.roots;
     if roots.is_empty() {
-        return Ok("none (PROXY_STATIC is empty)".into());
+        return Ok(format!("none ({STATIC} is empty)"));
     }
     let problems = c.static_files.check();
     if !problems.is_empty() {
@@ -182,7 +184,7 @@ fn static_roots(c: &Config) -> String {
 /// `PROXY_LOG_DIR` exists, is a folder, and this user may create files in it.
 fn log_folder(c: &Config) -> Result<String, String> {
     let dir = &c.logs.dir;
-    let named = format!("PROXY_LOG_DIR={}", dir.display());
+    let named = format!("{LOG_DIR}={}", dir.display());
     let meta = std::fs::metadata(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("{named}: does not exist; create it"),
         _ => format!("{named}: {e}"),
@@ -207,143 +209,6 @@ fn writable(dir: &Path) -> rustix::io::Result<()> {
     access(dir, Access::WRITE_OK | Access::EXEC_OK)
 }
 
-/// Every setting's effective value, in the order of the README's table.
-fn effective(c: &Config) -> Vec<(&'static str, String)> {
-    let path = |p: &Option<std::path::PathBuf>| {
-        p.as_ref()
-            .map_or_else(String::new, |p| p.display().to_string())
-    };
-    let mut all = vec![
-        ("PROXY_HTTP_LISTEN", c.http_listen.to_string()),
-        ("PROXY_HTTPS_LISTEN", c.https_listen.to_string()),
-        ("PROXY_HTTPS_PORT", c.https_port.to_string()),
-        ("PROXY_TLS_CERT", c.tls.cert.display().to_string()),
-        ("PROXY_TLS_KEY", c.tls.key.display().to_string()),
-        ("PROXY_TLS_GENERATE", c.tls.generate.to_string()),
-        ("PROXY_TLS_NAMES", c.tls.names.to_string()),
-        ("PROXY_TLS_RENEW_INTERVAL", secs(c.tls.renew_interval)),
-        (
-            "PROXY_HSTS",
-            c.hsts
-                .as_ref()
-                .map_or("", |v| v.to_str().unwrap_or("?"))
-                .into(),
-        ),
-        ("PROXY_UPSTREAM", c.upstream.to_string()),
-        ("PROXY_UPSTREAM_CA", path(&c.upstream_ca)),
-        ("PROXY_UPSTREAM_TIMEOUT", secs(c.upstream_timeout)),
-        (
-            "PROXY_UPSTREAM_CONNECT_TIMEOUT",
-            secs(c.upstream_connect_timeout),
-        ),
-        ("PROXY_UPSTREAM_FAIL_TIMEOUT", secs(c.upstream_fail_timeout)),
-        ("PROXY_UPSTREAM_KEEPALIVE", c.upstream_keepalive.to_string()),
-        (
-            "PROXY_UPSTREAM_H2_CONNECTIONS",
-            c.upstream_h2.connections.to_string(),
-        ),
-        (
-            "PROXY_UPSTREAM_H2_MAX_REQUESTS",
-            c.upstream_h2.max_requests.to_string(),
-        ),
-        ("PROXY_UPSTREAM_H2_LIFETIME", secs(c.upstream_h2.lifetime)),
-        (
-            "PROXY_UPSTREAM_HTTP2",
-            match c.upstream_http2 {
-                UpstreamHttp2::Auto => "auto",
-                UpstreamHttp2::Always => "true",
-                UpstreamHttp2::Never => "false",
-            }
-            .into(),
-        ),
-        ("PROXY_WORKERS", format!("{} (resolved)", c.workers)),
-        (
-            "PROXY_TRUSTED_PROXIES",
-            list(c.trusted_proxies.iter().map(ToString::to_string)),
-        ),
-        ("PROXY_UPGRADE_PROTOCOLS", c.upgrade_protocols.to_string()),
-        (
-            "PROXY_UNDERSCORES_IN_HEADERS",
-            c.underscores_in_headers.to_string(),
-        ),
-        ("PROXY_ERROR_PAGE", path(&c.error_page)),
-        ("PROXY_INTERCEPT_ERRORS", c.intercept_errors.to_string()),
-        ("PROXY_STATIC", static_roots(c)),
-        (
-            "PROXY_STATIC_CACHE_CONTROL",
-            c.static_files.cache_control.to_str().unwrap_or("?").into(),
-        ),
-        (
-            "PROXY_COMPRESSION",
-            match c.compression.codings.as_slice() {
-                [] => "off".into(),
-                codings => list(codings.iter().map(|c| c.token().to_owned())),
-            },
-        ),
-        (
-            "PROXY_COMPRESSION_MIN_SIZE",
-            c.compression.min_size.to_string(),
-        ),
-        (
-            "PROXY_COMPRESSION_UPSTREAM",
-            c.compression.upstream.to_string(),
-        ),
-        ("PROXY_LOG_DIR", c.logs.dir.display().to_string()),
-        ("LOG_RETENTION", c.logs.retention.to_string()),
-        ("PROXY_ACCESS_LOG", c.access_log.to_string()),
-        (
-            "PROXY_ACCESS_LOG_FORMAT",
-            match c.logs.format {
-                LogFormat::Combined => "combined",
-                LogFormat::Json => "json",
-            }
-            .into(),
-        ),
-        ("PROXY_LOG", c.log.clone()),
-    ];
-    all.extend(limits(&c.limits));
-    all
-}
-
-/// The limits' and timeouts' effective values (the README's "Limits and timeouts").
-fn limits(l: &Limits) -> Vec<(&'static str, String)> {
-    let cl = &l.connection;
-    vec![
-        ("PROXY_HANDSHAKE_TIMEOUT", secs(cl.handshake_timeout)),
-        ("PROXY_HEADER_TIMEOUT", secs(cl.header_read_timeout)),
-        ("PROXY_KEEPALIVE_TIMEOUT", secs(cl.idle_timeout)),
-        (
-            "PROXY_KEEPALIVE_REQUESTS",
-            cl.max_requests
-                .map_or("unlimited".into(), |n| n.to_string()),
-        ),
-        (
-            "PROXY_KEEPALIVE_LIFETIME",
-            cl.max_lifetime.map_or("unlimited".into(), secs),
-        ),
-        ("PROXY_BODY_TIMEOUT", secs(l.body_timeout)),
-        ("PROXY_SEND_TIMEOUT", secs(cl.send_timeout)),
-        ("PROXY_MAX_HEADER_SIZE", cl.max_header_bytes.to_string()),
-        ("PROXY_MAX_URI_LENGTH", l.max_uri_length.to_string()),
-        ("PROXY_MAX_BODY_SIZE", l.max_body_size.to_string()),
-        (
-            "PROXY_UPSTREAM_MAX_HEADER_SIZE",
-            l.upstream_max_header_size.to_string(),
-        ),
-        ("PROXY_MAX_CONNECTIONS", cl.max_connections.to_string()),
-        (
-            "PROXY_H2_MAX_STREAMS",
-            cl.h2_max_concurrent_streams.to_string(),
-        ),
-        ("PROXY_TUNNEL_IDLE_TIMEOUT", secs(l.tunnel_idle_timeout)),
-        ("PROXY_DRAIN_TIMEOUT", secs(cl.drain_timeout)),
-    ]
-}
-
-fn secs(d: std::time::Duration) -> String {
-    format!("{d:?}")
-}
-
 fn list(items: impl Iterator<Item = String>) -> String {
     items.collect::<Vec<_>>().join(", ")
 }
@@ -351,31 +216,6 @@ fn list(items: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every setting of the compose file's `x-proxy-environment` anchor is printed.
-    #[test]
-    fn every_compose_setting_is_printed() {
-        let compose = include_str!("../../../docker-compose.yml");
-        let anchor = compose
-            .split("x-proxy-environment:")
-            .nth(1)
-            .and_then(|rest| rest.split("\n\n").next())
-            .expect("the anchor");
-        let printed: Vec<&str> =
-            effective(&Config::from_env(&Env::from_pairs::<&str, &str>([])).expect("defaults"))
-                .into_iter()
-                .map(|(name, _)| name)
-                .collect();
-        for line in anchor.lines().skip(1) {
-            let name = line.trim().split(':').next().unwrap_or_default();
-            if !name.is_empty() && !name.starts_with('#') {
-                assert!(
-                    printed.contains(&name),
-                    "{name} is not printed by proxy check"
-                );
-            }
-        }
-    }
 
     #[test]
     fn problems_are_matched_to_their_setting() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, settings};
 use crate::error::ProxyError;
 use crate::logs::{AccessLog, Logs};
 use crate::server::Proxy;
@@ -20,7 +20,7 @@ const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// drain, then flush the logs (also when start-up failed, so the reason is in error.log).
 pub async fn serve(config: Config) -> Result<(), ProxyError> {
     let logs = Logs::open(&config.logs)?;
-    logs.init_tracing("PROXY_LOG", &config.log)
+    logs.init_tracing(settings::LOG.name(), &config.log)
         .map_err(ProxyError::Logging)?;
     let result = serve_with_logs(&config, &logs).await;
     if let Err(e) = &result {
@@ -37,12 +37,12 @@ async fn serve_with_logs(config: &Config, logs: &Logs) -> Result<(), ProxyError>
         AccessLog::disabled()
     };
     let proxy = Proxy::new(config, access)?;
-    let http = common::server::bind("PROXY_HTTP_LISTEN", config.http_listen).await?;
-    let https = common::server::bind("PROXY_HTTPS_LISTEN", config.https_listen).await?;
+    let http = common::server::bind(settings::HTTP_LISTEN.name(), config.http_listen).await?;
+    let https = common::server::bind(settings::HTTPS_LISTEN.name(), config.https_listen).await?;
     tracing::info!(
         http = %http.local_addr().unwrap_or(config.http_listen),
         https = %https.local_addr().unwrap_or(config.https_listen),
-        upstream = %config.upstream,
+        upstream = %config.upstream.address,
         logs = %logs.dir().display(),
         fingerprint = %proxy.certs().fingerprint(),
         "proxy listening"

@@ -6,6 +6,8 @@
 //!
 //! ```text
 //! main.rs       CLI dispatch only
+//! accept.rs     one element of an Accept-style list and its q-value: a leaf
+//! body.rs       the one body type (ProxyBody) and its error (BoxError): a leaf
 //! commands.rs   what each subcommand does: serve, healthcheck, cert, cert trust, cert generate
 //! check.rs      `proxy check`: every setting and every file it names, validated and printed
 //! server.rs     Proxy: the workers, the site they serve, the two listeners
@@ -35,6 +37,8 @@
 //! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
 //! Modules are private: what `main.rs` and the tests need is re-exported below.
 
+mod accept;
+mod body;
 mod check;
 mod commands;
 mod compress;
@@ -52,9 +56,9 @@ mod watch;
 pub use check::{CheckReport, check};
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Coding, Compression, Config, Limits, LogConfig, LogFormat, StaticFiles, StaticRoot,
-    StaticRootProblem, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamHttp2,
-    defaults,
+    Coding, Compression, Config, H2Pool, Limits, LogConfig, LogFormat, Scheme, StaticFiles,
+    StaticRoot, StaticRootProblem, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream,
+    UpstreamConfig, UpstreamHttp2, defaults, settings,
 };
 pub use error::ProxyError;
 pub use http::headers;

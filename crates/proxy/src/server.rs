@@ -13,6 +13,7 @@ use crate::http::{self, ErrorPages, Shared};
 use crate::logs::AccessLog;
 use crate::tls::{self, CertStore};
 use crate::upstream::{self, Lookup, SystemLookup};
+use crate::watch;
 
 /// A validated, ready-to-serve proxy: keypair loaded, error page compiled, one upstream client
 /// per worker built.
@@ -52,7 +53,7 @@ impl Proxy {
             .map(|_| {
                 Ok(Arc::new(Shared {
                     config: config.clone(),
-                    upstream: upstream::Client::new(&config, &lookup)?,
+                    upstream: upstream::Client::new(&config.upstream, &lookup)?,
                     pages: pages.clone(),
                     access: access.clone(),
                     open_files: open_files.clone(),
@@ -85,9 +86,9 @@ impl Proxy {
     /// worker processes. The connection budget is shared. A worker that cannot start is
     /// reported and the others serve on.
     pub async fn run(self, http: TcpListener, https: TcpListener, shutdown: CancellationToken) {
-        self.certs.spawn_watcher(shutdown.clone());
+        watch::spawn_reloader(Arc::clone(&self.certs), shutdown.clone());
         self.certs.spawn_renewal(shutdown.clone());
-        self.pages.spawn_watcher(shutdown.clone());
+        watch::spawn_reloader(Arc::new(self.pages.clone()), shutdown.clone());
         let site = Site {
             tls: tokio_rustls::TlsAcceptor::from(self.tls),
             http_permits: server::connection_permits(&self.limits),

@@ -1,17 +1,21 @@
-//! The folder watch behind every live reload (the TLS keypair, the error page): a debounced
-//! watch on the folders holding some files and every symlink on the way to them, which wakes
-//! its owner on a change that can mean new content. The owner re-reads through its configured
-//! paths and calls [`FolderWatch::sync`] again. A leaf: it knows nothing of what is watched.
+//! Every live reload (the TLS keypair, the error page): a debounced watch on the folders holding
+//! some files and every symlink on the way to them ([`FolderWatch`]), and the one loop that
+//! reloads a [`Reload`]able on a change that can mean new content ([`spawn_reloader`]). The rule
+//! for every file: a reload re-reads through the configured paths, off the event loop; a file
+//! that is deleted, unreadable or broken is refused with the reason logged, and what served
+//! before serves on. A leaf: it knows nothing of what is watched.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Quiet time after the last change to a file before its owner is woken.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -98,8 +102,97 @@ impl FolderWatch {
     }
 }
 
+/// A periodic check and how often it runs.
+pub(crate) type Periodic<T> = Option<(std::time::Duration, fn(&T))>;
+
+/// Something reloaded live from files.
+pub(crate) trait Reload: Send + Sync + 'static {
+    /// What it is, for log lines ("TLS keypair", "error page").
+    const WHAT: &'static str;
+    /// The files whose folders are watched (asked again after every reload: a symlink may have
+    /// moved). Empty: nothing to watch.
+    fn watched(&self) -> Vec<PathBuf>;
+    /// Re-read and log the outcome; on a refusal what served before serves on. `trigger` says
+    /// what caused it (`folder change`, `SIGHUP`). Blocking file I/O is fine here.
+    fn reload_logged(&self, trigger: &str);
+    /// A periodic check beside the watch, and how often (the keypair's expiry warning).
+    fn every(&self) -> Periodic<Self> {
+        None
+    }
+}
+
+/// Reload `target` on changes in its folders until `shutdown` is cancelled. Call from within a
+/// Tokio runtime; without one, only SIGHUP reloads (logged).
+pub(crate) fn spawn_reloader<R: Reload>(target: Arc<R>, shutdown: CancellationToken) {
+    let files = target.watched();
+    if files.is_empty() {
+        return;
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        tracing::error!(
+            "{} watcher not started (no Tokio runtime); reload with SIGHUP",
+            R::WHAT
+        );
+        return;
+    };
+    let _entered = rt.enter();
+    let watch = match FolderWatch::new(R::WHAT) {
+        Ok(mut w) => {
+            w.sync(&paths(&files));
+            Some(w)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch the {} folder ({e}); reload with SIGHUP",
+                R::WHAT
+            );
+            None
+        }
+    };
+    rt.spawn(reload_loop(target, watch, shutdown));
+}
+
+async fn reload_loop<R: Reload>(
+    target: Arc<R>,
+    mut watch: Option<FolderWatch>,
+    shutdown: CancellationToken,
+) {
+    let every = target.every();
+    let period = every.map_or(std::time::Duration::from_secs(24 * 60 * 60), |(d, _)| d);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = next_change(&mut watch) => {
+                let t = Arc::clone(&target);
+                // File I/O off the event loop, logging where this task logs.
+                let dispatch = tracing::dispatcher::get_default(Clone::clone);
+                let run = move || {
+                    tracing::dispatcher::with_default(&dispatch, || t.reload_logged("folder change"));
+                };
+                if let Err(e) = tokio::task::spawn_blocking(run).await {
+                    tracing::error!(error = %e, "{} reload task failed", R::WHAT);
+                }
+                if let Some(w) = watch.as_mut() {
+                    w.sync(&paths(&target.watched()));
+                }
+            }
+            _ = tick.tick(), if every.is_some() => {
+                if let Some((_, check)) = every {
+                    check(&target);
+                }
+            }
+        }
+    }
+    tracing::debug!("{} watcher stopped", R::WHAT);
+}
+
+fn paths(files: &[PathBuf]) -> Vec<&Path> {
+    files.iter().map(PathBuf::as_path).collect()
+}
+
 /// [`FolderWatch::changed`] of a watch that may have failed to start: without one, never.
-pub(crate) async fn next_change(watch: &mut Option<FolderWatch>) {
+async fn next_change(watch: &mut Option<FolderWatch>) {
     match watch {
         Some(w) => w.changed().await,
         None => std::future::pending().await,

@@ -25,8 +25,8 @@ use hyper::service::Service;
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
-use super::Builders;
 use super::activity::{Activity, Tracked};
+use super::builders::Builders;
 use super::cleartext::NoPriorKnowledge;
 use super::lease::Lease;
 use super::limits::Limits;

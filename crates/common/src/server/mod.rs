@@ -1,11 +1,13 @@
 //! The connection loop both services run: accept (bounded), optional TLS (with a handshake
 //! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 (by ALPN) via hyper
 //! with the per-connection timeouts and keep-alive limits (`conn`), graceful drain. Beside it:
-//! `activity` (the byte clock), `send_watch` (the send timeout), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
+//! `activity` (the byte clock), `builders` (hyper's servers with the limits), `send_watch` (the
+//! send timeout), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
 //! (what a tunnel borrows from its connection), `rawhead` (HTTP/1 heads as sent, before hyper
 //! folds them).
 
 mod activity;
+mod builders;
 mod cleartext;
 mod conn;
 mod handshake;
@@ -20,8 +22,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::server::conn::{http1, http2};
-use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 use tokio_rustls::TlsAcceptor;
@@ -29,12 +29,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use activity::{Activity, Tracked};
+use builders::Builders;
 use conn::{Conn, Proto};
 use handshake::handshake;
 pub use lease::Lease;
 pub use limits::Limits;
 pub use rawhead::RawHead;
-use send_watch::StreamExec;
 pub use service::{BoxError, HttpService};
 
 /// Facts about one accepted connection, handed to the service factory.
@@ -249,34 +249,6 @@ impl Connections {
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.tracker.wait()).await;
             }
         }
-    }
-}
-
-/// hyper's servers with the limits applied: HTTP/2 when the TLS handshake chose it (ALPN),
-/// HTTP/1.1 otherwise (cleartext, `http/1.1`, or no ALPN: HTTP/2 over TLS needs ALPN, RFC 9113
-/// §3.2, and nginx does not sniff either).
-pub(super) struct Builders {
-    pub(super) h1: http1::Builder,
-    pub(super) h2: http2::Builder<StreamExec>,
-}
-
-impl Builders {
-    fn new(limits: &Limits) -> Self {
-        let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.read_buffer())
-            .keep_alive(true);
-        let mut h2 = http2::Builder::new(StreamExec {
-            timeout: limits.send_timeout,
-        });
-        h2.timer(TokioTimer::new())
-            .max_concurrent_streams(limits.h2_max_concurrent_streams)
-            .max_header_list_size(limits.h2_max_header_list_size)
-            // Rapid-reset (CVE-2023-44487) and error-reset floods: bounded.
-            .max_pending_accept_reset_streams(Some(20))
-            .max_local_error_reset_streams(Some(1024));
-        Builders { h1, h2 }
     }
 }
 

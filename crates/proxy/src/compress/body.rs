@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame};
 
+use crate::body::BoxError;
 use crate::config::Coding;
-use crate::upstream::BoxError;
 
 /// gzip level 1, nginx's default `gzip_comp_level`: on the fly, CPU matters more than the last
 /// tenth of the ratio (precompressed `.gz` siblings are for the best ratio).

@@ -8,24 +8,20 @@
 mod body;
 mod negotiate;
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
-use http_body_util::combinators::BoxBody;
 
 pub use body::Compressed;
 pub use negotiate::negotiate;
 
+use crate::body::ProxyBody;
 use crate::config::{Coding, Compression};
-use crate::upstream::BoxError;
 
 /// Marks a response the proxy made itself (a static file, an error page).
 #[derive(Debug, Clone, Copy)]
 pub struct Ours;
-
-type Boxed = BoxBody<Bytes, BoxError>;
 
 /// Compress `resp` when it qualifies and the client accepts a coding of `config`.
 /// `req_headers` holds the client's `Accept-Encoding`.
@@ -33,8 +29,8 @@ pub fn compress(
     config: &Compression,
     req_headers: &HeaderMap,
     head: bool,
-    mut resp: Response<Boxed>,
-) -> Response<Boxed> {
+    mut resp: Response<ProxyBody>,
+) -> Response<ProxyBody> {
     let ours = resp.extensions().get::<Ours>().is_some();
     if config.codings.is_empty() || head || !(ours || config.upstream) || !eligible(&resp, config) {
         return resp;
@@ -84,7 +80,7 @@ pub fn would_compress(
 
 /// A full answer of a compressible type, big enough (when its length is known), not encoded
 /// yet, and without `Cache-Control: no-transform`.
-fn eligible(resp: &Response<Boxed>, config: &Compression) -> bool {
+fn eligible(resp: &Response<ProxyBody>, config: &Compression) -> bool {
     let status = resp.status();
     let h = resp.headers();
     if status == StatusCode::PARTIAL_CONTENT

@@ -33,17 +33,9 @@ fn quality(headers: &HeaderMap, token: &str) -> u16 {
         .flat_map(|v| v.split(','))
         .take(MAX_ENTRIES);
     for entry in entries {
-        let mut parts = entry.split(';');
-        let name = parts.next().unwrap_or_default().trim();
-        let q = parts
-            .find_map(|p| {
-                let (k, v) = p.split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case("q")
-                    .then(|| parse_q(v.trim()))
-            })
-            .unwrap_or(Some(1000));
-        let Some(q) = q else { continue };
+        let Some((name, q)) = crate::accept::element(entry) else {
+            continue;
+        };
         let alias = token == "gzip" && name.eq_ignore_ascii_case("x-gzip");
         if name.eq_ignore_ascii_case(token) || alias {
             return q;
@@ -53,20 +45,6 @@ fn quality(headers: &HeaderMap, token: &str) -> u16 {
         }
     }
     star.unwrap_or(0)
-}
-
-/// An RFC 9110 `qvalue` (`0`, `0.5`, `1.000`) in thousandths; `None` when malformed.
-fn parse_q(v: &str) -> Option<u16> {
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let frac_value = format!("{frac:0<3}").parse::<u16>().ok()?;
-    match int {
-        "0" => Some(frac_value),
-        "1" if frac_value == 0 => Some(1000),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

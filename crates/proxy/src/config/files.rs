@@ -8,7 +8,11 @@ use std::str::FromStr;
 use common::env::{Env, EnvError};
 use http::HeaderValue;
 
-use super::defaults;
+use super::settings::{
+    COMPRESSION, COMPRESSION_MIN_SIZE, COMPRESSION_UPSTREAM, STATIC, STATIC_CACHE_CONTROL,
+};
+
+common::value_from_str!(StaticRoots, Codings, Header);
 
 /// Files the proxy serves itself, never forwarded.
 #[derive(Debug, Clone)]
@@ -30,7 +34,7 @@ pub struct StaticRoot {
 
 /// Why a static root cannot serve (for start-up warnings and `proxy check`).
 #[derive(Debug, thiserror::Error)]
-#[error("PROXY_STATIC: {prefix}={}: {reason}", dir.display())]
+#[error("{STATIC}: {prefix}={}: {reason}", dir.display())]
 pub struct StaticRootProblem {
     pub prefix: String,
     pub dir: PathBuf,
@@ -85,13 +89,8 @@ impl Coding {
 impl StaticFiles {
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
         Ok(StaticFiles {
-            roots: env.parsed("PROXY_STATIC", StaticRoots::default())?.0,
-            cache_control: env
-                .parsed(
-                    "PROXY_STATIC_CACHE_CONTROL",
-                    Header(HeaderValue::from_static(defaults::STATIC_CACHE_CONTROL)),
-                )?
-                .0,
+            roots: env.read(&STATIC)?.0,
+            cache_control: env.read(&STATIC_CACHE_CONTROL)?.0,
         })
     }
 
@@ -127,16 +126,15 @@ impl StaticRoot {
 impl Compression {
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
         Ok(Compression {
-            codings: env.parsed("PROXY_COMPRESSION", Codings::default())?.0,
-            min_size: env.size("PROXY_COMPRESSION_MIN_SIZE", defaults::COMPRESSION_MIN_SIZE)?,
-            upstream: env.bool("PROXY_COMPRESSION_UPSTREAM", defaults::COMPRESSION_UPSTREAM)?,
+            codings: env.read(&COMPRESSION)?.0,
+            min_size: env.read(&COMPRESSION_MIN_SIZE)?.0,
+            upstream: env.read(&COMPRESSION_UPSTREAM)?,
         })
     }
 }
 
 /// `PROXY_STATIC`: `/static/=/srv/static,/media/=/srv/media`; empty: no static files.
-#[derive(Default)]
-struct StaticRoots(Vec<StaticRoot>);
+pub struct StaticRoots(pub Vec<StaticRoot>);
 
 impl FromStr for StaticRoots {
     type Err = String;
@@ -177,14 +175,7 @@ impl FromStr for StaticRoots {
 }
 
 /// `PROXY_COMPRESSION`: `zstd,br,gzip` (any order, a subset) or `off`.
-struct Codings(Vec<Coding>);
-
-impl Default for Codings {
-    fn default() -> Self {
-        // The default list parses by construction.
-        defaults::COMPRESSION.parse().unwrap_or(Codings(Vec::new()))
-    }
-}
+pub struct Codings(pub Vec<Coding>);
 
 impl FromStr for Codings {
     type Err = String;
@@ -212,7 +203,7 @@ impl FromStr for Codings {
 }
 
 /// A header value setting.
-struct Header(HeaderValue);
+pub struct Header(pub HeaderValue);
 
 impl FromStr for Header {
     type Err = http::header::InvalidHeaderValue;
@@ -289,6 +280,7 @@ mod tests {
         assert!("off".parse::<Codings>().expect("off").0.is_empty());
         assert!("gzip,deflate".parse::<Codings>().is_err());
         assert!("gzip,gzip".parse::<Codings>().is_err());
-        assert_eq!(Codings::default().0.len(), 3);
+        let default: Codings = COMPRESSION.meta.default.parse().expect("the default");
+        assert_eq!(default.0.len(), 3);
     }
 }

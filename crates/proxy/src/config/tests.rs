@@ -8,7 +8,7 @@ fn defaults_match_the_documented_constants() {
     assert_eq!(cfg.http_listen.port(), 80);
     assert_eq!(cfg.https_listen.port(), 443);
     assert_eq!(
-        cfg.upstream,
+        cfg.upstream.address,
         Upstream {
             host: "app".into(),
             port: 8000
@@ -28,7 +28,7 @@ fn defaults_match_the_documented_constants() {
 #[test]
 fn upstream_http2_is_auto_true_or_false() {
     let mode = |v: &str| {
-        Config::from_env(&Env::from_pairs([("PROXY_UPSTREAM_HTTP2", v)])).map(|c| c.upstream_http2)
+        Config::from_env(&Env::from_pairs([("PROXY_UPSTREAM_HTTP2", v)])).map(|c| c.upstream.http2)
     };
     assert_eq!(mode("auto").ok(), Some(UpstreamHttp2::Auto));
     assert_eq!(mode("TRUE").ok(), Some(UpstreamHttp2::Always));
@@ -231,5 +231,5 @@ fn upstream_h2_lifetime_zero_is_refused() {
         "{text}"
     );
     let ok = Config::from_env(&Env::from_pairs([("PROXY_UPSTREAM_H2_LIFETIME", "5m")]));
-    assert_eq!(ok.expect("5m").upstream_h2.lifetime.as_secs(), 300);
+    assert_eq!(ok.expect("5m").upstream.h2.lifetime.as_secs(), 300);
 }

@@ -11,6 +11,9 @@ use std::time::Duration;
 use common::env::{Env, EnvError};
 
 use super::defaults;
+use super::settings::{TLS_CERT, TLS_GENERATE, TLS_KEY, TLS_NAMES, TLS_RENEW_INTERVAL};
+
+common::value_from_str!(TlsNames);
 
 /// Where the keypair lives, whether a missing pair may be generated, and what a generated one
 /// is for.
@@ -54,29 +57,25 @@ impl TlsFiles {
             cert,
             key,
             generate,
-            names: TlsNames::default(),
-            renew_interval: defaults::TLS_RENEW_INTERVAL,
+            names: TLS_NAMES.default_value(),
+            renew_interval: TLS_RENEW_INTERVAL.default_value(),
         }
     }
 
     /// `PROXY_TLS_CERT`, `PROXY_TLS_KEY`, `PROXY_TLS_GENERATE`, `PROXY_TLS_NAMES`,
     /// `PROXY_TLS_RENEW_INTERVAL`.
     pub(super) fn from_env(env: &Env) -> Result<Self, EnvError> {
-        let path = |name, default: &str| -> Result<PathBuf, EnvError> {
-            Ok(env.path(name)?.unwrap_or_else(|| default.into()))
-        };
         let mut files = TlsFiles::at(
-            path("PROXY_TLS_CERT", defaults::TLS_CERT)?,
-            path("PROXY_TLS_KEY", defaults::TLS_KEY)?,
-            env.bool("PROXY_TLS_GENERATE", defaults::TLS_GENERATE)?,
+            env.read(&TLS_CERT)?,
+            env.read(&TLS_KEY)?,
+            env.read(&TLS_GENERATE)?,
         );
-        files.names = env.parsed("PROXY_TLS_NAMES", TlsNames::default())?;
-        let name = "PROXY_TLS_RENEW_INTERVAL";
-        files.renew_interval = env.duration(name, defaults::TLS_RENEW_INTERVAL)?;
+        files.names = env.read(&TLS_NAMES)?;
+        files.renew_interval = env.read(&TLS_RENEW_INTERVAL)?;
         let (min, max) = defaults::TLS_RENEW_INTERVAL_RANGE;
         if !(min..=max).contains(&files.renew_interval) {
             return Err(EnvError::invalid(
-                name,
+                TLS_RENEW_INTERVAL.name(),
                 &format!("{:?}", files.renew_interval),
                 "must be between 1s and 24h",
             ));
@@ -157,9 +156,7 @@ pub struct TlsNames(pub Vec<TlsName>);
 
 impl Default for TlsNames {
     fn default() -> Self {
-        defaults::TLS_NAMES
-            .parse()
-            .unwrap_or_else(|_| TlsNames(vec![TlsName::Dns("localhost".into())]))
+        TLS_NAMES.default_value()
     }
 }
 

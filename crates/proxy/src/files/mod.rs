@@ -24,15 +24,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Empty, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty};
 use tower_http::services::ServeFile;
 
+use crate::body::{BoxError, ProxyBody};
 use crate::compress::{self, Ours};
 use crate::config::{Coding, Compression, StaticFiles, StaticRoot};
-use crate::upstream::BoxError;
 use resolve::{Found, Resolved};
-
-type Boxed = BoxBody<Bytes, BoxError>;
 
 /// Request headers `ServeFile` reads (the others it is not given).
 const PASSED: [HeaderName; 3] = [
@@ -72,7 +70,7 @@ pub async fn serve<B>(
     path: &str,
     req: &Request<B>,
     open: Open<'_>,
-) -> Result<Response<Boxed>, Refusal> {
+) -> Result<Response<ProxyBody>, Refusal> {
     let rest = path.get(root.prefix.len()..).unwrap_or_default();
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut headers = HeaderMap::new();
@@ -91,25 +89,9 @@ pub async fn serve<B>(
             headers,
         });
     };
-    let siblings = accepted(req.headers(), &compression.codings);
-    let (dir, rest_owned) = (root.dir.clone(), rest.to_owned());
     let whole = small::eligible(req) && !req.headers().contains_key(header::IF_NONE_MATCH);
-    // One trip to the blocking pool: resolve, and for a small file on a plain GET, read it.
-    let (resolved, contents) = tokio::task::spawn_blocking(move || {
-        let mut resolved = resolve::resolve(&dir, &rest_owned, &siblings);
-        let mut contents = None;
-        if let Resolved::File(found) = &mut resolved {
-            if whole && found.meta.len() <= small::SMALL {
-                contents = small::read(&found.path).map(|(bytes, meta)| {
-                    found.meta = meta;
-                    bytes
-                });
-            }
-        }
-        (resolved, contents)
-    })
-    .await
-    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    let siblings = accepted(req.headers(), &compression.codings);
+    let (resolved, contents) = lookup(root, rest, siblings, whole).await?;
     let found = match resolved {
         Resolved::File(found) => found,
         Resolved::NotFound => return Err(StatusCode::NOT_FOUND.into()),
@@ -128,13 +110,59 @@ pub async fn serve<B>(
     } else {
         send(&found, &mime, &etag, req).await?
     };
-    let status = resp.status();
-    let h = resp.headers_mut();
-    // A 304 names the tag the 200 would have had: weak when that one is compressed on the fly.
     let compressed_200 = found.coding.is_none()
         && HeaderValue::from_str(mime.as_ref()).is_ok_and(|ct| {
             compress::would_compress(compression, req.headers(), &ct, found.meta.len())
         });
+    headers(&mut resp, files, compression, &found, etag, compressed_200);
+    resp.extensions_mut().insert(Ours);
+    Ok(resp.map(|body| {
+        Holding {
+            body,
+            _permit: permit,
+        }
+        .boxed()
+    }))
+}
+
+/// One trip to the blocking pool: resolve `rest` inside `root`, and with `whole` (a plain GET)
+/// read a small file too.
+async fn lookup(
+    root: &StaticRoot,
+    rest: &str,
+    siblings: Vec<Coding>,
+    whole: bool,
+) -> Result<(Resolved, Option<Bytes>), Refusal> {
+    let (dir, rest) = (root.dir.clone(), rest.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut resolved = resolve::resolve(&dir, &rest, &siblings);
+        let mut contents = None;
+        if let Resolved::File(found) = &mut resolved {
+            if whole && found.meta.len() <= small::SMALL {
+                contents = small::read(&found.path).map(|(bytes, meta)| {
+                    found.meta = meta;
+                    bytes
+                });
+            }
+        }
+        (resolved, contents)
+    })
+    .await
+    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR.into())
+}
+
+/// The answer's validators and caching headers: ETag (weak on a 304 whose 200 would be
+/// compressed on the fly), Cache-Control, Content-Encoding of a precompressed file, Vary.
+fn headers(
+    resp: &mut Response<ProxyBody>,
+    files: &StaticFiles,
+    compression: &Compression,
+    found: &Found,
+    etag: HeaderValue,
+    compressed_200: bool,
+) {
+    let status = resp.status();
+    let h = resp.headers_mut();
     match compress::weaken(&etag) {
         Some(weak) if status == StatusCode::NOT_MODIFIED && compressed_200 => {
             h.insert(header::ETAG, weak)
@@ -151,14 +179,6 @@ pub async fn serve<B>(
     if !compression.codings.is_empty() {
         compress::add_vary(h);
     }
-    resp.extensions_mut().insert(Ours);
-    Ok(resp.map(|body| {
-        Holding {
-            body,
-            _permit: permit,
-        }
-        .boxed()
-    }))
 }
 
 /// Let `ServeFile` answer for `found` (200, 206 or 304 by `If-Modified-Since`); its other
@@ -168,7 +188,7 @@ async fn send<B>(
     mime: &mime::Mime,
     etag: &HeaderValue,
     req: &Request<B>,
-) -> Result<Response<Boxed>, Refusal> {
+) -> Result<Response<ProxyBody>, Refusal> {
     let mut inner = Request::new(Empty::<Bytes>::new());
     *inner.method_mut() = req.method().clone();
     let asked = req.headers();
@@ -335,7 +355,7 @@ fn if_range_holds(headers: &HeaderMap, etag: &HeaderValue, meta: &Metadata) -> b
 }
 
 /// 304 for a matching `If-None-Match`: no body, the validators the client keeps.
-fn not_modified(meta: &Metadata) -> Response<Boxed> {
+fn not_modified(meta: &Metadata) -> Response<ProxyBody> {
     let mut resp = Response::new(empty());
     *resp.status_mut() = StatusCode::NOT_MODIFIED;
     if let Ok(modified) = meta.modified() {
@@ -347,7 +367,7 @@ fn not_modified(meta: &Metadata) -> Response<Boxed> {
 }
 
 /// 301 to the folder's URL with its trailing `/` (where its `index.html` is served).
-fn add_slash(path: &str, query: Option<&str>) -> Response<Boxed> {
+fn add_slash(path: &str, query: Option<&str>) -> Response<ProxyBody> {
     // One leading `/`: `//evil.com/` would send the browser to another host.
     let path = format!("/{}", path.trim_start_matches('/'));
     let location = match query {
@@ -364,13 +384,13 @@ fn add_slash(path: &str, query: Option<&str>) -> Response<Boxed> {
     resp
 }
 
-fn empty() -> Boxed {
+fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// A body that keeps its file's [`open::OpenPermit`] until it is done or dropped.
 struct Holding {
-    body: Boxed,
+    body: ProxyBody,
     _permit: open::OpenPermit,
 }
 

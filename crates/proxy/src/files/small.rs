@@ -12,7 +12,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 
-use super::Boxed;
+use crate::body::ProxyBody;
 
 /// Files up to this size are read whole and sent from memory.
 pub const SMALL: u64 = 256 * 1024;
@@ -45,7 +45,7 @@ pub fn read(path: &std::path::Path) -> Option<(Bytes, Metadata)> {
 }
 
 /// The 200 for `body` as `ServeFile` builds it.
-pub fn respond(body: Bytes, meta: &Metadata, mime: &mime::Mime) -> Response<Boxed> {
+pub fn respond(body: Bytes, meta: &Metadata, mime: &mime::Mime) -> Response<ProxyBody> {
     let mut headers = HeaderMap::with_capacity(8);
     if let Ok(ct) = HeaderValue::from_str(mime.as_ref()) {
         headers.insert(header::CONTENT_TYPE, ct);

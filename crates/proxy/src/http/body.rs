@@ -4,6 +4,7 @@
 //! ([`SendClock`]) when the body last moved toward the upstream; and the upstream's answer body
 //! with its read-gap timeout ([`UpstreamRead`]).
 
+use crate::config::settings::{BODY_TIMEOUT, MAX_BODY_SIZE};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,14 +13,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::BoxBody;
 use tokio::time::Sleep;
 
+use crate::body::{BoxError, ProxyBody};
+use crate::config::settings::UPSTREAM_TIMEOUT;
 use crate::logs::{AccessEntry, AccessLog};
-use crate::upstream::BoxError;
-
-/// The body type the proxy answers with.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// A response body that counts what it sends and logs the request when dropped (finished,
 /// failed, or abandoned by the client).
@@ -107,9 +105,9 @@ impl FaultFlag {
 /// The error a guarded body fails with.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error("request body larger than PROXY_MAX_BODY_SIZE ({0} bytes)")]
+    #[error("request body larger than {max} ({0} bytes)", max = MAX_BODY_SIZE)]
     TooLarge(u64),
-    #[error("no request body data for {0:?} (PROXY_BODY_TIMEOUT)")]
+    #[error("no request body data for {0:?} ({BODY_TIMEOUT})")]
     TooSlow(Duration),
 }
 
@@ -234,7 +232,7 @@ where
 /// Why the upstream's answer body was cut short.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamReadError {
-    #[error("upstream timed out (PROXY_UPSTREAM_TIMEOUT, {0:?}) while reading the answer body")]
+    #[error("upstream timed out ({UPSTREAM_TIMEOUT}, {0:?}) while reading the answer body")]
     TimedOut(Duration),
 }
 

@@ -10,9 +10,10 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 
-use super::body::{Logged, ProxyBody};
+use super::body::Logged;
 use super::error_page::ErrorPages;
 use super::headers::{self, X_REQUEST_ID};
+use crate::body::ProxyBody;
 use crate::compress::Ours;
 use crate::config::Config;
 use crate::logs::{AccessEntry, AccessLog};

@@ -1,11 +1,12 @@
 //! Why a request got no upstream answer: one enum, mapped to the status the error page shows and
 //! logged (when it is worth a line in error.log) in one place.
 
+use crate::config::settings::UPSTREAM_TIMEOUT;
 use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::upstream::BoxError;
+use crate::body::BoxError;
 
 /// `Retry-After` on the 503 answered while the upstream name does not resolve, in seconds.
 pub const RETRY_AFTER_UNRESOLVED: &str = "5";
@@ -48,7 +49,7 @@ impl Failure {
     pub fn log(&self, request_id: &str) {
         match self {
             Failure::Timeout(timeout) => {
-                tracing::warn!(request_id = %request_id, timeout = ?timeout, "upstream timed out (PROXY_UPSTREAM_TIMEOUT)")
+                tracing::warn!(request_id = %request_id, timeout = ?timeout, "upstream timed out ({UPSTREAM_TIMEOUT})")
             }
             Failure::Upstream(e) | Failure::Unresolved(e) => {
                 tracing::warn!(request_id = %request_id, error = %common::error_chain(e.as_ref()), "upstream request failed")

@@ -1,6 +1,7 @@
 //! The proxy's own error answers: one minijinja page (built in or `PROXY_ERROR_PAGE`), JSON or
 //! plain text chosen from `Accept` with q-values, `Cache-Control: no-store`, no body for `HEAD`.
 
+use crate::config::settings::ERROR_PAGE;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,13 +26,13 @@ const CHECKED_STATUSES: [u16; 3] = [404, 502, 599];
 /// page keeps serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorPageError {
-    #[error("PROXY_ERROR_PAGE={}: cannot read the template: {source}", path.display())]
+    #[error("{ERROR_PAGE}={}: cannot read the template: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("PROXY_ERROR_PAGE={path}: line {line}: the template does not compile: {source:#}")]
+    #[error("{ERROR_PAGE}={path}: line {line}: the template does not compile: {source:#}")]
     Syntax {
         path: String,
         line: usize,
@@ -39,7 +40,7 @@ pub enum ErrorPageError {
         source: minijinja::Error,
     },
     #[error(
-        "PROXY_ERROR_PAGE={path}: line {line}: the template fails to render status {status}: \
+        "{ERROR_PAGE}={path}: line {line}: the template fails to render status {status}: \
          {source:#}"
     )]
     Render {
@@ -319,47 +320,18 @@ struct Range {
 }
 
 fn parse_range(item: &str) -> Option<Range> {
-    let mut parts = item.split(';');
-    let media = parts.next()?.trim().to_ascii_lowercase();
+    let (media, q) = crate::accept::element(item)?;
+    let media = media.to_ascii_lowercase();
     let (ty, sub) = media.split_once('/')?;
     let (ty, sub) = (ty.trim(), sub.trim());
     if ty.is_empty() || sub.is_empty() || (ty == "*" && sub != "*") {
         return None;
-    }
-    let mut q = 1000;
-    for param in parts {
-        match param.split_once('=') {
-            Some((k, v)) if k.trim().eq_ignore_ascii_case("q") => q = parse_q(v.trim())?,
-            _ => {}
-        }
     }
     Some(Range {
         ty: ty.to_owned(),
         sub: sub.to_owned(),
         q,
     })
-}
-
-/// RFC 9110 qvalue: `0`, `0.5`, `0.125`, `1`, `1.000`; anything else invalidates the range.
-fn parse_q(v: &str) -> Option<u16> {
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let mut thousandths: u16 = 0;
-    for (i, b) in frac
-        .bytes()
-        .chain(std::iter::repeat(b'0'))
-        .take(3)
-        .enumerate()
-    {
-        thousandths += u16::from(b - b'0') * [100, 10, 1][i];
-    }
-    match int {
-        "0" => Some(thousandths),
-        "1" if thousandths == 0 => Some(1000),
-        _ => None,
-    }
 }
 
 /// The q of the most specific range matching `ty/sub` (exact beats `ty/*` beats `*/*`); 0 if none.
@@ -426,18 +398,6 @@ mod tests {
         assert_eq!(negotiate(&accept(browser)), Html);
         // Invalid q invalidates only that range.
         assert_eq!(negotiate(&accept("text/html;q=2, application/json")), Json);
-    }
-
-    #[test]
-    fn q_values_parse_like_rfc_9110() {
-        assert_eq!(parse_q("0"), Some(0));
-        assert_eq!(parse_q("0.5"), Some(500));
-        assert_eq!(parse_q("0.125"), Some(125));
-        assert_eq!(parse_q("1"), Some(1000));
-        assert_eq!(parse_q("1.000"), Some(1000));
-        assert_eq!(parse_q("1.5"), None);
-        assert_eq!(parse_q("0.1234"), None);
-        assert_eq!(parse_q("abc"), None);
     }
 
     #[test]

@@ -15,15 +15,17 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{BodyFault, FaultFlag, Guarded, ProxyBody, SendClock, UpstreamRead};
+use super::body::{BodyFault, FaultFlag, Guarded, SendClock, UpstreamRead};
 use super::context::Shared;
 use super::error::Failure;
 use super::headers;
 use super::hygiene;
 use super::serve_files;
 use super::upgrade::Upgrade;
+use crate::body::ProxyBody;
 use crate::compress;
-use crate::upstream::{UpstreamAddr, UpstreamBody};
+use crate::config::settings::UPSTREAM_MAX_HEADER_SIZE;
+use crate::upstream::UpstreamAddr;
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
 const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
@@ -50,9 +52,13 @@ pub async fn forward(
             accept.append(&name, value.clone());
         }
     }
-    if let Some(resp) =
-        serve_files::serve(&shared, conn.peer, &req, &started.request_id, &accept, head).await
-    {
+    if let Some(matched) = serve_files::route(&shared, &req) {
+        // Boxed like the exchange below: a static file's state stays out of this future.
+        let id = &started.request_id;
+        let resp = Box::pin(serve_files::serve(
+            &shared, matched, conn.peer, &req, id, &accept, head,
+        ))
+        .await;
         let resp = compress::compress(&shared.config.compression, &accept, head, resp);
         return Ok(shared.finish(resp, started, true));
     }
@@ -95,7 +101,7 @@ struct Answer {
 
 /// A request ready for the upstream.
 struct Outgoing {
-    request: Request<UpstreamBody>,
+    request: Request<ProxyBody>,
     /// The host the client named (sent as `Host`, or `:authority` over HTTP/2).
     host: Authority,
     upgrade: Option<Upgrade>,
@@ -134,7 +140,7 @@ async fn proxy(
         .extensions()
         .get::<UpstreamAddr>()
         .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |a| a.0);
-    let read_gap = (shared.config.upstream_timeout, request_id.clone());
+    let read_gap = (shared.upstream.timeout(), request_id.clone());
     let response = respond(resp, outgoing.upgrade, tunnel_idle, read_gap)?;
     Ok(Answer {
         response,
@@ -210,12 +216,12 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// slow client's upload is the body guard's business, however long it takes in total).
 async fn exchange(
     shared: &Shared,
-    request: Request<UpstreamBody>,
+    request: Request<ProxyBody>,
     host: Authority,
     upgrade: bool,
     clock: &SendClock,
 ) -> Result<Response<Incoming>, Failure> {
-    let timeout = shared.config.upstream_timeout;
+    let timeout = shared.upstream.timeout();
     let send = shared.upstream.send(request, host, upgrade);
     tokio::pin!(send);
     let sent = loop {
@@ -239,7 +245,7 @@ async fn exchange(
 
 /// An upstream answer head larger than `PROXY_UPSTREAM_MAX_HEADER_SIZE`.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream answer head of {size} bytes, above PROXY_UPSTREAM_MAX_HEADER_SIZE ({limit})")]
+#[error("upstream answer head of {size} bytes, above {UPSTREAM_MAX_HEADER_SIZE} ({limit})")]
 struct HeadTooLarge {
     size: u64,
     limit: u64,

@@ -1,15 +1,13 @@
 //! The live error page: `PROXY_ERROR_PAGE` re-read on a change in its folder (the shared
-//! [`FolderWatch`]) or on SIGHUP (`signals`). A page that does not read, compile or render is
+//! `crate::watch`) or on SIGHUP (`signals`). A page that does not read, compile or render is
 //! refused with the reason logged (file and line) and the previous page keeps serving, the same
 //! rule as the keypair.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use super::error_page::{ErrorPageError, ErrorPages, Page};
-use crate::watch::{FolderWatch, next_change};
+use crate::watch::Reload;
 
 impl ErrorPages {
     /// Re-read `PROXY_ERROR_PAGE`: `Ok(true)` when a new page now serves, `Ok(false)` when the
@@ -41,50 +39,16 @@ impl ErrorPages {
             ),
         }
     }
+}
 
-    /// Reload on changes in the page's folder until `shutdown` is cancelled (nothing to do for
-    /// the built-in page). Call from within a Tokio runtime.
-    pub fn spawn_watcher(&self, shutdown: CancellationToken) {
-        let Some(path) = self.path.clone() else {
-            return;
-        };
-        let watch = match FolderWatch::new("error page") {
-            Ok(mut w) => {
-                w.sync(&[&path]);
-                Some(w)
-            }
-            Err(e) => {
-                tracing::warn!("cannot watch the error page's folder ({e}); reload with SIGHUP");
-                None
-            }
-        };
-        tokio::spawn(self.clone().watch_loop(path, watch, shutdown));
+impl Reload for ErrorPages {
+    const WHAT: &'static str = "error page";
+
+    fn watched(&self) -> Vec<PathBuf> {
+        self.path.iter().map(|p| p.to_path_buf()).collect()
     }
 
-    async fn watch_loop(
-        self,
-        path: Arc<Path>,
-        mut watch: Option<FolderWatch>,
-        shutdown: CancellationToken,
-    ) {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = next_change(&mut watch) => {
-                    let pages = self.clone();
-                    let trigger = move || pages.reload_logged("folder change");
-                    // File I/O off the event loop, logging where this task logs.
-                    let dispatch = tracing::dispatcher::get_default(Clone::clone);
-                    let run = move || tracing::dispatcher::with_default(&dispatch, trigger);
-                    if let Err(e) = tokio::task::spawn_blocking(run).await {
-                        tracing::error!(error = %e, "error page reload task failed");
-                    }
-                    if let Some(w) = watch.as_mut() {
-                        w.sync(&[&path]);
-                    }
-                }
-            }
-        }
-        tracing::debug!("error page watcher stopped");
+    fn reload_logged(&self, trigger: &str) {
+        ErrorPages::reload_logged(self, trigger);
     }
 }

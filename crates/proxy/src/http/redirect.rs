@@ -11,9 +11,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 
-use super::body::ProxyBody;
 use super::context::Shared;
 use super::hygiene;
+use crate::body::ProxyBody;
 
 /// The HTTP listener's service: 301 to HTTPS, or the error page.
 pub async fn redirect(

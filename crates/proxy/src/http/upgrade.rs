@@ -17,9 +17,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use super::body::ProxyBody;
 use super::error::Failure;
 use super::headers;
+use crate::body::ProxyBody;
 use crate::config::UpgradeProtocols;
 
 /// How long closing a tunnel (close_notify both ways) may take.

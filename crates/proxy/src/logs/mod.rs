@@ -13,6 +13,7 @@ mod queue;
 mod throttle;
 mod writer;
 
+use crate::config::settings::LOG_DIR;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender};
@@ -37,15 +38,15 @@ pub const QUEUE_CAPACITY: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum LogDirError {
     #[error(
-        "PROXY_LOG_DIR={}: the folder does not exist. Create it and make it writable for uid \
+        "{LOG_DIR}={}: the folder does not exist. Create it and make it writable for uid \
          {uid}, gid {gid} (the user the proxy runs as), e.g. on the host: \
          `mkdir -p ./logs && sudo chown {uid}:{gid} ./logs`", path.display()
     )]
     Missing { path: PathBuf, uid: u32, gid: u32 },
-    #[error("PROXY_LOG_DIR={}: not a folder", path.display())]
+    #[error("{LOG_DIR}={}: not a folder", path.display())]
     NotADirectory { path: PathBuf },
     #[error(
-        "PROXY_LOG_DIR={}: cannot write {} as uid {uid}, gid {gid}: {source}. The folder must \
+        "{LOG_DIR}={}: cannot write {} as uid {uid}, gid {gid}: {source}. The folder must \
          be writable by the user the proxy runs as (the image's UID/GID build args): on the \
          host run e.g. `sudo chown {uid}:{gid} ./logs`, or rebuild for your own user with \
          `CONTAINER_UID=$(id -u) CONTAINER_GID=$(id -g) docker compose up --build`",
@@ -59,7 +60,7 @@ pub enum LogDirError {
         #[source]
         source: io::Error,
     },
-    #[error("PROXY_LOG_DIR={}: cannot point the `latest` symlink at the new folder: {source}", path.display())]
+    #[error("{LOG_DIR}={}: cannot point the `latest` symlink at the new folder: {source}", path.display())]
     Latest {
         path: PathBuf,
         #[source]

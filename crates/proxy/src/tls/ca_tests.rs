@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::ca::{CA_DAYS, DevCa, LEAF_DAYS, LEAF_ORG, constraints};
+use super::command::describe;
 use super::leaf::{Due, Provisioned, due, is_ours, provision};
-use super::tools::describe;
 use super::trust::trust;
 use crate::config::{TlsFiles, TlsName, TlsNames};
 

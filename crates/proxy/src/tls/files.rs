@@ -9,16 +9,16 @@ use std::path::{Path, PathBuf};
 use common::tls::TlsError;
 use time::OffsetDateTime;
 
-use crate::config::TlsFiles;
+use crate::config::{TlsFiles, settings};
 
 /// Setting naming the certificate chain file (PEM, leaf first, then intermediates).
-pub const CERT_SETTING: &str = "PROXY_TLS_CERT";
+pub const CERT_SETTING: &str = settings::TLS_CERT.name();
 /// Setting naming the private key file (PEM).
-pub const KEY_SETTING: &str = "PROXY_TLS_KEY";
+pub const KEY_SETTING: &str = settings::TLS_KEY.name();
 /// Setting allowing a self-signed pair to be generated when both files are absent.
-pub const GENERATE_SETTING: &str = "PROXY_TLS_GENERATE";
+pub const GENERATE_SETTING: &str = settings::TLS_GENERATE.name();
 /// Setting listing the names a generated leaf is for.
-pub const NAMES_SETTING: &str = "PROXY_TLS_NAMES";
+pub const NAMES_SETTING: &str = settings::TLS_NAMES.name();
 /// A file an error is about: the setting that names it (when it came from one) and its path.
 #[derive(Debug, Clone)]
 pub struct FileRef {

@@ -2,6 +2,7 @@
 //! (never touching a pair the user brought), whether it is due, issuing and writing a new one
 //! (atomically, key first), and what start-up does in each folder state (`provision`).
 
+use crate::config::settings::TLS_NAMES;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -36,7 +37,7 @@ impl fmt::Display for Due {
                 )
             }
             Due::Names { has } => {
-                write!(f, "its names [{}] are not PROXY_TLS_NAMES", has.join(", "))
+                write!(f, "its names [{}] are not {TLS_NAMES}", has.join(", "))
             }
             Due::NotVerified(e) => write!(f, "it does not verify against the CA: {e}"),
             Due::Key(e) => write!(f, "its key cannot be used: {e}"),

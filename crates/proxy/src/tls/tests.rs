@@ -9,9 +9,9 @@ use std::sync::Arc;
 use common::tls::{Keypair, rcgen};
 use time::OffsetDateTime;
 
+use super::command::{describe, generate_into, generate_into_with};
 use super::files::CertError;
 use super::store::{CertStore, Reloaded, validate};
-use super::tools::{describe, generate_into, generate_into_with};
 use crate::config::TlsFiles;
 use crate::config::defaults::{CA_CERT_NAME, CA_KEY_NAME, CERT_NAME, KEY_NAME};
 

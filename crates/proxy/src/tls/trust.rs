@@ -8,7 +8,8 @@ use common::tls::CertInfo;
 use super::files::CertError;
 use super::files::fmt_time;
 use crate::config::TlsFiles;
-use crate::config::defaults::{CA_CERT_NAME, TLS_CERT};
+use crate::config::defaults::CA_CERT_NAME;
+use crate::config::settings::TLS_CERT;
 
 /// How the compose file mounts the keypair folder: `./conf/tls` at `/etc/proxy/tls`.
 const HOST_FOLDER: &str = "conf/tls";
@@ -36,7 +37,7 @@ pub fn trust(files: &TlsFiles, shown: Option<&str>) -> Result<String, CertError>
 }
 
 fn default_shown(ca: &Path) -> String {
-    let image_default = Path::new(TLS_CERT).with_file_name(CA_CERT_NAME);
+    let image_default = Path::new(TLS_CERT.meta.default).with_file_name(CA_CERT_NAME);
     if ca == image_default {
         format!("{HOST_FOLDER}/{CA_CERT_NAME}")
     } else {

@@ -3,72 +3,36 @@
 //! re-reads through the configured paths; a refused pair is logged and the previous one keeps
 //! serving.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
-
 use common::tls::CertInfo;
+use time::OffsetDateTime;
 
 use super::store::{CertStore, EXPIRY_WARNING_DAYS, Reloaded, fmt_time};
 use crate::config::TlsFiles;
-use crate::watch::{FolderWatch, next_change};
+use crate::watch::{Periodic, Reload};
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
+impl Reload for CertStore {
+    const WHAT: &'static str = "TLS keypair";
+
+    /// The pair's files.
+    fn watched(&self) -> Vec<std::path::PathBuf> {
+        vec![self.files().cert.clone(), self.files().key.clone()]
+    }
+
+    fn reload_logged(&self, trigger: &str) {
+        CertStore::reload_logged(self, trigger);
+    }
+
+    /// A daily warning about an upcoming expiry.
+    fn every(&self) -> Periodic<Self> {
+        Some((DAY, CertStore::check_expiry))
+    }
+}
+
 impl CertStore {
-    /// Reload on changes in the keypair's folder(s), and warn daily about an upcoming expiry,
-    /// until `shutdown` is cancelled. Call from within a Tokio runtime.
-    pub fn spawn_watcher(self: &Arc<Self>, shutdown: CancellationToken) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            tracing::error!(
-                "TLS keypair watcher not started (no Tokio runtime); a new pair needs SIGHUP or a restart"
-            );
-            return;
-        };
-        let _entered = rt.enter();
-        let watch = match FolderWatch::new("TLS keypair") {
-            Ok(mut w) => {
-                w.sync(&self.watched());
-                Some(w)
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "cannot watch the TLS keypair folder ({e}); reload with SIGHUP or restart"
-                );
-                None
-            }
-        };
-        rt.spawn(Arc::clone(self).watch_loop(watch, shutdown));
-    }
-
-    async fn watch_loop(
-        self: Arc<Self>,
-        mut watch: Option<FolderWatch>,
-        shutdown: CancellationToken,
-    ) {
-        let mut daily = tokio::time::interval_at(tokio::time::Instant::now() + DAY, DAY);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = next_change(&mut watch) => {
-                    self.reload_logged("folder change");
-                    if let Some(w) = watch.as_mut() {
-                        w.sync(&self.watched());
-                    }
-                }
-                _ = daily.tick() => self.check_expiry(),
-            }
-        }
-        tracing::debug!("TLS keypair watcher stopped");
-    }
-
-    /// The files whose folders are watched: the pair.
-    fn watched(&self) -> [&std::path::Path; 2] {
-        [&self.files().cert, &self.files().key]
-    }
-
     /// Reload and log the outcome; `trigger` says what caused it (`SIGHUP`, `folder change`).
     pub fn reload_logged(&self, trigger: &str) {
         let was_refused = self.last_reload_error().is_some();
@@ -142,8 +106,11 @@ fn expiry_notice(info: &CertInfo, files: &TlsFiles, now: OffsetDateTime) -> Opti
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::sync::Arc;
+
     use std::path::Path;
     use std::time::Instant;
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
 
@@ -161,7 +128,7 @@ mod tests {
         fs::write(dir.join("localhost.key"), &a.key).expect("write key");
         let store = open(TlsFiles::in_dir(dir));
         let stop = CancellationToken::new();
-        store.spawn_watcher(stop.clone());
+        crate::watch::spawn_reloader(Arc::clone(&store), stop.clone());
         (store, stop)
     }
 
@@ -228,7 +195,7 @@ mod tests {
         let store = open(TlsFiles::in_dir(root));
         assert_eq!(store.fingerprint(), a.fingerprint);
         let stop = CancellationToken::new();
-        store.spawn_watcher(stop.clone());
+        crate::watch::spawn_reloader(Arc::clone(&store), stop.clone());
         publish("..v2", &b);
         fs::remove_dir_all(root.join("..v1")).expect("rm old");
         wait_fingerprint(&store, &b.fingerprint).await;

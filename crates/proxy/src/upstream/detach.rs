@@ -22,7 +22,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use super::types::{BoxError, UpstreamBody};
+use crate::body::{BoxError, ProxyBody};
 
 /// How long an abandoned exchange may wait for its answer head before it is dropped.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -82,13 +82,13 @@ impl<F: Future + Send + 'static> Drop for Detach<F> {
 /// fires (its sender is dropped when the exchange has its answer head or is given up) or
 /// [`GRACE`] has passed. Our own limits (size, read gap) fail at once.
 pub struct HoldErrors {
-    inner: UpstreamBody,
+    inner: ProxyBody,
     answered: Option<oneshot::Receiver<()>>,
     held: Option<(BoxError, Pin<Box<Sleep>>)>,
 }
 
 impl HoldErrors {
-    pub fn new(inner: UpstreamBody, answered: oneshot::Receiver<()>) -> Self {
+    pub fn new(inner: ProxyBody, answered: oneshot::Receiver<()>) -> Self {
         HoldErrors {
             inner,
             answered: Some(answered),

@@ -16,10 +16,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::dial::{DialError, Dialer};
-use super::types::{UpstreamAddr, UpstreamBody};
+use super::types::UpstreamAddr;
+use crate::body::ProxyBody;
 
 /// The pooled client.
-pub type Pool = Client<hyper_rustls::HttpsConnector<RoundRobin>, UpstreamBody>;
+pub type Pool = Client<hyper_rustls::HttpsConnector<RoundRobin>, ProxyBody>;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);

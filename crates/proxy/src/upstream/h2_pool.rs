@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use hyper::client::conn::http2::SendRequest;
 
-use super::types::UpstreamBody;
+use crate::body::ProxyBody;
 use crate::config::H2Pool;
 
 /// Requests one connection carries at once before the next waits (issue 14 §1): never more than
@@ -28,7 +28,7 @@ pub const MAX_STREAMS: usize = 100;
 struct Conn {
     addr: SocketAddr,
     id: u64,
-    sender: SendRequest<UpstreamBody>,
+    sender: SendRequest<ProxyBody>,
     /// [`MAX_STREAMS`] permits.
     streams: Arc<Semaphore>,
     born: Instant,
@@ -40,7 +40,7 @@ struct Conn {
 
 /// A connection to use: its id (to [`Pool::forget`] it), its sender, and its stream permits
 /// (one held per request until its answer head).
-pub type Chosen = (u64, SendRequest<UpstreamBody>, Arc<Semaphore>);
+pub type Chosen = (u64, SendRequest<ProxyBody>, Arc<Semaphore>);
 
 /// What [`Pool::pick`] found for an address.
 pub enum Pick {
@@ -97,12 +97,7 @@ impl Pool {
 
     /// Add a new connection to `addr`, counted as having carried `sent` requests (1: the
     /// request that opened it goes on it).
-    pub fn add(
-        &mut self,
-        addr: SocketAddr,
-        sender: SendRequest<UpstreamBody>,
-        sent: usize,
-    ) -> Chosen {
+    pub fn add(&mut self, addr: SocketAddr, sender: SendRequest<ProxyBody>, sent: usize) -> Chosen {
         let id = self.next_id;
         self.next_id += 1;
         let streams = Arc::new(Semaphore::new(MAX_STREAMS));

@@ -21,9 +21,12 @@ use hyper::body::Incoming;
 use dial::DialError;
 use dial::Dialer;
 pub use dial::{Lookup, SystemLookup};
-pub use types::{BoxError, UpstreamAddr, UpstreamBody};
+pub use types::UpstreamAddr;
 
-use crate::config::{Config, Upstream, UpstreamHttp2};
+use crate::body::{BoxError, ProxyBody};
+
+use crate::config::settings::{UPSTREAM, UPSTREAM_CA};
+use crate::config::{Upstream, UpstreamConfig, UpstreamHttp2};
 
 /// One worker's way to the upstream. Requests arrive as HTTP/1.1 requests for
 /// `https://<upstream>/<path>` with the original `Host`; [`Client::send`] picks the protocol.
@@ -33,36 +36,40 @@ pub struct Client {
     h2: Option<Arc<h2::H2Upstream>>,
     /// `host:port` of the upstream, for request URIs.
     authority: Authority,
+    /// How long the answer's head may take.
+    timeout: std::time::Duration,
 }
 
 impl Client {
-    /// The clients for `config`'s upstream, resolving through `lookup`.
-    pub fn new(config: &Config, lookup: &Arc<dyn Lookup>) -> Result<Self, UpstreamError> {
-        let tls = tls_config(config.upstream_ca.as_deref())?;
+    /// The clients for one upstream, resolving through `lookup`.
+    pub fn new(config: &UpstreamConfig, lookup: &Arc<dyn Lookup>) -> Result<Self, UpstreamError> {
+        let tls = tls_config(config.ca.as_deref())?;
         // One dialer for both protocols: an address found down is skipped by both.
-        let dialer = Dialer::new(
-            lookup.clone(),
-            config.upstream_connect_timeout,
-            config.upstream_fail_timeout,
-        );
-        let h2 = match config.upstream_http2 {
+        let dialer = Dialer::new(lookup.clone(), config.connect_timeout, config.fail_timeout);
+        let h2 = match config.http2 {
             UpstreamHttp2::Never => None,
             mode => Some(Arc::new(
                 h2::H2Upstream::new(
                     tls.clone(),
                     dialer.clone(),
-                    &config.upstream,
-                    config.upstream_h2,
+                    &config.address,
+                    config.h2,
                     mode == UpstreamHttp2::Auto,
                 )
-                .map_err(|_| UpstreamError::ServerName(config.upstream.host.clone()))?,
+                .map_err(|_| UpstreamError::ServerName(config.address.host.clone()))?,
             )),
         };
         Ok(Client {
-            h1: h1::pool(tls, dialer, config.upstream_keepalive),
+            h1: h1::pool(tls, dialer, config.keepalive),
             h2,
-            authority: authority(&config.upstream)?,
+            authority: authority(&config.address)?,
+            timeout: config.timeout,
         })
+    }
+
+    /// `PROXY_UPSTREAM_TIMEOUT`: how long the answer's head may take, then 504.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
     }
 
     /// `https://<upstream><path_and_query>`, the URI every request is sent to.
@@ -79,7 +86,7 @@ impl Client {
     /// an upstream that turns out not to speak HTTP/2.
     pub async fn send(
         &self,
-        mut req: Request<UpstreamBody>,
+        mut req: Request<ProxyBody>,
         host: Authority,
         upgrade: bool,
     ) -> Result<Response<Incoming>, BoxError> {
@@ -132,21 +139,21 @@ fn as_http1<B>(
 /// An upstream set-up problem (start-up only).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("PROXY_UPSTREAM_CA={}: {source}", path.display())]
+    #[error("{UPSTREAM_CA}={}: {source}", path.display())]
     Ca {
         path: std::path::PathBuf,
         #[source]
         source: common::tls::TlsError,
     },
-    #[error("PROXY_UPSTREAM_CA={}: no usable CA certificate: {source}", path.display())]
+    #[error("{UPSTREAM_CA}={}: no usable CA certificate: {source}", path.display())]
     CaRejected {
         path: std::path::PathBuf,
         #[source]
         source: rustls::Error,
     },
-    #[error("PROXY_UPSTREAM={0}: not a valid host:port")]
+    #[error("{UPSTREAM}={0}: not a valid host:port")]
     Authority(String),
-    #[error("PROXY_UPSTREAM={0}: not a valid TLS server name")]
+    #[error("{UPSTREAM}={0}: not a valid TLS server name")]
     ServerName(String),
     #[error("upstream TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),

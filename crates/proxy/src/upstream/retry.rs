@@ -9,13 +9,13 @@ use http::{Method, Request};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
 
-use super::types::{BoxError, UpstreamBody};
+use crate::body::{BoxError, ProxyBody};
 
 /// The head of a bodiless request, kept to send it again.
 pub type Copy = Request<()>;
 
 /// A copy of `req` when it has no body.
-pub fn copy(req: &Request<UpstreamBody>) -> Option<Copy> {
+pub fn copy(req: &Request<ProxyBody>) -> Option<Copy> {
     if !req.body().is_end_stream() {
         return None;
     }
@@ -28,7 +28,7 @@ pub fn copy(req: &Request<UpstreamBody>) -> Option<Copy> {
 }
 
 /// The request again, from its copy.
-pub fn rebuild(copy: &Copy) -> Request<UpstreamBody> {
+pub fn rebuild(copy: &Copy) -> Request<ProxyBody> {
     let mut req = Request::new(Empty::<Bytes>::new().map_err(BoxError::from).boxed());
     *req.method_mut() = copy.method().clone();
     *req.uri_mut() = copy.uri().clone();

@@ -27,6 +27,7 @@ mod logs;
 mod logs_e2e;
 mod reset_flood;
 mod rewrite_props;
+mod settings_docs;
 mod static_edges;
 mod static_files;
 mod static_stall;

@@ -145,6 +145,7 @@ async fn cancel_flood_does_not_fail_bystanders() {
     // (The lines left are mostly the proxy's own HTTP/2 server cutting attacking connections
     // at its rapid-reset guard: h2's warning, once per connection, then the summary.)
     assert!(log.lines().count() <= 30, "{log}");
+    assert!(log.contains("more like this in the last"), "{log}");
     // Afterwards the upstream still answers through the proxy.
     let r = client().get(proxy.url("/id")).send().await.expect("after");
     assert_eq!(r.status(), 200);

@@ -21,7 +21,9 @@ use super::detach::{Detach, HoldErrors};
 use super::dial::{DialError, Dialer};
 use super::h2_pool::{Chosen, Pick, Pool};
 use super::retry;
-use super::types::{UpstreamAddr, UpstreamBody};
+use super::types::UpstreamAddr;
+use crate::body::ProxyBody;
+use crate::config::settings::UPSTREAM_HTTP2;
 use crate::config::{H2Pool, Upstream};
 
 /// How long a resolved address list is used before the name is asked again.
@@ -51,7 +53,7 @@ pub enum H2Error {
     #[error(transparent)]
     Dial(#[from] DialError),
     #[error(
-        "{addr} does not speak HTTP/2 (no h2 in ALPN), which PROXY_UPSTREAM_HTTP2=true requires; set it to auto or false"
+        "{addr} does not speak HTTP/2 (no h2 in ALPN), which {UPSTREAM_HTTP2}=true requires; set it to auto or false"
     )]
     NotH2 { addr: SocketAddr },
     #[error("HTTP/2 handshake with {addr}: {source}")]
@@ -76,7 +78,7 @@ pub const FALLBACK_FOR: Duration = Duration::from_secs(30);
 /// (connection refused, not HTTP/2, connection closing), so it can still go another way.
 pub struct H2Failure {
     pub error: H2Error,
-    pub unsent: Option<Request<UpstreamBody>>,
+    pub unsent: Option<Request<ProxyBody>>,
 }
 
 /// One worker's HTTP/2 upstream: cheap to share, all state behind one short-held lock.
@@ -166,7 +168,7 @@ impl H2Upstream {
     /// `proxy_next_upstream error`).
     pub async fn request(
         self: &Arc<Self>,
-        req: Request<UpstreamBody>,
+        req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, H2Failure> {
         let addrs = match self.addresses().await {
             Ok(a) => a,
@@ -185,7 +187,7 @@ impl H2Upstream {
                 Ok(s) => s,
                 Err(e @ H2Error::NotH2 { .. }) if self.fallback => {
                     self.state().h1_until = Some(Instant::now() + FALLBACK_FOR);
-                    tracing::info!(upstream = %addr, "the upstream does not offer HTTP/2; using HTTP/1.1 (PROXY_UPSTREAM_HTTP2=auto)");
+                    tracing::info!(upstream = %addr, "the upstream does not offer HTTP/2; using HTTP/1.1 ({UPSTREAM_HTTP2}=auto)");
                     return Err(H2Failure {
                         error: e,
                         unsent: Some(req),
@@ -388,7 +390,7 @@ impl H2Upstream {
                 // `auto`: not an error, the next requests go by HTTP/1.1 (see `request`).
                 Err(H2Error::NotH2 { .. }) if me.fallback => {
                     me.state().h1_until = Some(Instant::now() + FALLBACK_FOR);
-                    tracing::info!(upstream = %addr, "the upstream does not offer HTTP/2; using HTTP/1.1 (PROXY_UPSTREAM_HTTP2=auto)");
+                    tracing::info!(upstream = %addr, "the upstream does not offer HTTP/2; using HTTP/1.1 ({UPSTREAM_HTTP2}=auto)");
                 }
                 Err(e) => {
                     tracing::warn!(upstream = %addr, error = %common::error_chain(&e), "upstream connect failed (a spare connection)");
@@ -401,7 +403,7 @@ impl H2Upstream {
     /// A new connection to `addr`. An address that accepts TCP but fails or stalls the TLS or
     /// HTTP/2 handshake (a hung app) is marked down like one that refuses TCP; one that merely
     /// declines HTTP/2 is not.
-    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, H2Error> {
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<ProxyBody>, H2Error> {
         let tcp = self.dialer.tcp(addr).await?;
         let shaken = self.handshake(addr, tcp).await;
         if let Err(e) = &shaken {
@@ -417,7 +419,7 @@ impl H2Upstream {
         &self,
         addr: SocketAddr,
         tcp: tokio::net::TcpStream,
-    ) -> Result<SendRequest<UpstreamBody>, H2Error> {
+    ) -> Result<SendRequest<ProxyBody>, H2Error> {
         let timeout = self.dialer.connect_timeout();
         let tls = tokio::time::timeout(timeout, self.tls.connect(self.server_name.clone(), tcp))
             .await
@@ -455,11 +457,11 @@ impl H2Upstream {
 /// goes away meanwhile sent nothing), its body's client-side failure held until the answer head
 /// (see `detach`). The permit goes with the answer head.
 async fn held_exchange(
-    sender: &mut SendRequest<UpstreamBody>,
+    sender: &mut SendRequest<ProxyBody>,
     streams: Arc<tokio::sync::Semaphore>,
-    req: Request<UpstreamBody>,
+    req: Request<ProxyBody>,
 ) -> impl std::future::Future<
-    Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>,
+    Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ProxyBody>>>,
 > + Send
 + 'static {
     // The semaphore is never closed.
@@ -483,5 +485,4 @@ fn refused_h2(e: &io::Error) -> bool {
 }
 
 #[cfg(test)]
-#[path = "h2_tests.rs"]
 mod tests;
