@@ -1,8 +1,8 @@
 """The stalled-downloader scenario (issue 26 item 1): clients that open HTTP/2 streams for a large
-answer with SETTINGS_INITIAL_WINDOW_SIZE=0 (they take no byte) and PING every second, while a
-well-behaved client (h2load, new connections, `GET /healthz`) measures what is left for others.
-Each contender is measured without and with the attackers: bystander req/s, requests done and
-failed (h2load's -N inactivity timeout turns a stalled bystander into a failure).
+answer with SETTINGS_INITIAL_WINDOW_SIZE=0 (they take no byte) and PING every second, while
+well-behaved clients (new HTTP/1.1 connections, `GET /healthz`) measure what is left for others.
+Each contender is measured without and with the attackers: bystander req/s, requests served and
+failed (each allowed 2 s).
 
 Standalone (bench/run.sh and bench.py are untouched): the app serves a ~3.4 MB page (a large
 `index.txt` template), each proxy binary given and nginx (HTTP/1.1 to the app, as the original
@@ -15,6 +15,7 @@ system) sit in front of it. Loopback only, bounded in time; writes results/stall
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -86,6 +87,7 @@ class Attackers:
                 tls.sendall(frame(6, 0, 0, b"\0" * 8))
 
 
+BYSTANDERS = 4
 PAGE_CONNECTIONS = 10  # the unread-error-page scenario (issue 26 item 3)
 PAGE_STREAMS = 128
 
@@ -125,18 +127,32 @@ def unread_pages(port: int, pid: int) -> dict:
 
 
 def bystander(port: int, seconds: float) -> dict:
-    out = subprocess.run(
-        ["h2load", "-D", str(int(seconds)), "-c", "4", "-m", "1", "-N", "2s", "-t", "1",
-         f"https://127.0.0.1:{port}/healthz"],
-        capture_output=True, text=True, timeout=seconds + 30)
-    out = out.stdout + out.stderr
-    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-    counts = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
-                       r"(\d+) errored, (\d+) timeout", out)
-    if not (rps and counts):
-        raise RuntimeError(f"cannot parse h2load output:\n{out[-1500:]}")
-    c = [int(x) for x in counts.groups()]
-    return {"req_s": float(rps.group(1)), "succeeded": c[3], "failed": c[4] + c[5] + c[6]}
+    """`BYSTANDERS` threads, each `GET /healthz` on a new HTTP/1.1 connection, back to back, each
+    allowed 2 s, for `seconds`: req/s, requests served and failed."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    counts = {"succeeded": 0, "failed": 0}
+    lock, end = threading.Lock(), time.monotonic() + seconds
+
+    def one() -> None:
+        while time.monotonic() < end:
+            try:
+                c = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ctx)
+                c.request("GET", "/healthz", headers={"Host": "localhost"})
+                r = c.getresponse()
+                ok = r.status == 200 and r.read() == b"ok\n"
+                c.close()
+            except (OSError, http.client.HTTPException):
+                ok = False
+            with lock:
+                counts["succeeded" if ok else "failed"] += 1
+
+    threads = [threading.Thread(target=one) for _ in range(BYSTANDERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"req_s": counts["succeeded"] / seconds, **counts}
 
 
 def wait_port(port: int, proc: subprocess.Popen, name: str) -> None:
@@ -199,7 +215,8 @@ def measure(a: argparse.Namespace, d: str, procs: list[subprocess.Popen], result
         env = dict(os.environ, PROXY_HTTP_LISTEN=f"127.0.0.1:{PORTS[name + '-http']}",
                    PROXY_HTTPS_LISTEN=f"127.0.0.1:{PORTS[name]}", PROXY_UPSTREAM=f"127.0.0.1:{PORTS['app']}",
                    PROXY_TLS_CERT=cert, PROXY_TLS_KEY=key, PROXY_TLS_GENERATE="false", PROXY_LOG_DIR=logs,
-                   LOG_RETENTION="false", PROXY_LOG="warn", PROXY_WORKERS="1")
+                   LOG_RETENTION="false", PROXY_LOG="warn", PROXY_WORKERS="1",
+                   PROXY_KEEPALIVE_REQUESTS="1000000")
         procs.append(subprocess.Popen([binary], env=env))
         wait_port(PORTS[name], procs[-1], name)
         pids[name] = procs[-1].pid
@@ -236,7 +253,7 @@ def write(a: argparse.Namespace, results: dict) -> None:
     with open(os.path.join(a.out, "stalled.md"), "w") as f:
         mem = [f"| {n} | {r['unread_pages']['streams']} | {r['unread_pages']['rss_before_kib'] / 1024:.0f} MB | "
                f"{r['unread_pages']['rss_with_kib'] / 1024:.0f} MB |" for n, r in results["runs"].items() if "unread_pages" in r]
-        f.write(f"Bystander `GET /healthz` (h2load, 4 connections, {a.seconds:.0f} s, -N 2s) beside {CONNECTIONS} "
+        f.write(f"Bystander `GET /healthz` ({BYSTANDERS} clients, a new HTTP/1.1 connection each, each allowed 2 s, {a.seconds} s) beside {CONNECTIONS} "
                 f"connections x {STREAMS} never-read streams of a {PAGE_BYTES:,}-byte page (window 0, a PING a "
                 "second); proxy: 1 worker.\n\n" + "\n".join(rows) + "\n")
         f.write(f"\nUnread error pages: {PAGE_CONNECTIONS} connections x {PAGE_STREAMS} streams of `GET /nonexistent`, "
