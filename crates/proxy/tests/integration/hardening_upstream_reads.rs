@@ -109,3 +109,35 @@ async fn an_oversized_upstream_answer_head_is_a_502_page() {
         }
     }
 }
+
+/// An app that breaks off mid-answer (HTTP/1.1: closes; HTTP/2: resets): the client's answer is
+/// cut too and error.log gets a WARN line (issue 26, low: before, no line at all).
+#[tokio::test]
+async fn an_answer_the_app_breaks_off_is_cut_and_logged() {
+    let (captured, _guard) = Captured::info();
+    for h2_up in [false, true] {
+        let up = match h2_up {
+            false => TestUpstream::start("a").await,
+            true => TestUpstream::start_h2("a").await,
+        };
+        let proxy = proxy_to(up.addr, &[]).await;
+        let mut send = h2_client(proxy.https).await;
+        let req = http::Request::get(proxy.url("/cut?n=1000"))
+            .body(())
+            .expect("req");
+        let outcome = tokio::time::timeout(SOON, h2_ask(&mut send, req))
+            .await
+            .expect("in time");
+        assert!(
+            outcome.is_err(),
+            "h2 upstream {h2_up}: the cut answer is an error: {:?} {}",
+            outcome.as_ref().map(|(s, h, b)| (s, h, b.len())),
+            captured.text()
+        );
+        let log = captured.text();
+        assert!(
+            log.contains("WARN") && log.contains("upstream answer body cut short"),
+            "h2 upstream {h2_up}: {log}"
+        );
+    }
+}

@@ -189,6 +189,20 @@ async fn handle(
             full(StatusCode::OK, n.to_string())
         }
         "/big" => big(query_num(&req, "n")),
+        // `n` bytes, then the answer breaks (an app that dies mid-answer).
+        "/cut" => {
+            let first = Bytes::from(vec![b'x'; query_num(&req, "n") as usize]);
+            let broke = futures_util::stream::once(async {
+                // After the head and the first bytes have left.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Err::<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>(
+                    "the app broke off".into(),
+                )
+            });
+            let first = futures_util::stream::iter([Ok(Frame::data(first))]);
+            let stream = futures_util::StreamExt::chain(first, broke);
+            Response::new(StreamBody::new(stream).boxed())
+        }
         // `n` bytes, then nothing more, ever (an app that stalls mid-answer).
         "/stall" => {
             let first = Bytes::from(vec![b'x'; query_num(&req, "n") as usize]);
