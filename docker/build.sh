@@ -148,22 +148,8 @@ for image in "${images[@]}"; do
     bytes="$("$DOCKER" image inspect --format '{{.Size}}' "$image")"
     awk -v i="$image" -v b="$bytes" 'BEGIN { printf "  %-28s %8.2f MB  (%d bytes)\n", i, b / 1000000, b }'
 done
-# The bind-mounted folders the proxy writes must be writable by uid:gid (see README "uid and gid")
-for d in logs conf/tls; do
-    [ -d "$d" ] || continue
-    # conf/tls only needs writing for the first-start keypair generation
-    [ "$d" = conf/tls ] && [ -e conf/tls/localhost.crt ] && [ -e conf/tls/localhost.key ] && continue
-    read -r owner group mode < <(stat -c '%u %g %a' "$d")
-    perm=$((8#$mode))
-    if ! { [ "$owner" = "$uid" ] && (( perm & 8#200 )); } \
-        && ! { [ "$group" = "$gid" ] && (( perm & 8#020 )); } && ! (( perm & 8#002 )); then
-        echo
-        echo "warning: ./$d (owner $owner:$group, mode $mode) is not writable by $uid:$gid, the user"
-        echo "         the containers run as; the proxy will refuse to start. Fix: sudo chown -R $uid:$gid $d"
-        echo "         or run as your own user: docker/build.sh all --uid \$(id -u) --gid \$(id -g) and"
-        echo "         CONTAINER_UID=\$(id -u) CONTAINER_GID=\$(id -g) in .env"
-    fi
-done
+# ./logs and ./conf/tls need no chown: docker-compose.yml's one-shot `init` service makes them
+# writable for uid:gid before the proxy starts (README "uid and gid").
 
 if [ "$uid" != 1000 ] || [ "$gid" != 1000 ]; then
     echo

@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # The README's first run, as a new user does it: a fresh clone, no image built before, a COLD
-# builder cache, then `docker-compose up --build -d` (the from-source targets `app` and `proxy`)
-# and `curl -k https://localhost/`. Once with the legacy builder (docker-compose 1.29's own) and
-# once with BuildKit (DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 and a client that has it).
-# After each cold build, one source file is edited and the app rebuilt: the dependency layer
+# builder cache, then README's two commands, literally:
+#
+#   docker compose up --build -d
+#   curl --cacert conf/tls/ca.crt https://localhost/
+#
+# Three runs (CTSRC_RUNS, default "v2 v2-user legacy"):
+#   v2        Compose v2 + Buildx (tests/install-compose-v2.sh installs both), cold cache, as the
+#             user running the test (root in CI): the clone belongs to root, the containers run
+#             as 1000 and the compose file's `init` service must prepare ./logs and ./conf/tls;
+#   v2-user   the same commands as an unprivileged user whose uid is neither 0 nor 1000
+#             (CTSRC_USER=ctuser, created with uid CTSRC_USER_UID=1500 in the `docker` group if
+#             missing, and kept), from its own fresh clone, on the cache the first run left;
+#   legacy    `docker-compose up --build -d` with v1.29 and the legacy builder (DOCKER_BUILDKIT=0),
+#             cold cache: what Debian 12's own docker.io + docker-compose do. Its cold build is what
+#             keeps the Dockerfile's legacy-builder workarounds honest (moby/moby#37965).
+# After the cold builds, one source file is edited and the app rebuilt: the dependency layer
 # must come from the cache.
 #
-#   bash tests/build-from-source.sh
+#   bash tests/build-from-source.sh        # under `flock /tmp/docker.lock` on a shared engine
 #
 # No registry is reachable here: the pinned rust image is made locally by tests/rust-standin.sh
 # (kept if it already exists and works). What is tested is HEAD of this repository (a git clone),
-# not uncommitted changes. Runs under its own compose projects (ctsrc-legacy-<pid>,
-# ctsrc-buildkit-<pid>), image tag (containerize-{app,proxy}:ctsrc-<builder>-<pid>) and host ports
-# (CTSRC_HTTP_PORT=18180, CTSRC_HTTPS_PORT=18543), so it collides neither with tests/e2e.sh nor
-# with a user's deployment. Prints the wall time of each cold build and rebuild and the sizes.
+# not uncommitted changes. The host ports are README's, 80 and 443, unless CTSRC_HTTP_PORT /
+# CTSRC_HTTPS_PORT say otherwise (they are then passed as HTTP_PORT / HTTPS_PORT, the compose
+# file's own variables, and curl gets the port); the project name (COMPOSE_PROJECT_NAME
+# ctsrc-<run>-<pid>) and the image tag (IMAGE_TAG ctsrc-<run>-<pid>) come from the environment,
+# so the commands stay the README's and no `latest` image is overwritten.
 #
 # A cold cache is made, not hoped for, and that reaches beyond this test (fine in CI, where
 # nothing else runs; in a shared session it costs others a rebuild, never an image):
@@ -23,20 +36,24 @@
 #     Dockerfile). Tagged images, the rust image itself and unrelated images are never touched.
 # Both are done again on exit (trap), with `down -v` and the removal of this run's images.
 #
-# Environment: CTSRC_HTTP_PORT, CTSRC_HTTPS_PORT, CTSRC_BUILDERS ("legacy buildkit", the
-# default, or one of them), CTSRC_KEEP=1 (keep the work dir).
+# Environment: CTSRC_RUNS, CTSRC_HTTP_PORT, CTSRC_HTTPS_PORT, CTSRC_USER, CTSRC_USER_UID,
+# CTSRC_KEEP=1 (keep the work dir).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT" || exit 1
 
-HTTP_PORT="${CTSRC_HTTP_PORT:-18180}"
-HTTPS_PORT="${CTSRC_HTTPS_PORT:-18543}"
-BUILDERS="${CTSRC_BUILDERS:-legacy buildkit}"
+HTTP_PORT="${CTSRC_HTTP_PORT:-80}"
+HTTPS_PORT="${CTSRC_HTTPS_PORT:-443}"
+RUNS="${CTSRC_RUNS:-v2 v2-user legacy}"
+TEST_USER="${CTSRC_USER:-ctuser}"
+TEST_USER_UID="${CTSRC_USER_UID:-1500}"
 RUN_ID="$$"
 EXPECT_UID=1000
 EXPECT_GID=1000
-HTTPS_URL="https://localhost:$HTTPS_PORT"
+# README's URL, with the port only when it is not 443
+HTTPS_URL="https://localhost"; [ "$HTTPS_PORT" = 443 ] || HTTPS_URL="$HTTPS_URL:$HTTPS_PORT"
+HTTP_URL="http://localhost"; [ "$HTTP_PORT" = 80 ] || HTTP_URL="$HTTP_URL:$HTTP_PORT"
 
 passed=0
 failed=0
@@ -49,16 +66,24 @@ info() { echo "     $*"; }
 step() { echo; echo "==> $*"; }
 ck() { curl -sk --max-time 5 "$@"; }
 
-# ---- engine, compose, clients, the rust image -----------------------------------------------
-step "Docker engine, docker-compose, the rust image"
+# ---- engine, both Compose versions, Buildx, the rust image, the test user -------------------
+step "Docker engine, Compose v2 + Buildx, docker-compose v1.29, the rust image"
 if ! bash "$ROOT/tests/ensure-docker.sh"; then
     echo "build-from-source: FATAL: no Docker engine (see above)" >&2; exit 1
 fi
-command -v docker-compose >/dev/null 2>&1 || {
-    echo "build-from-source: FATAL: docker-compose (v1) is needed: Compose v2 always uses BuildKit, so it cannot run the legacy-builder half" >&2
-    exit 1
-}
-info "engine $(docker version --format '{{.Server.Version}}' 2>/dev/null), docker-compose $(docker-compose version --short 2>/dev/null)"
+case " $RUNS " in *" v2 "*|*" v2-user "*)
+    if ! docker compose version >/dev/null 2>&1 || ! docker buildx version >/dev/null 2>&1; then
+        echo "build-from-source: FATAL: Compose v2 and Buildx are needed (bash tests/install-compose-v2.sh)" >&2; exit 1
+    fi ;;
+esac
+case " $RUNS " in *" legacy "*)
+    command -v docker-compose >/dev/null 2>&1 || {
+        echo "build-from-source: FATAL: docker-compose (v1.29) is needed for the legacy run (Debian: apt-get install docker-compose)" >&2
+        exit 1
+    } ;;
+esac
+info "engine $(docker version --format '{{.Server.Version}}' 2>/dev/null), client $(docker version --format '{{.Client.Version}}' 2>/dev/null)"
+info "$(docker compose version 2>/dev/null), $(docker buildx version 2>/dev/null), docker-compose $(docker-compose version --short 2>/dev/null)"
 if ! bash "$ROOT/tests/rust-standin.sh"; then
     echo "build-from-source: FATAL: no rust image to build from (tests/rust-standin.sh failed)" >&2; exit 1
 fi
@@ -67,33 +92,58 @@ rust_id="$(docker image inspect -f '{{.Id}}' "$rust_image" 2>/dev/null)"
 [ -n "$rust_id" ] || { echo "build-from-source: FATAL: $rust_image is missing" >&2; exit 1; }
 info "rust image: $rust_image ($rust_id)"
 
-# A client that builds with BuildKit when compose shells out to `docker build`: one with the
-# buildx plugin, or one older than 23 (DOCKER_BUILDKIT=1 then selects the engine's BuildKit).
-buildkit_client=""
-for c in $(command -v -a docker 2>/dev/null) /usr/bin/docker /usr/local/bin/docker; do
-    [ -x "$c" ] || continue
-    if "$c" buildx version >/dev/null 2>&1; then buildkit_client="$c"; break; fi
-    major="$("$c" version --format '{{.Client.Version}}' 2>/dev/null | sed -n 's/^\([0-9]*\)\..*/\1/p')"
-    if [ -n "$major" ] && [ "$major" -lt 23 ]; then buildkit_client="$c"; break; fi
-done
+# The unprivileged user of the v2-user run: neither root nor the containers' 1000, in the
+# docker group, with the two CLI plugins in its own ~/.docker/cli-plugins.
+user_home=""
+case " $RUNS " in *" v2-user "*)
+    [ "$(id -u)" = 0 ] || { echo "build-from-source: FATAL: the v2-user run creates and switches to $TEST_USER: run as root, or CTSRC_RUNS without v2-user" >&2; exit 1; }
+    if ! id -u "$TEST_USER" >/dev/null 2>&1; then
+        useradd -m -u "$TEST_USER_UID" -G docker -s /bin/bash "$TEST_USER" \
+            || { echo "build-from-source: FATAL: useradd $TEST_USER (uid $TEST_USER_UID)" >&2; exit 1; }
+        info "created user $TEST_USER (uid $TEST_USER_UID, group docker); it is kept"
+    fi
+    id -nG "$TEST_USER" | grep -qw docker || usermod -aG docker "$TEST_USER"
+    case "$(id -u "$TEST_USER")" in 0|"$EXPECT_UID") echo "build-from-source: FATAL: $TEST_USER has uid $(id -u "$TEST_USER"): pick a user whose uid is neither 0 nor $EXPECT_UID" >&2; exit 1 ;; esac
+    user_home="$(getent passwd "$TEST_USER" | cut -d: -f6)"
+    install -d -o "$TEST_USER" -g "$(id -g "$TEST_USER")" "$user_home/.docker" "$user_home/.docker/cli-plugins"
+    for plugin in docker-compose docker-buildx; do
+        runuser -u "$TEST_USER" -- env HOME="$user_home" docker "${plugin#docker-}" version >/dev/null 2>&1 \
+            || install -o "$TEST_USER" -m 0755 "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins/$plugin" "$user_home/.docker/cli-plugins/$plugin"
+    done
+    info "$TEST_USER: uid $(id -u "$TEST_USER"), groups $(id -nG "$TEST_USER" | tr ' ' ','), $(runuser -u "$TEST_USER" -- env HOME="$user_home" docker compose version 2>&1)" ;;
+esac
 
-# ---- work dir: a clean clone of HEAD --------------------------------------------------------
+# ---- work dir: fresh clones of HEAD ---------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ctsrc.XXXXXX")"
+chmod 0755 "$WORK"   # the test user's clone is in it
 head_rev="$(git rev-parse HEAD)"
 [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] \
     && info "note: uncommitted changes in $ROOT are not tested, HEAD ${head_rev:0:12} is"
-mkdir -p "$WORK/bin"
-[ -n "$buildkit_client" ] && ln -s "$buildkit_client" "$WORK/bin/docker"
 
-unset COMPOSE_FILE COMPOSE_PROJECT_NAME CONTAINER_UID CONTAINER_GID DOCKER_BUILDKIT COMPOSE_DOCKER_CLI_BUILD
-export HTTP_PORT HTTPS_PORT
+unset COMPOSE_FILE COMPOSE_PROJECT_NAME CONTAINER_UID CONTAINER_GID DOCKER_BUILDKIT COMPOSE_DOCKER_CLI_BUILD IMAGE_TAG
+export -n HTTP_PORT HTTPS_PORT   # the test's values; passed to Compose only through port_env
+# the compose file's port variables only when they are not README's 80/443
+port_env=()
+[ "$HTTP_PORT" = 80 ] || port_env+=("HTTP_PORT=$HTTP_PORT")
+[ "$HTTPS_PORT" = 443 ] || port_env+=("HTTPS_PORT=$HTTPS_PORT")
 
+# the current run: its clone, user, environment (project, tag, ports, builder) and Compose
 project=""
 src=""
+run_user=""
+run_env=()
+compose_cmd=()
+# in_src CMD...: run CMD in the clone, as the run's user, with the run's environment
+in_src() {
+    if [ -n "$run_user" ]; then
+        runuser -u "$run_user" -- env HOME="$user_home" "${run_env[@]}" sh -c 'cd "$0" && exec "$@"' "$src" "$@"
+    else
+        (cd "$src" && env "${run_env[@]}" "$@")
+    fi
+}
 cleanup_run() { # the current run's containers, networks and images
     [ -n "$project" ] && [ -n "$src" ] && [ -d "$src" ] \
-        && (cd "$src" && docker-compose -p "$project" down -v --remove-orphans --rmi all --timeout 10 2>&1 | sed 's/^/     /')
-    for s in app proxy; do docker image rm -f "containerize-$s:${IMAGE_TAG:-none}" >/dev/null 2>&1; done
+        && in_src "${compose_cmd[@]}" down -v --remove-orphans --rmi all --timeout 10 2>&1 | sed 's/^/     /'
     project=""
 }
 # The legacy builder's cache of this Dockerfile: its untagged intermediate images, i.e. those
@@ -145,10 +195,12 @@ teardown() {
 trap teardown EXIT
 trap 'echo "build-from-source: interrupted" >&2; failed=$((failed + 1)); exit 1' INT TERM
 
-wait_200() { # wait_200 SECONDS
+# README's second command, in the clone as the run's user: `curl --cacert conf/tls/ca.crt URL`
+readme_curl() { in_src curl -s --max-time 5 --cacert conf/tls/ca.crt "$@"; }
+wait_200() { # wait_200 SECONDS: until the verified answer is 200
     local i
     for ((i = 0; i < $1 * 10; i++)); do
-        [ "$(ck -o /dev/null -w '%{http_code}' "$HTTPS_URL/")" = 200 ] && return 0
+        [ "$(readme_curl -o /dev/null -w '%{http_code}' "$HTTPS_URL/" 2>/dev/null)" = 200 ] && return 0
         sleep 0.1
     done
     return 1
@@ -177,109 +229,130 @@ not_members() {
         | grep -vxF -f <(sed -n 's/^name *= *"\(.*\)"/\1/p' "$src"/crates/*/Cargo.toml)
 }
 
-# ---- one builder: cold `up --build -d`, the answer, an edit and a rebuild -------------------
-run_builder() { # run_builder legacy|buildkit
-    local builder="$1" envs log t1 t2 n body code redirect
-    step "[$builder] clean clone, cold cache, docker-compose up --build -d"
-    if [ "$builder" = buildkit ] && [ -z "$buildkit_client" ]; then
-        fail "[$builder] no docker client with BuildKit (buildx plugin, or a client older than 23)"
-        return
-    fi
-    src="$WORK/$builder"
+# ---- one run: fresh clone, (cold) `up --build -d`, README's curl, the folders, an edit -------
+# run_first NAME: v2 | v2-user | legacy (see the header)
+run_first() {
+    local name="$1" cli log t1 t2 n body code redirect want_redirect cold=1 edit=1 owner_uid st
+    run_user=""; compose_cmd=(docker compose); cli="docker compose"
+    case "$name" in
+        v2) ;;
+        v2-user) run_user="$TEST_USER"; cold=0; edit=0 ;;
+        legacy) compose_cmd=(docker-compose); cli="docker-compose" ;;
+    esac
+    project="ctsrc-$name-$RUN_ID"
+    local tag="ctsrc-$name-$RUN_ID"
+    run_env=("COMPOSE_PROJECT_NAME=$project" "IMAGE_TAG=$tag" "${port_env[@]}")
+    [ "$name" = legacy ] && run_env+=(DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0)
+    step "[$name] fresh clone as ${run_user:-$(id -un)}, $([ $cold = 1 ] && echo cold || echo warm) cache: $cli up --build -d"
+    src="$WORK/$name"
     if ! git clone -q "$ROOT" "$src" || ! git -C "$src" checkout -q --detach "$head_rev"; then
-        fail "[$builder] git clone of $ROOT"; return
+        fail "[$name] git clone of $ROOT"; project=""; return
     fi
-    # the containers run as 1000:1000 and write conf/tls (first-start keypair) and logs
-    chown "$EXPECT_UID:$EXPECT_GID" "$src/conf/tls" "$src/logs" 2>/dev/null || chmod 0777 "$src/conf/tls" "$src/logs"
-    export IMAGE_TAG="ctsrc-$builder-$RUN_ID"
-    project="ctsrc-$builder-$RUN_ID"
-    if [ "$builder" = legacy ]; then
-        envs=(DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0)
-    else
-        envs=(DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 "PATH=$WORK/bin:$PATH")
-        info "BuildKit client: $buildkit_client ($("$buildkit_client" version --format '{{.Client.Version}}' 2>/dev/null))"
-    fi
-    busy="$(ss -Hltn "( sport = :$HTTP_PORT or sport = :$HTTPS_PORT )" 2>/dev/null)"
-    [ -z "$busy" ] || { fail "[$builder] host ports $HTTP_PORT/$HTTPS_PORT are in use (CTSRC_HTTP_PORT/CTSRC_HTTPS_PORT): $busy"; return; }
-    cold_cache
-    log="$WORK/$builder-cold.log"
+    # as if the user had cloned it (git refuses to clone another user's repository)
+    [ -n "$run_user" ] && chown -R "$run_user:$(id -g "$run_user")" "$src"
+    owner_uid="$(stat -c %u "$src/conf/tls")"
+    info "clone $src (conf/tls and logs: $(stat -c '%U:%G %a' "$src/conf/tls"), $(stat -c '%U:%G %a' "$src/logs"))"
+    busy="$(ss -Hltn "( sport = :$HTTP_PORT or sport = :$HTTPS_PORT )")"
+    [ -z "$busy" ] || { fail "[$name] host ports $HTTP_PORT/$HTTPS_PORT are in use (CTSRC_HTTP_PORT/CTSRC_HTTPS_PORT): $busy"; project=""; return; }
+    [ "$cold" = 1 ] && cold_cache
+    log="$WORK/$name-up.log"
     info "build log: $log (every line, prefixed with seconds since the start)"
     t1=$(date +%s)
-    (cd "$src" && env "${envs[@]}" docker-compose -p "$project" up --build -d) 2>&1 \
+    in_src "${compose_cmd[@]}" up --build -d 2>&1 \
         | sed -u "$decolor" | while IFS= read -r line; do printf '%4d %s\n' "$(( $(date +%s) - t1 ))" "$line"; done > "$log"
     code=${PIPESTATUS[0]}
     t2=$(date +%s)
-    tail -n 15 "$log" | sed 's/^/     | /'
+    tail -n 12 "$log" | sed 's/^/     | /'
     if [ "$code" != 0 ]; then
-        fail "[$builder] docker-compose up --build -d exited $code after $((t2 - t1)) s"
+        fail "[$name] $cli up --build -d exited $code after $((t2 - t1)) s"
         grep -iE 'error|failed' "$log" | tail -n 10 | sed 's/^/     ! /'
         cleanup_run; return
     fi
     n="$(compiled "$log")"
-    if [ "$builder" = legacy ] && ! grep -q '^ *[0-9]* Step 1/' "$log"; then
-        fail "[$builder] the build log shows no legacy 'Step 1/N' lines: not the legacy builder"
-    elif [ "$builder" = buildkit ] && ! grep -qE '^ *[0-9]+ #[0-9]+ ' "$log"; then
-        fail "[$builder] the build log shows no BuildKit '#N' lines: not BuildKit"
-    elif [ "$n" -lt 50 ]; then
-        fail "[$builder] only $n crates compiled: the cache was not cold"
+    if [ "$name" = legacy ] && ! grep -q '^ *[0-9]* Step 1/' "$log"; then
+        fail "[$name] the build log shows no legacy 'Step 1/N' lines: not the legacy builder"
+    elif [ "$name" != legacy ] && ! grep -qE '^ *[0-9]+ #[0-9]+ ' "$log"; then
+        fail "[$name] the build log shows no BuildKit '#N' lines: not BuildKit"
+    elif [ "$cold" = 1 ] && [ "$n" -lt 50 ]; then
+        fail "[$name] only $n crates compiled: the cache was not cold"
+    elif [ "$cold" = 1 ]; then
+        pass "[$name] cold $cli up --build -d: $n crates compiled, $((t2 - t1)) s"
+        results+=("$name: cold '$cli up --build -d' $((t2 - t1)) s ($n crates compiled; $(phases "$log" $((t2 - t1))))")
     else
-        pass "[$builder] cold docker-compose up --build -d: $n crates compiled, $((t2 - t1)) s"
-        results+=("$builder builder: cold 'docker-compose up --build -d' $((t2 - t1)) s ($n crates compiled; $(phases "$log" $((t2 - t1))))")
+        pass "[$name] $cli up --build -d on the cache of the first run: $((t2 - t1)) s ($n crates compiled)"
+        results+=("$name: '$cli up --build -d' as uid $(id -u "$run_user"), warm cache, $((t2 - t1)) s")
     fi
 
-    # the answer
+    # README's second command; nothing else was run in between (no chown, no restart)
     if wait_200 60; then
-        body="$(ck "$HTTPS_URL/")"
+        body="$(readme_curl "$HTTPS_URL/")"
         printf '%s\n' "$body" | sed 's/^/     | /'
         if printf '%s\n' "$body" | head -n1 | grep -qvE '^(X-|$)' \
             && printf '%s\n' "$body" | grep -Eq '^X-Forwarded-For: ([0-9]{1,3}\.){3}[0-9]{1,3}$' \
             && printf '%s\n' "$body" | grep -Eq '^X-Real-IP: ([0-9]{1,3}\.){3}[0-9]{1,3}$' \
             && printf '%s\n' "$body" | grep -qx 'X-Forwarded-Proto: https'; then
-            pass "[$builder] GET $HTTPS_URL/ -> 200: a quote, X-Forwarded-For, X-Real-IP, X-Forwarded-Proto: https"
+            pass "[$name] curl --cacert conf/tls/ca.crt $HTTPS_URL/ -> 200 ($(( $(date +%s) - t2 )) s after 'up' returned): a quote, X-Forwarded-For, X-Real-IP, X-Forwarded-Proto: https"
         else
-            fail "[$builder] GET $HTTPS_URL/ -> 200 with an unexpected body"
+            fail "[$name] curl --cacert conf/tls/ca.crt $HTTPS_URL/ -> 200 with an unexpected body"
         fi
     else
-        fail "[$builder] no 200 from $HTTPS_URL/ within 60 s of 'up' returning"
-        (cd "$src" && docker-compose -p "$project" logs --no-color 2>&1 | tail -n 40 | sed 's/^/     ! /')
+        fail "[$name] no verified 200 from curl --cacert conf/tls/ca.crt $HTTPS_URL/ within 60 s of 'up' returning"
+        in_src "${compose_cmd[@]}" ps -a 2>&1 | sed 's/^/     ! /'
+        in_src "${compose_cmd[@]}" logs --no-color 2>&1 | tail -n 40 | sed 's/^/     ! /'
     fi
-    redirect="$(ck -o /dev/null -w '%{http_code} %{redirect_url}' "http://localhost:$HTTP_PORT/a?b=1")"
-    if [ "$redirect" = "301 https://localhost:$HTTPS_PORT/a?b=1" ]; then
-        pass "[$builder] GET http://localhost:$HTTP_PORT/a?b=1 -> $redirect"
+    restarts="$(docker inspect -f '{{.RestartCount}}' "$(in_src "${compose_cmd[@]}" ps -q proxy 2>/dev/null | head -n1)" 2>/dev/null)"
+    if [ "$restarts" = 0 ]; then pass "[$name] the proxy started once (no restart loop)"; else fail "[$name] the proxy restarted ${restarts:-?} times"; fi
+    # the init service's work: owner kept, the containers' group with rwx
+    for d in conf/tls logs; do
+        st="$(stat -c '%u %g %a' "$src/$d")"
+        if [ "$st" = "$owner_uid $EXPECT_GID 775" ]; then
+            pass "[$name] ./$d prepared by init: owner $owner_uid kept, group $EXPECT_GID, mode 775"
+        else
+            fail "[$name] ./$d is '$st' after init (want '$owner_uid $EXPECT_GID 775')"
+        fi
+    done
+    want_redirect="301 $HTTPS_URL/a?b=1"
+    redirect="$(ck -o /dev/null -w '%{http_code} %{redirect_url}' "$HTTP_URL/a?b=1")"
+    if [ "$redirect" = "$want_redirect" ]; then
+        pass "[$name] GET $HTTP_URL/a?b=1 -> $redirect"
     else
-        fail "[$builder] GET http://localhost:$HTTP_PORT/a?b=1 -> '$redirect' (want a 301 to https://localhost:$HTTPS_PORT/a?b=1)"
+        fail "[$name] GET $HTTP_URL/a?b=1 -> '$redirect' (want '$want_redirect')"
     fi
     for s in app proxy; do
-        results+=("$builder builder: containerize-$s $(image_mb "containerize-$s:$IMAGE_TAG")")
-        info "containerize-$s:$IMAGE_TAG $(image_mb "containerize-$s:$IMAGE_TAG")"
+        [ "$cold" = 1 ] && results+=("$name: containerize-$s $(image_mb "containerize-$s:$tag")")
+        info "containerize-$s:$tag $(image_mb "containerize-$s:$tag")"
     done
 
     # a source edit: the dependency layer comes from the cache, only the workspace recompiles
-    step "[$builder] edit a source file, docker-compose build app"
-    printf '\n// edited by tests/build-from-source.sh\n' >> "$src/crates/app/src/main.rs"
-    log="$WORK/$builder-edit.log"
-    t1=$(date +%s)
-    (cd "$src" && env "${envs[@]}" docker-compose -p "$project" build app) 2>&1 | sed -u "$decolor" > "$log"
-    code=${PIPESTATUS[0]}
-    t2=$(date +%s)
-    n="$(compiled "$log")"
-    if [ "$code" != 0 ]; then
-        fail "[$builder] rebuild after an edit exited $code"; tail -n 20 "$log" | sed 's/^/     ! /'
-    elif ! grep -qE 'Compiling app v' "$log"; then
-        fail "[$builder] rebuild after editing crates/app/src/main.rs did not recompile app"
-    elif [ -n "$(not_members "$log")" ]; then
-        fail "[$builder] rebuild after an edit recompiled dependencies: $(not_members "$log" | head -n 8 | xargs)"
-    else
-        pass "[$builder] rebuild after an edit: dependency layer cached, only workspace crates compiled ($n), $((t2 - t1)) s"
-        results+=("$builder builder: rebuild after a source edit $((t2 - t1)) s")
+    if [ "$edit" = 1 ]; then
+        step "[$name] edit a source file, $cli build app"
+        printf '\n// edited by tests/build-from-source.sh\n' >> "$src/crates/app/src/main.rs"
+        log="$WORK/$name-edit.log"
+        t1=$(date +%s)
+        in_src "${compose_cmd[@]}" build app 2>&1 | sed -u "$decolor" > "$log"
+        code=${PIPESTATUS[0]}
+        t2=$(date +%s)
+        n="$(compiled "$log")"
+        if [ "$code" != 0 ]; then
+            fail "[$name] rebuild after an edit exited $code"; tail -n 20 "$log" | sed 's/^/     ! /'
+        elif ! grep -qE 'Compiling app v' "$log"; then
+            fail "[$name] rebuild after editing crates/app/src/main.rs did not recompile app"
+        elif [ -n "$(not_members "$log")" ]; then
+            fail "[$name] rebuild after an edit recompiled dependencies: $(not_members "$log" | head -n 8 | xargs)"
+        else
+            pass "[$name] rebuild after an edit: dependency layer cached, only workspace crates compiled ($n), $((t2 - t1)) s"
+            results+=("$name: rebuild after a source edit $((t2 - t1)) s")
+        fi
     fi
     cleanup_run
+    for s in app proxy; do docker image rm -f "containerize-$s:$tag" >/dev/null 2>&1; done
 }
 
-for b in $BUILDERS; do
-    case "$b" in
-        legacy|buildkit) run_builder "$b" ;;
-        *) fail "CTSRC_BUILDERS: unknown builder '$b' (legacy, buildkit)" ;;
+results+=("$(date -u +%Y-%m-%dT%H:%MZ), commit ${head_rev:0:12}, $(nproc) cores, engine $(docker version --format '{{.Server.Version}}' 2>/dev/null), $(docker compose version 2>/dev/null), buildx $(docker buildx version 2>/dev/null | awk '{ print $2 }'), docker-compose $(docker-compose version --short 2>/dev/null)")
+for r in $RUNS; do
+    case "$r" in
+        v2|v2-user|legacy) run_first "$r" ;;
+        *) fail "CTSRC_RUNS: unknown run '$r' (v2, v2-user, legacy)" ;;
     esac
 done
 # teardown() prints the summary and sets the exit code

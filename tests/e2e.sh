@@ -39,10 +39,9 @@ if ! bash "$ROOT/tests/ensure-docker.sh"; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-if command -v docker-compose >/dev/null 2>&1; then
-    COMPOSE=(docker-compose)
-else
-    COMPOSE=(docker compose)
+if ! pick_compose; then
+    echo "e2e: FATAL: no Compose client (docker compose or docker-compose; CT_COMPOSE='${CT_COMPOSE:-}')" >&2
+    exit 1
 fi
 info "engine $(docker version --format '{{.Server.Version}}' 2>/dev/null), compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || true))"
 
@@ -64,12 +63,8 @@ cp -R "$ROOT/conf/proxy" "$WORK/conf/proxy"
 cp -R "$ROOT/static" "$WORK/static"
 cp -R "$ROOT/media" "$WORK/media"
 chmod -R a+rX "$WORK"
-# The containers run as 1000:1000 and must write conf/tls (first-start generation) and logs.
-if [ "$(id -u)" = 0 ]; then
-    chown "$EXPECT_UID:$EXPECT_GID" "$WORK/conf/tls" "$WORK/logs"
-elif [ "$(id -u)" != "$EXPECT_UID" ]; then
-    chmod 0777 "$WORK/conf/tls" "$WORK/logs"
-fi
+# conf/tls and logs stay as this user made them (root in CI, 0755): the compose file's one-shot
+# `init` service must make them writable for the containers' 1000:1000 (checked in 4b).
 
 # Compose: the repository's file, the work dir as project directory (relative volumes resolve
 # there; no .env is read from the repository), the test's ports and image tag.
@@ -142,9 +137,19 @@ for s in app proxy; do
 done
 
 # ---- 2. up ----------------------------------------------------------------------------------
-if compose config -q; then
-    pass "docker-compose.yml is valid for ${COMPOSE[*]}"
-else
+# The file is valid for both Compose versions, whichever one runs the rest (not skipped: CI has
+# both, v2 from tests/install-compose-v2.sh, v1.29 from Debian's docker-compose).
+for c in "docker compose" docker-compose; do
+    read -ra cc <<<"$c"
+    if ! "${cc[@]}" version >/dev/null 2>&1; then
+        fail "'$c' is missing: both Compose versions are tested (v2: tests/install-compose-v2.sh)"
+    elif out=$("${cc[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" --project-directory "$WORK" config -q 2>&1); then
+        pass "'$c config' ($("${cc[@]}" version --short 2>/dev/null)) accepts docker-compose.yml${out:+ (said: $out)}"
+    else
+        fail "'$c config' rejects docker-compose.yml: $out"
+    fi
+done
+if ! compose config -q; then
     fail "${COMPOSE[*]} config rejects docker-compose.yml"
     exit 1
 fi
@@ -153,7 +158,10 @@ fi
 check_settings_listed "$TAG" "$(compose config 2>/dev/null | config_env)" "its compose anchor"
 
 step "compose up -d (project $PROJECT, ports $HTTP_PORT/$HTTPS_PORT, work dir $WORK)"
-busy=$(ss -Hltn "( sport = :$HTTP_PORT or sport = :$HTTPS_PORT )" 2>/dev/null)
+if ! busy=$(ss -Hltn "( sport = :$HTTP_PORT or sport = :$HTTPS_PORT )"); then
+    fail "ss cannot list the host's listeners (tests/ensure-docker.sh installs iproute2)"
+    exit 1
+fi
 if [ -n "$busy" ]; then
     fail "host ports $HTTP_PORT/$HTTPS_PORT are already in use (set E2E_HTTP_PORT/E2E_HTTPS_PORT): $busy"
     exit 1
@@ -187,14 +195,15 @@ check_redirect
 step "app port 8000 stays internal"
 ports_json=$(docker inspect -f '{{json .NetworkSettings.Ports}}' "$APP_CID" 2>/dev/null)
 bindings=$(docker inspect -f '{{json .HostConfig.PortBindings}}' "$APP_CID" 2>/dev/null)
-published=$(compose port app 8000 2>/dev/null | grep -E ':[0-9]+$' || true)
+published=$(compose port app 8000 2>/dev/null | grep -E ':[1-9][0-9]*$' || true)   # v2 prints ':0' for none
 if [ "$ports_json" = '{"8000/tcp":null}' ] && { [ "$bindings" = '{}' ] || [ "$bindings" = 'null' ]; } && [ -z "$published" ]; then
     pass "compose publishes no port for app (exposed only: $ports_json)"
 else
     fail "app port bindings: ports=$ports_json bindings=$bindings published='$published'"
 fi
-listeners=$(ss -Hltnp 'sport = :8000' 2>/dev/null)
-if [ -z "$listeners" ]; then
+if ! listeners=$(ss -Hltnp 'sport = :8000'); then
+    fail "ss cannot list the host's listeners on port 8000"
+elif [ -z "$listeners" ]; then
     pass "nothing listens on the host's port 8000"
 elif printf '%s' "$listeners" | grep -q docker; then
     fail "docker listens on the host's port 8000: $listeners"
@@ -203,6 +212,28 @@ elif ck "https://localhost:8000/" 2>/dev/null | grep -qF -- "$quote"; then
 else
     pass "no container listens on the host's port 8000 (an unrelated host process does: $(printf '%s' "$listeners" | awk '{print $NF}' | head -n1))"
 fi
+
+# ---- 4b. the one-shot init: conf/tls and logs made writable, as root with two capabilities --
+step "init: ./conf/tls and ./logs prepared for uid $EXPECT_UID (the work dir belongs to uid $(id -u))"
+init_c=$(cid init)
+# the engine may spell capabilities with or without CAP_
+init_state=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.Config.User}} {{json .HostConfig.CapAdd}} {{json .HostConfig.CapDrop}} {{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.SecurityOpt}}' "$init_c" 2>/dev/null | sed 's/CAP_//g; s/"//g')
+want_init='exited 0 0:0 [CHOWN,FOWNER] [ALL] none true [no-new-privileges:true]'
+if [ "$init_state" = "$want_init" ]; then
+    pass "init exited 0; it ran as 0:0 with CAP_CHOWN and CAP_FOWNER only, no network, read-only root, no_new_privs"
+else
+    fail "init: '$init_state' (want '$want_init')"
+fi
+compose logs --no-color init 2>&1 | sed 's/^/     | /' | tail -n 4
+for d in conf/tls logs; do
+    st=$(stat -c '%u %g %a' "$WORK/$d")
+    if [ "$(id -u)" = "$EXPECT_UID" ]; then
+        want="$(id -u) $(id -g) 755"   # already the proxy's: left as it was
+    else
+        want="$(id -u) $EXPECT_GID 775" # owner kept, the proxy's group with rwx
+    fi
+    if [ "$st" = "$want" ]; then pass "./$d: owner, group, mode: $st"; else fail "./$d: '$st' (want '$want')"; fi
+done
 
 # ---- 5. users -------------------------------------------------------------------------------
 step "container users (from /proc, not from the image)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers and a Compose client exists, or fail loudly.
 # Starts the engine if it is installed but down; installs Debian's docker.io (and
-# docker-compose) first if it is missing. Never skips: exit 0 means `docker info` works.
+# docker-compose) first if it is missing, and iproute2 when `ss` is (the tests check host ports
+# with it). Never skips: exit 0 means `docker info` works and `ss` runs.
 set -euo pipefail
 
 log() { echo "ensure-docker: $*" >&2; }
@@ -62,6 +63,14 @@ if ! compose_exists; then
     log "no Compose client (docker-compose or docker compose)"
     apt_install docker-compose
     compose_exists || die "Compose is still missing after installing docker-compose"
+fi
+
+# `ss` finds what listens on the host's ports (e2e: nothing on 8000, test ports free): without
+# it those checks would pass on an empty answer
+if ! ss -Hltn >/dev/null 2>&1; then
+    log "no working ss (package iproute2)"
+    apt_install iproute2
+    ss -Hltn >/dev/null 2>&1 || die "ss still does not run after installing iproute2"
 fi
 
 exit 0

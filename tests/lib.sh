@@ -1,5 +1,6 @@
 # Shell helpers shared by the Docker end-to-end tests (tests/e2e.sh, tests/swarm.sh): results,
-# bounded polling, curl and TLS probes, the answer check, and the settings each file sets.
+# the Compose client (v2 or v1), bounded polling, curl and TLS probes, the answer check, and the
+# settings each file sets.
 # Source it after setting HTTP_PORT, HTTPS_PORT and HTTPS_URL (what the probes use):
 #   . "$ROOT/tests/lib.sh"
 # shellcheck shell=bash
@@ -22,6 +23,21 @@ summary() {
     echo "$1: $passed passed, $failed failed ($(( $(date +%s) - T0 )) s)"
     local f
     for f in "${failures[@]}"; do echo "  failed: $f"; done
+}
+
+# pick_compose: sets COMPOSE to Compose v2 (`docker compose`) when the plugin answers, else to
+# v1.29 (`docker-compose`); CT_COMPOSE ("docker compose" or "docker-compose") forces one.
+# Returns 1 when neither is there. docker-compose.yml is written for both (tests/e2e.sh checks).
+pick_compose() {
+    case "${CT_COMPOSE:-}" in
+        "docker compose") COMPOSE=(docker compose) ;;
+        docker-compose) COMPOSE=(docker-compose) ;;
+        "") if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose)
+            elif command -v docker-compose >/dev/null 2>&1; then COMPOSE=(docker-compose)
+            else return 1; fi ;;
+        *) echo "CT_COMPOSE='$CT_COMPOSE': use 'docker compose' or 'docker-compose'" >&2; return 1 ;;
+    esac
+    "${COMPOSE[@]}" version >/dev/null 2>&1
 }
 
 # curl that never hangs. -k: some steps serve a pair the development CA did not sign (a test's own);

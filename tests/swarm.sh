@@ -144,9 +144,10 @@ stack_config() {
     env -u HTTP_PORT -u HTTPS_PORT -u IMAGE_TAG -u CONTAINER_UID -u CONTAINER_GID -u TLS_SECRET_VERSION \
         "${parser[@]}"
 }
+pick_compose || { echo "swarm: FATAL: no Compose client" >&2; exit 1; }
 compose_config() {
     env -u HTTP_PORT -u HTTPS_PORT -u IMAGE_TAG -u CONTAINER_UID -u CONTAINER_GID -u COMPOSE_FILE \
-        docker-compose -f "$ROOT/docker-compose.yml" --project-directory "$ROOT" config
+        "${COMPOSE[@]}" -f "$ROOT/docker-compose.yml" --project-directory "$ROOT" config
 }
 stack_env=$(stack_config 2>"$WORK/stack-config.err" | config_env)
 if [ -n "$stack_env" ]; then
@@ -154,7 +155,10 @@ if [ -n "$stack_env" ]; then
 else
     fail "docker stack config rejects docker-stack.yml: $(cat "$WORK/stack-config.err" 2>/dev/null)"
 fi
-compose_env=$(compose_config 2>/dev/null | config_env)
+# `init` is the compose file's one-shot that prepares ./logs and ./conf/tls; a stack has no
+# one-shot ordered before a service (the keypair comes from secrets there), and init's
+# variables are the proxy anchor's, compared below as `proxy`.
+compose_env=$(compose_config 2>/dev/null | config_env | grep -v '^init ')
 # The settings that differ on purpose: the keypair comes from secrets, the upstream is tasks.app.
 intended='^proxy (PROXY_TLS_CERT|PROXY_TLS_KEY|PROXY_TLS_GENERATE|PROXY_UPSTREAM)='
 only_compose=$(comm -23 <(printf '%s\n' "$compose_env" | grep -Ev "$intended" | sort) <(printf '%s\n' "$stack_env" | grep -Ev "$intended" | sort))

@@ -9,10 +9,10 @@ pub fn element(item: &str) -> Option<(&str, u16)> {
     let value = parts.next().unwrap_or_default().trim();
     let mut q = 1000;
     for param in parts {
-        if let Some((k, v)) = param.split_once('=') {
-            if k.trim().eq_ignore_ascii_case("q") {
-                q = parse_q(v.trim())?;
-            }
+        if let Some((k, v)) = param.split_once('=')
+            && k.trim().eq_ignore_ascii_case("q")
+        {
+            q = parse_q(v.trim())?;
         }
     }
     Some((value, q))

@@ -1,5 +1,5 @@
 //! What each subcommand does, for `main.rs` to dispatch to: serve (the default), `healthcheck`,
-//! `cert`, `cert trust`, `cert generate`.
+//! `cert`, `cert trust`, `cert generate`, `prepare-dirs` (in `prepare.rs`).
 
 use std::path::Path;
 use std::time::Duration;

@@ -8,7 +8,10 @@
 //! main.rs       CLI dispatch only
 //! accept.rs     one element of an Accept-style list and its q-value: a leaf
 //! body.rs       the one body type (ProxyBody) and its error (BoxError): a leaf
-//! commands.rs   what each subcommand does: serve, healthcheck, cert, cert trust, cert generate
+//! commands.rs   what each subcommand does: serve, healthcheck, cert, cert trust, cert generate,
+//!               prepare-dirs
+//! prepare.rs    `prepare-dirs`: the folders the proxy writes made writable for its uid/gid (the
+//!               compose file's one-shot `init` service, before the first start)
 //! check.rs      `proxy check`: every setting and every file it names, validated and printed
 //! server.rs     Proxy: the workers, the site they serve, the two listeners
 //! signals.rs    TERM/INT → shutdown, HUP → keypair and error page reload, USR1 → log reopen
@@ -47,6 +50,7 @@ mod error;
 mod files;
 mod http;
 mod logs;
+mod prepare;
 mod server;
 mod signals;
 mod tls;
@@ -64,6 +68,7 @@ pub use error::ProxyError;
 pub use http::headers;
 pub use http::{DEFAULT_TEMPLATE, ErrorPageError, ErrorPages, explanation};
 pub use logs::{AccessEntry, AccessLog, LogDirError, Logs, format_combined, format_json};
+pub use prepare::{PrepareError, RunAs, prepare_dirs};
 pub use server::Proxy;
 pub use signals::Signals;
 pub use tls::{

@@ -32,6 +32,14 @@ enum Command {
         #[command(subcommand)]
         action: Option<CertAction>,
     },
+    /// Make PROXY_LOG_DIR and the keypair's folder writable for the user the proxy will run as
+    /// (their group becomes GID and gains rwx; the owner stays), then exit. Run as root with
+    /// CAP_CHOWN and CAP_FOWNER only: the compose file's one-shot `init` service.
+    PrepareDirs {
+        /// The proxy's user, e.g. 1000:1000.
+        #[arg(long = "for", value_name = "UID:GID")]
+        run_as: proxy::RunAs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -77,6 +85,9 @@ fn run() -> anyhow::Result<()> {
         }) => {
             config()?;
             print!("{}", proxy::cert_generate(&out, force)?)
+        }
+        Some(Command::PrepareDirs { run_as }) => {
+            print!("{}", proxy::prepare_dirs(&config()?, run_as)?)
         }
         Some(Command::Healthcheck) => {
             let config = config()?;

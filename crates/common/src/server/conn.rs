@@ -383,10 +383,10 @@ where
         }
         if h1 {
             // Only a head that says more than the parsed request is worth an extension.
-            if let Some(raw) = self.heads.take(req.method(), req.uri()) {
-                if raw.content_length_fields + raw.transfer_encoding_fields > 1 {
-                    req.extensions_mut().insert(raw);
-                }
+            if let Some(raw) = self.heads.take(req.method(), req.uri())
+                && raw.content_length_fields + raw.transfer_encoding_fields > 1
+            {
+                req.extensions_mut().insert(raw);
             }
             // Only an upgrade can outlive the exchange.
             if req.headers().contains_key(header::UPGRADE) {

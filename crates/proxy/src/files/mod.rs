@@ -137,13 +137,14 @@ async fn lookup(
     tokio::task::spawn_blocking(move || {
         let mut resolved = resolve::resolve(&dir, &rest, &siblings);
         let mut contents = None;
-        if let Resolved::File(found) = &mut resolved {
-            if whole && found.meta.len() <= small::SMALL {
-                contents = small::read(&found.path).map(|(bytes, meta)| {
-                    found.meta = meta;
-                    bytes
-                });
-            }
+        if let Resolved::File(found) = &mut resolved
+            && whole
+            && found.meta.len() <= small::SMALL
+        {
+            contents = small::read(&found.path).map(|(bytes, meta)| {
+                found.meta = meta;
+                bytes
+            });
         }
         (resolved, contents)
     })
@@ -318,12 +319,12 @@ pub fn route_key(path: &str) -> std::borrow::Cow<'_, str> {
         }
         if b == b'%' && i + 2 < bytes.len() {
             let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(c) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
-                    out.push(c);
-                    i += 3;
-                    continue;
-                }
+            if let Some(c) = hex.and_then(|h| u8::from_str_radix(h, 16).ok())
+                && (c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+            {
+                out.push(c);
+                i += 3;
+                continue;
             }
         }
         out.push(b);
@@ -358,10 +359,10 @@ fn if_range_holds(headers: &HeaderMap, etag: &HeaderValue, meta: &Metadata) -> b
 fn not_modified(meta: &Metadata) -> Response<ProxyBody> {
     let mut resp = Response::new(empty());
     *resp.status_mut() = StatusCode::NOT_MODIFIED;
-    if let Ok(modified) = meta.modified() {
-        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
-            resp.headers_mut().insert(header::LAST_MODIFIED, v);
-        }
+    if let Ok(modified) = meta.modified()
+        && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+    {
+        resp.headers_mut().insert(header::LAST_MODIFIED, v);
     }
     resp
 }

@@ -72,15 +72,15 @@ pub fn resolve(dir: &Path, rest: &str, siblings: &[Coding]) -> Resolved {
     for &coding in siblings {
         let mut name = base.clone().into_os_string();
         name.push(coding.extension());
-        if let Ok((path, m)) = inside(&root, Path::new(&name)) {
-            if m.is_file() {
-                return Resolved::File(Box::new(Found {
-                    path,
-                    meta: m,
-                    named,
-                    coding: Some(coding),
-                }));
-            }
+        if let Ok((path, m)) = inside(&root, Path::new(&name))
+            && m.is_file()
+        {
+            return Resolved::File(Box::new(Found {
+                path,
+                meta: m,
+                named,
+                coding: Some(coding),
+            }));
         }
     }
     Resolved::File(Box::new(Found {

@@ -51,10 +51,10 @@ pub fn respond(body: Bytes, meta: &Metadata, mime: &mime::Mime) -> Response<Prox
         headers.insert(header::CONTENT_TYPE, ct);
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(modified) = meta.modified() {
-        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
-            headers.insert(header::LAST_MODIFIED, v);
-        }
+    if let Ok(modified) = meta.modified()
+        && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+    {
+        headers.insert(header::LAST_MODIFIED, v);
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let mut resp = Response::new(Full::new(body).map_err(|never| match never {}).boxed());

@@ -48,10 +48,10 @@ impl Body for Logged {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let (Some(data), Some(entry)) = (frame.data_ref(), self.entry.as_mut()) {
-                entry.body_bytes_sent += data.len() as u64;
-            }
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let (Some(data), Some(entry)) = (frame.data_ref(), self.entry.as_mut())
+        {
+            entry.body_bytes_sent += data.len() as u64;
         }
         polled
     }

@@ -126,12 +126,10 @@ impl Shared {
         } = started;
         let (mut parts, body) = resp.into_parts();
         parts.headers.insert(&X_REQUEST_ID, request_id);
-        if https {
-            if let Some(hsts) = &self.config.hsts {
-                parts
-                    .headers
-                    .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-            }
+        if https && let Some(hsts) = &self.config.hsts {
+            parts
+                .headers
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
         entry.status = parts.status.as_u16();
         let body = Logged::new(body, entry, at, self.access.clone());

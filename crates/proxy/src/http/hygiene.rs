@@ -47,10 +47,10 @@ pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<Checked, StatusCode
     }
     let host = request_host(req.uri(), req.headers()).map_err(|_| StatusCode::BAD_REQUEST)?;
     // Absolute-form targets (and HTTP/2 :authority) must name the same host as `Host`.
-    if let (Some(authority), Some(_)) = (req.uri().authority(), req.headers().get(header::HOST)) {
-        if !authority.host().eq_ignore_ascii_case(host.host()) {
-            return Err(StatusCode::BAD_REQUEST);
-        }
+    if let (Some(authority), Some(_)) = (req.uri().authority(), req.headers().get(header::HOST))
+        && !authority.host().eq_ignore_ascii_case(host.host())
+    {
+        return Err(StatusCode::BAD_REQUEST);
     }
     let target = normalized_target(req.uri()).map_err(|_| StatusCode::BAD_REQUEST)?;
     Ok(Checked { host, target })

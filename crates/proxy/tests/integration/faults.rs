@@ -570,10 +570,9 @@ async fn sigterm_under_load_answers_and_logs_every_request_and_exits_0() {
             .split_once("/work?i=")
             .and_then(|(_, r)| r.split(' ').next())
             .and_then(|n| n.parse::<usize>().ok())
+            && l.contains("\" 200 ")
         {
-            if l.contains("\" 200 ") {
-                per_request[i] += 1;
-            }
+            per_request[i] += 1;
         }
     }
     let logged_once = per_request.iter().filter(|&&n| n == 1).count();

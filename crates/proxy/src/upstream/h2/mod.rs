@@ -406,10 +406,10 @@ impl H2Upstream {
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<ProxyBody>, H2Error> {
         let tcp = self.dialer.tcp(addr).await?;
         let shaken = self.handshake(addr, tcp).await;
-        if let Err(e) = &shaken {
-            if !matches!(e, H2Error::NotH2 { .. }) {
-                self.dialer.mark(addr, false);
-            }
+        if let Err(e) = &shaken
+            && !matches!(e, H2Error::NotH2 { .. })
+        {
+            self.dialer.mark(addr, false);
         }
         shaken
     }

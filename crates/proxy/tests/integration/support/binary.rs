@@ -69,11 +69,11 @@ async fn start(mut cmd: Command, envs: &[(&str, &str)]) -> SpawnedProxy {
         while let Some(line) = stdout.next_line().await.expect("stdout") {
             startup.push_str(&line);
             startup.push('\n');
-            if line.contains("proxy listening") {
-                if let Some((_, rest)) = line.split_once(" https=") {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    return addr.parse::<SocketAddr>().expect("https addr");
-                }
+            if line.contains("proxy listening")
+                && let Some((_, rest)) = line.split_once(" https=")
+            {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                return addr.parse::<SocketAddr>().expect("https addr");
             }
         }
         panic!("the proxy exited before listening:\n{startup}");
