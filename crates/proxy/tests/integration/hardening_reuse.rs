@@ -47,10 +47,11 @@ async fn at_the_connection_limit_idle_connections_make_room() {
         .expect("client");
     let mut served = 0;
     for _ in 0..5 {
-        if let Ok(r) = newcomer.get(proxy.url("/id")).send().await {
-            if r.status() == 200 && r.text().await.is_ok_and(|t| t == "a") {
-                served += 1;
-            }
+        if let Ok(r) = newcomer.get(proxy.url("/id")).send().await
+            && r.status() == 200
+            && r.text().await.is_ok_and(|t| t == "a")
+        {
+            served += 1;
         }
     }
     eprintln!("newcomers at the connection limit: {served} of 5 served");

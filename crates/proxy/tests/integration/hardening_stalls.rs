@@ -76,10 +76,10 @@ async fn an_answer_the_client_takes_nothing_of_is_reset_after_the_send_timeout()
     let mut reset = Vec::new();
     while reset.len() < 2 && started.elapsed() < SOON {
         c.send(&ping()).await;
-        if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(200), c.next()).await {
-            if f.kind == RST_STREAM {
-                reset.push((f.stream, f.rst_code()));
-            }
+        if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(200), c.next()).await
+            && f.kind == RST_STREAM
+        {
+            reset.push((f.stream, f.rst_code()));
         }
     }
     reset.sort_unstable();
