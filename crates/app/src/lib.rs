@@ -16,6 +16,12 @@ pub use config::Config;
 use config::TlsSource;
 use templates::{TemplateError, Templates};
 
+/// The app's send timeout: an hour, not the 60 s the proxy gives its clients. The app's client is
+/// the proxy, which passes an answer on only as fast as its own client takes it and bounds that
+/// client itself (`send_timeout` there); a slow but live client's answer must not be cut here
+/// because the proxy's stream window (256 KiB) drains slower than one window a minute.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Why the app could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -76,6 +82,7 @@ impl App {
             tls: Arc::new(tls),
             limits: Limits {
                 drain_timeout: config.drain_timeout,
+                send_timeout: SEND_TIMEOUT,
                 ..Limits::default()
             },
             fingerprint,

@@ -3,7 +3,8 @@
 //! lifetime) and the drop of a connection that makes no progress after it was asked to close;
 //! shutdown closes it gracefully. The service is wrapped ([`Counted`]) to count requests, mark
 //! the last one, and hand an HTTP/1 request the connection's [`Lease`] (when it asks for an
-//! upgrade) and its [`RawHead`] (when the head held more than one framing field).
+//! upgrade) and its [`RawHead`] (when the head held more than one framing field), and to give
+//! each answer its send clock ([`send_watch`](super::send_watch)).
 //!
 //! Idle means no request: none open, and none started or finished for the idle timeout; bytes
 //! alone (HTTP/2 PINGs, a trickled header) do not keep a connection. While a request is open,
@@ -13,8 +14,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ use super::cleartext::NoPriorKnowledge;
 use super::lease::Lease;
 use super::limits::Limits;
 use super::rawhead::{HeadScanner, Heads};
+use super::send_watch::{self, Watch};
 use super::service::HttpService;
 
 /// One accepted connection and what it is served with.
@@ -42,6 +44,8 @@ pub(super) struct Conn {
     pub(super) aborting: CancellationToken,
     pub(super) lease: Lease,
     pub(super) peer: SocketAddr,
+    /// Changes at the listener's connection limit: close if idle ([`super::RECLAIM_AGE`]).
+    pub(super) reclaim: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The protocol a connection speaks: HTTP/2 only when its TLS handshake chose it (ALPN).
@@ -126,6 +130,7 @@ impl Conn {
         let shortest = [
             Some(limits.idle_timeout),
             Some(limits.header_read_timeout),
+            Some(limits.send_timeout),
             limits.max_lifetime,
         ]
         .into_iter()
@@ -135,6 +140,8 @@ impl Conn {
         let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
         let mut check = tokio::time::interval(tick);
         let mut stopping: Option<Instant> = None;
+        let mut reclaim = self.reclaim.clone();
+        let mut reclaiming = true;
         loop {
             let close = tokio::select! {
                 r = conn.as_mut() => {
@@ -149,6 +156,15 @@ impl Conn {
                 _ = counts.0.retire.cancelled(), if stopping.is_none() => {
                     tracing::debug!(%peer, "keep-alive limit reached; closing after this answer");
                     true
+                }
+                r = reclaim.changed(), if reclaiming => {
+                    reclaiming = r.is_ok();
+                    let c = &counts.0;
+                    if reclaiming && c.open.load(Ordering::Acquire) == 0 && c.requests.idle_for() >= super::RECLAIM_AGE {
+                        tracing::debug!(%peer, "at the connection limit: closing an idle connection");
+                        return;
+                    }
+                    false
                 }
                 _ = check.tick() => match self.verdict(bytes, counts, stopping, tick) {
                     Verdict::Fine => false,
@@ -183,6 +199,12 @@ impl Conn {
             // handshake, or trickling an HTTP/2 HEADERS frame (hyper's own header timer covers
             // HTTP/1 only, and only once it knows the version).
             tracing::debug!(%peer, "no request within the header timeout; closing");
+            return Verdict::Drop;
+        }
+        if counts.send_timed_out(limits.send_timeout) {
+            // HTTP/1.1: the client took no byte of the answer for the send timeout (nginx
+            // `send_timeout` closes the connection too). HTTP/2 streams time out one by one.
+            tracing::info!(%peer, timeout = ?limits.send_timeout, "the client took no byte of an answer for the send timeout; closing");
             return Verdict::Drop;
         }
         let Some(since) = stopping else {
@@ -242,6 +264,8 @@ struct CountsInner {
     /// Cancelled once the connection has taken its last request: close gracefully.
     retire: CancellationToken,
     opened: Instant,
+    /// HTTP/1.1: the send clock of the answer in progress.
+    answering: Mutex<Option<Arc<Watch>>>,
     max_requests: Option<usize>,
     max_lifetime: Option<Duration>,
 }
@@ -256,6 +280,7 @@ impl Counts {
             requests: Activity::default(),
             retire: CancellationToken::new(),
             opened: Instant::now(),
+            answering: Mutex::new(None),
             max_requests: limits.max_requests,
             max_lifetime: limits.max_lifetime,
         }))
@@ -265,6 +290,19 @@ impl Counts {
         self.0
             .max_lifetime
             .is_some_and(|l| self.0.opened.elapsed() >= l)
+    }
+
+    /// Whether the HTTP/1.1 answer in progress waited for the client for `timeout`.
+    fn send_timed_out(&self, timeout: Duration) -> bool {
+        let answering = self
+            .0
+            .answering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        answering
+            .as_ref()
+            .and_then(|w| w.deadline(timeout))
+            .is_some_and(|d| d <= Instant::now())
     }
 
     /// Request number `n` is the connection's last (a keep-alive limit).
@@ -337,6 +375,12 @@ where
             c.retire.cancel();
         }
         let h1 = req.version() < Version::HTTP_2;
+        let watch = Watch::new();
+        if h1 {
+            *c.answering.lock().unwrap_or_else(PoisonError::into_inner) = Some(watch.clone());
+        } else {
+            send_watch::watch_next(watch.clone());
+        }
         if h1 {
             // Only a head that says more than the parsed request is worth an extension.
             if let Some(raw) = self.heads.take(req.method(), req.uri())
@@ -354,6 +398,7 @@ where
         let fut = Box::pin(self.inner.call(req));
         Box::pin(async move {
             let resp = fut.await;
+            watch.handed();
             pending.done = true;
             drop(pending);
             resp.map(|resp| {
@@ -368,6 +413,7 @@ where
                     parts,
                     Finishing {
                         inner: body,
+                        watch,
                         _open: open,
                     },
                 )
@@ -377,12 +423,20 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that ends its request's `open` count when it is dropped (sent, failed or
-    /// abandoned).
+    /// A response body that keeps its send clock (handed to the client after each frame,
+    /// working while it waits for its source) and ends its request's `open` count when it is
+    /// dropped (sent, failed or abandoned).
     struct Finishing<B> {
         #[pin]
         inner: B,
+        watch: Arc<Watch>,
         _open: Guard,
+    }
+
+    impl<B> PinnedDrop for Finishing<B> {
+        fn drop(this: Pin<&mut Self>) {
+            this.watch.working();
+        }
     }
 }
 
@@ -394,7 +448,13 @@ impl<B: Body> Body for Finishing<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let me = self.project();
+        let polled = me.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => me.watch.handed(),
+            Poll::Ready(_) | Poll::Pending => me.watch.working(),
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

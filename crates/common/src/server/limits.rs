@@ -29,6 +29,9 @@ pub struct Limits {
     /// Age of a connection after which it is closed gracefully, after the answer in flight
     /// (nginx `keepalive_time`). `None`: no limit.
     pub max_lifetime: Option<Duration>,
+    /// An answer the client takes no byte of for this long is given up (nginx `send_timeout`):
+    /// its HTTP/2 stream is reset, its HTTP/1.1 connection closed.
+    pub send_timeout: Duration,
 }
 
 impl Limits {
@@ -55,6 +58,7 @@ impl Default for Limits {
             // proxy sets nginx's 1000 requests and 1 h for its own clients.
             max_requests: None,
             max_lifetime: None,
+            send_timeout: Duration::from_secs(60),
         }
     }
 }

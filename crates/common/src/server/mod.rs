@@ -1,7 +1,8 @@
 //! The connection loop both services run: accept (bounded), optional TLS (with a handshake
 //! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 (by ALPN) via hyper
 //! with the per-connection timeouts and keep-alive limits (`conn`), graceful drain. Beside it:
-//! `activity` (the byte clock), `builders` (hyper's servers with the limits), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
+//! `activity` (the byte clock), `builders` (hyper's servers with the limits), `send_watch` (the
+//! send timeout), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
 //! (what a tunnel borrows from its connection), `rawhead` (HTTP/1 heads as sent, before hyper
 //! folds them).
 
@@ -13,16 +14,17 @@ mod handshake;
 mod lease;
 mod limits;
 mod rawhead;
+mod send_watch;
 mod service;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -107,11 +109,20 @@ pub async fn serve_with_permits<F, S>(
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => break,
+            // At the limit: make room (idle connections first), then wait for a slot.
+            Err(TryAcquireError::NoPermits) => loop {
+                connections.reclaim();
+                tokio::select! {
+                    _ = &mut shutdown => return connections.drain().await,
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => break p,
+                        Err(_) => return connections.drain().await,
+                    },
+                    _ = tokio::time::sleep(RECLAIM_AGE) => {}
+                }
             },
         };
         let (stream, peer) = tokio::select! {
@@ -143,6 +154,11 @@ trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'sta
 
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
+/// At the connection limit, connections without a request for this long (idle keep-alive, or
+/// still without a TLS handshake or a first request) are closed to make room, as nginx's
+/// "reusing connections" does; asked again every this long while the limit holds.
+pub const RECLAIM_AGE: Duration = Duration::from_millis(500);
+
 /// The connections one listener has accepted: how they are served, and their drain.
 struct Connections {
     builders: Arc<Builders>,
@@ -153,6 +169,8 @@ struct Connections {
     closing: CancellationToken,
     /// Cancelled once the drain timeout is over: whatever is left is closed.
     aborting: CancellationToken,
+    /// Bumped at the connection limit: idle connections close ([`RECLAIM_AGE`]).
+    reclaim: watch::Sender<u64>,
 }
 
 impl Connections {
@@ -164,7 +182,13 @@ impl Connections {
             tracker: TaskTracker::new(),
             closing: CancellationToken::new(),
             aborting: CancellationToken::new(),
+            reclaim: watch::Sender::new(0),
         }
+    }
+
+    /// Ask idle connections to close (see [`RECLAIM_AGE`]).
+    fn reclaim(&self) {
+        self.reclaim.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Serve one accepted connection (TLS first, when the listener has it) on its own task,
@@ -184,6 +208,7 @@ impl Connections {
             aborting: self.aborting.clone(),
             lease: Lease::new(permit, self.tracker.clone(), self.aborting.clone()),
             peer,
+            reclaim: self.reclaim.subscribe(),
         };
         let transport = self.transport.clone();
         self.tracker.spawn(async move {
@@ -194,13 +219,20 @@ impl Connections {
                 Transport::Tls(..) | Transport::TlsWithHello(..) => {
                     // Boxed: the handshake's state (rustls mid-handshake, the timer) is freed
                     // once it is done instead of sizing the task for the connection's life.
-                    let handshake = Box::pin(tokio::time::timeout(
+                    let mut handshake = Box::pin(tokio::time::timeout(
                         conn.limits.handshake_timeout,
                         handshake(transport, stream, peer),
                     ));
-                    let tls = tokio::select! {
-                        _ = conn.closing.cancelled() => return,
-                        r = handshake => r,
+                    let (accepted, mut reclaim) = (Instant::now(), conn.reclaim.clone());
+                    let tls = loop {
+                        tokio::select! {
+                            _ = conn.closing.cancelled() => return,
+                            r = &mut handshake => break r,
+                            r = reclaim.changed() => if r.is_err() || accepted.elapsed() >= RECLAIM_AGE {
+                                tracing::debug!(%peer, "at the connection limit: closing a connection still in its TLS handshake");
+                                return;
+                            },
+                        }
                     };
                     match tls {
                         Ok(Some(s)) => {

@@ -13,7 +13,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 
-pub use body::{Compressed, Encoder};
+pub use body::Compressed;
 pub use negotiate::negotiate;
 
 use crate::body::ProxyBody;
@@ -39,15 +39,9 @@ pub fn compress(
     let Some(coding) = negotiate(req_headers, &on_the_fly(config)) else {
         return resp;
     };
-    let encoder = match Encoder::new(coding, resp.body().size_hint().exact()) {
-        Ok(encoder) => encoder,
-        Err(e) => {
-            tracing::warn!(error = %e, coding = coding.token(), "cannot start a compressor");
-            return resp;
-        }
-    };
+    let length = resp.body().size_hint().exact();
     let (mut parts, inner) = resp.into_parts();
-    let body = Compressed::new(inner, encoder);
+    let body = Compressed::new(inner, coding, length);
     let h = &mut parts.headers;
     h.remove(header::CONTENT_LENGTH);
     h.remove(header::ACCEPT_RANGES);

@@ -85,6 +85,8 @@ pub struct Limits {
     pub max_body_size: u64,
     /// `PROXY_TUNNEL_IDLE_TIMEOUT`: an upgrade tunnel silent both ways this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// `PROXY_UPSTREAM_MAX_HEADER_SIZE`: largest upstream answer head passed on (else 502).
+    pub upstream_max_header_size: u64,
 }
 
 impl Config {
@@ -147,6 +149,7 @@ impl Limits {
             idle_timeout: env.read(&KEEPALIVE_TIMEOUT)?,
             max_requests: Some(env.read(&KEEPALIVE_REQUESTS)?.0),
             max_lifetime: Some(env.read(&KEEPALIVE_LIFETIME)?),
+            send_timeout: env.read(&SEND_TIMEOUT)?,
         };
         Ok(Limits {
             connection,
@@ -154,6 +157,7 @@ impl Limits {
             max_uri_length: env.read(&MAX_URI_LENGTH)?,
             max_body_size: env.read(&MAX_BODY_SIZE)?.0,
             tunnel_idle_timeout: env.read(&TUNNEL_IDLE_TIMEOUT)?,
+            upstream_max_header_size: env.read(&UPSTREAM_MAX_HEADER_SIZE)?.0,
         })
     }
 }

@@ -49,7 +49,7 @@ common::settings! {
     UPSTREAM_CA: Option<PathBuf> = "PROXY_UPSTREAM_CA", "",
         "PEM CA to verify the upstream with; empty: not verified";
     UPSTREAM_TIMEOUT: Duration = "PROXY_UPSTREAM_TIMEOUT", "60s",
-        "wait for the upstream's answer headers, then 504";
+        "longest upstream silence (body not taken, no head after the body: 504; no body byte: cut)";
     UPSTREAM_CONNECT_TIMEOUT: Duration = "PROXY_UPSTREAM_CONNECT_TIMEOUT", "5s",
         "connect to one upstream address, then the next";
     UPSTREAM_FAIL_TIMEOUT: Duration = "PROXY_UPSTREAM_FAIL_TIMEOUT", "10s",
@@ -109,9 +109,13 @@ common::settings! {
         "age of a connection, then closed gracefully";
     BODY_TIMEOUT: Duration = "PROXY_BODY_TIMEOUT", "60s",
         "longest gap while reading a request body, then 408";
+    SEND_TIMEOUT: Duration = "PROXY_SEND_TIMEOUT", "60s",
+        "the client takes no byte of an answer this long: its stream reset (HTTP/1.1: closed)";
     MAX_HEADER_SIZE: Bytes = "PROXY_MAX_HEADER_SIZE", "32k", "request header block (at least 1k)";
     MAX_URI_LENGTH: usize = "PROXY_MAX_URI_LENGTH", "8192", "request target, then 414";
     MAX_BODY_SIZE: Bytes = "PROXY_MAX_BODY_SIZE", "1m", "request body, then 413; 0: unlimited";
+    UPSTREAM_MAX_HEADER_SIZE: Bytes = "PROXY_UPSTREAM_MAX_HEADER_SIZE", "32k",
+        "the app's answer head, then 502 (nginx proxy_buffer_size)";
     MAX_CONNECTIONS: AtLeastOne = "PROXY_MAX_CONNECTIONS", "10000",
         "connections served at once per listener";
     H2_MAX_STREAMS: u32 = "PROXY_H2_MAX_STREAMS", "128",

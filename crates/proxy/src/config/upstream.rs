@@ -23,7 +23,7 @@ pub struct UpstreamConfig {
     pub scheme: Scheme,
     /// `PROXY_UPSTREAM_CA`: `None`, the upstream's certificate is not verified.
     pub ca: Option<PathBuf>,
-    /// `PROXY_UPSTREAM_TIMEOUT`: the wait for the answer's head.
+    /// `PROXY_UPSTREAM_TIMEOUT`: the longest silence of the upstream (a gap, never a total).
     pub timeout: Duration,
     /// `PROXY_UPSTREAM_CONNECT_TIMEOUT`: one address's connect.
     pub connect_timeout: Duration,

@@ -1,10 +1,11 @@
 //! The bound on open static files: at most [`PER_CONNECTION`] files streaming on one client
-//! connection at a time (its further requests wait their turn), at most [`TOTAL`] in the
-//! process (beyond it, 503). A client that asks for many files and never reads them (its
+//! connection and [`PER_ADDRESS`] from one client address at a time (further requests wait
+//! their turn), at most [`TOTAL`] in the process (beyond it, 503). A client that asks for many files and never reads them (its
 //! HTTP/2 streams stall on flow control) holds a few descriptors, not all of them.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,16 +13,60 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// Files one connection may stream at once (a browser loads a page's assets 6–16 at a time).
 pub const PER_CONNECTION: usize = 16;
+/// Files one client address may stream at once, over all its connections (8 connections' worth):
+/// a client that opens many connections cannot take the process-wide budget (issue 26 item 2).
+pub const PER_ADDRESS: usize = 128;
 /// Files the whole proxy may have open (nginx: every stream costs a `worker_connections` slot).
 pub const TOTAL: usize = 1024;
-/// How long a request waits for its connection's turn before it gets 503.
+/// How long a request waits for its connection's and its address's turn before it gets 503.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// One semaphore per key, made on first use and forgotten when nothing refers to it.
+#[derive(Debug)]
+struct Keyed<K> {
+    map: Mutex<HashMap<K, Arc<Semaphore>>>,
+    each: usize,
+}
+
+impl<K: Hash + Eq + Copy> Keyed<K> {
+    fn new(each: usize) -> Self {
+        Keyed {
+            map: Mutex::new(HashMap::new()),
+            each,
+        }
+    }
+
+    /// `key`'s semaphore; while the returned `Arc` (or a permit of it) lives, the entry stays.
+    fn get(&self, key: K) -> Arc<Semaphore> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.each)))
+            .clone()
+    }
+
+    /// Drop `key`'s entry when no permit and no waiter refers to it any more.
+    fn forget_if_unused(&self, key: K) {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.get(&key).is_some_and(|s| Arc::strong_count(s) == 1) {
+            map.remove(&key);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
 
 /// Shared by every worker.
 #[derive(Debug)]
 pub struct OpenFiles {
     total: Arc<Semaphore>,
-    per_conn: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
+    per_conn: Keyed<SocketAddr>,
+    per_addr: Keyed<IpAddr>,
 }
 
 impl Default for OpenFiles {
@@ -34,73 +79,71 @@ impl Default for OpenFiles {
 #[derive(Debug)]
 pub struct OpenPermit {
     _total: OwnedSemaphorePermit,
-    conn: Option<OwnedSemaphorePermit>,
+    held: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
     peer: SocketAddr,
     files: Arc<OpenFiles>,
 }
 
 impl OpenFiles {
     pub fn new(total: usize) -> Self {
+        Self::with_bounds(total, PER_CONNECTION, PER_ADDRESS)
+    }
+
+    fn with_bounds(total: usize, per_conn: usize, per_addr: usize) -> Self {
         OpenFiles {
             total: Arc::new(Semaphore::new(total)),
-            per_conn: Mutex::new(HashMap::new()),
+            per_conn: Keyed::new(per_conn),
+            per_addr: Keyed::new(per_addr),
         }
     }
 
     /// A permit for connection `peer` to open one file: waits (at most [`WAIT`]) for one of
-    /// the connection's own; `None` when that wait or the process-wide bound runs out.
+    /// the connection's own and then one of its address's; `None` when that wait or the
+    /// process-wide bound runs out.
     pub async fn acquire(self: &Arc<Self>, peer: SocketAddr) -> Option<OpenPermit> {
-        let conn_sem = {
-            let mut map = self.per_conn.lock().unwrap_or_else(PoisonError::into_inner);
-            map.entry(peer)
-                .or_insert_with(|| Arc::new(Semaphore::new(PER_CONNECTION)))
-                .clone()
-        };
-        // `acquire_owned` takes the Arc: while waiting, the entry is referenced and stays.
-        let conn = tokio::time::timeout(WAIT, conn_sem.acquire_owned()).await;
+        // `acquire_owned` takes the Arcs: while waiting, the entries are referenced and stay.
+        let (addr_sem, conn_sem) = (self.per_addr.get(peer.ip()), self.per_conn.get(peer));
+        let held = tokio::time::timeout(WAIT, async move {
+            // The connection's turn first: its waiting requests hold none of the address's.
+            let conn = conn_sem.acquire_owned().await.ok()?;
+            let addr = addr_sem.acquire_owned().await.ok()?;
+            Some((conn, addr))
+        })
+        .await
+        .ok()
+        .flatten();
         let mut permit = OpenPermit {
             _total: match self.total.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
-                    drop(conn);
+                    drop(held);
                     self.forget_if_unused(peer);
                     return None;
                 }
             },
-            conn: None,
+            held: None,
             peer,
             files: self.clone(),
         };
-        match conn {
-            Ok(Ok(p)) => {
-                permit.conn = Some(p);
-                Some(permit)
-            }
-            _ => None,
-        }
+        permit.held = Some(held?);
+        Some(permit)
     }
 
-    /// Drop the connection's entry when no permit and no waiter refers to it any more.
     fn forget_if_unused(&self, peer: SocketAddr) {
-        let mut map = self.per_conn.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.get(&peer).is_some_and(|s| Arc::strong_count(s) == 1) {
-            map.remove(&peer);
-        }
+        self.per_conn.forget_if_unused(peer);
+        self.per_addr.forget_if_unused(peer.ip());
     }
 
-    /// Connections with an entry (tests).
+    /// Connections and addresses with an entry (tests).
     #[cfg(test)]
-    pub fn tracked(&self) -> usize {
-        self.per_conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.per_conn.len(), self.per_addr.len())
     }
 }
 
 impl Drop for OpenPermit {
     fn drop(&mut self) {
-        drop(self.conn.take());
+        drop(self.held.take());
         self.files.forget_if_unused(self.peer);
     }
 }
@@ -131,7 +174,34 @@ mod tests {
         held.pop();
         assert!(waiting.await.expect("join"));
         drop(held);
-        assert_eq!(files.tracked(), 0, "entries are forgotten");
+        assert_eq!(files.tracked(), (0, 0), "entries are forgotten");
+    }
+
+    /// One address's connections together take at most their address's share; another address
+    /// goes on. Before: 70 connections × 16 files of one address took all 1,024 slots.
+    #[tokio::test]
+    async fn one_address_cannot_take_the_whole_budget() {
+        let files = Arc::new(OpenFiles::with_bounds(8, 2, 4));
+        let mut held = Vec::new();
+        for port in 1..=2 {
+            for _ in 0..2 {
+                held.push(files.acquire(peer(port)).await.expect("permit"));
+            }
+        }
+        // A third connection of the same address waits for the address's turn.
+        let waiting = tokio::spawn({
+            let files = files.clone();
+            async move { files.acquire(peer(3)).await.is_some() }
+        });
+        let other = SocketAddr::from(([127, 0, 0, 2], 1));
+        assert!(
+            files.acquire(other).await.is_some(),
+            "another address goes on"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        held.pop();
+        assert!(waiting.await.expect("join"));
     }
 
     #[tokio::test]

@@ -15,16 +15,17 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{BodyFault, FaultFlag, Guarded};
+use super::body::{BodyFault, FaultFlag, Guarded, SendClock, UpstreamRead};
 use super::context::Shared;
 use super::error::Failure;
 use super::headers;
 use super::hygiene;
 use super::serve_files;
 use super::upgrade::Upgrade;
-use crate::body::{BoxError, ProxyBody};
+use crate::body::ProxyBody;
 use crate::compress;
 use crate::config::UpgradeProtocols;
+use crate::config::settings::UPSTREAM_MAX_HEADER_SIZE;
 use crate::upstream::{Client, UpstreamAddr};
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
@@ -139,6 +140,8 @@ struct Outgoing {
     upgrade: Option<Upgrade>,
     /// Set by the body guard when the body broke a limit while streaming.
     fault: FaultFlag,
+    /// When the body last moved toward the upstream.
+    clock: SendClock,
 }
 
 /// Send one request upstream and turn its answer into the client's.
@@ -155,6 +158,7 @@ async fn proxy(
         outgoing.request,
         outgoing.host,
         outgoing.upgrade.is_some(),
+        &outgoing.clock,
     )
     .await
     .map_err(|failure| match (failure, outgoing.fault.get()) {
@@ -164,11 +168,13 @@ async fn proxy(
     })?;
     let tunnel_idle = shared.config.limits.tunnel_idle_timeout;
     let time = sent.elapsed();
+    head_within(&resp, shared.config.limits.upstream_max_header_size)?;
     let addr = resp
         .extensions()
         .get::<UpstreamAddr>()
         .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |a| a.0);
-    let response = respond(resp, outgoing.upgrade, tunnel_idle)?;
+    let read_gap = (outgoing.client.timeout(), request_id.clone());
+    let response = respond(resp, outgoing.upgrade, tunnel_idle, read_gap)?;
     Ok(Answer {
         response,
         addr,
@@ -229,13 +235,15 @@ fn prepare(
     }
     headers::join_cookies(&mut parts.headers);
     let fault = FaultFlag::default();
-    let body = Guarded::new(body, max, limits.body_timeout, fault.clone()).boxed();
+    let clock = SendClock::default();
+    let body = Guarded::new(body, max, limits.body_timeout, fault.clone(), clock.clone()).boxed();
     Ok(Outgoing {
         client,
         request: Request::from_parts(parts, body),
         host,
         upgrade,
         fault,
+        clock,
     })
 }
 
@@ -264,28 +272,66 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Send within `PROXY_UPSTREAM_TIMEOUT` (for the answer head).
+/// Send, failing when the upstream stays silent for `PROXY_UPSTREAM_TIMEOUT`: it takes no
+/// request body for that long, or gives no answer head that long after the body was sent (a
+/// slow client's upload is the body guard's business, however long it takes in total).
 async fn exchange(
     client: &Client,
     request: Request<ProxyBody>,
     host: Authority,
     upgrade: bool,
+    clock: &SendClock,
 ) -> Result<Response<Incoming>, Failure> {
     let timeout = client.timeout();
-    match tokio::time::timeout(timeout, client.send(request, host, upgrade)).await {
-        Err(_) => Err(Failure::Timeout(timeout)),
-        Ok(Err(e)) if crate::upstream::is_unresolved(e.as_ref()) => Err(Failure::Unresolved(e)),
-        Ok(Err(e)) => Err(Failure::Upstream(e)),
-        Ok(Ok(resp)) => Ok(resp),
+    let send = client.send(request, host, upgrade);
+    tokio::pin!(send);
+    let sent = loop {
+        let deadline = clock.deadline(timeout);
+        let wake = deadline.unwrap_or_else(|| Instant::now() + timeout);
+        tokio::select! {
+            sent = send.as_mut() => break sent,
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if clock.deadline(timeout).is_some_and(|d| d <= Instant::now()) {
+                    return Err(Failure::Timeout(timeout));
+                }
+            }
+        }
+    };
+    match sent {
+        Err(e) if crate::upstream::is_unresolved(e.as_ref()) => Err(Failure::Unresolved(e)),
+        Err(e) => Err(Failure::Upstream(e)),
+        Ok(resp) => Ok(resp),
     }
 }
 
-/// The client's answer: hop-by-hop headers gone, the body streamed; after a 101 to an upgrade
-/// request, the tunnel (closed after `tunnel_idle` without traffic).
+/// An upstream answer head larger than `PROXY_UPSTREAM_MAX_HEADER_SIZE`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream answer head of {size} bytes, above {UPSTREAM_MAX_HEADER_SIZE} ({limit})")]
+struct HeadTooLarge {
+    size: u64,
+    limit: u64,
+}
+
+/// `resp`'s head (measured as HTTP/1.1 carries it: `name: value` lines) within `limit`, else
+/// a 502.
+fn head_within<B>(resp: &Response<B>, limit: u64) -> Result<(), Failure> {
+    let size = resp.headers().iter().fold(16u64, |n, (k, v)| {
+        n + (k.as_str().len() + v.len() + 4) as u64
+    });
+    if size <= limit {
+        return Ok(());
+    }
+    Err(Failure::Upstream(Box::new(HeadTooLarge { size, limit })))
+}
+
+/// The client's answer: hop-by-hop headers gone, the body streamed (cut when the upstream is
+/// silent for `read_gap`'s timeout, see [`UpstreamRead`]); after a 101 to an upgrade request,
+/// the tunnel (closed after `tunnel_idle` without traffic).
 fn respond(
     resp: Response<Incoming>,
     upgrade: Option<Upgrade>,
     tunnel_idle: Duration,
+    read_gap: (Duration, HeaderValue),
 ) -> Result<Response<ProxyBody>, Failure> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upgrade = upgrade.ok_or(Failure::UnexpectedUpgrade)?;
@@ -293,7 +339,8 @@ fn respond(
     }
     let (mut parts, body) = resp.into_parts();
     headers::response_headers(&mut parts.headers, None);
-    let body = body.map_err(BoxError::from).boxed();
+    let (gap, request_id) = read_gap;
+    let body = UpstreamRead::new(body, gap, request_id).boxed();
     Ok(Response::from_parts(parts, body))
 }
 

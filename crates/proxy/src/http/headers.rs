@@ -234,10 +234,12 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// Rewrite an upstream answer's headers for the client.
+/// Rewrite an upstream answer's headers for the client: hop-by-hop fields go, and so does the
+/// app's `Server` (nginx hides it by default: it names the app's stack to every client).
 pub fn response_headers(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
     strip_hop_by_hop(headers, upgrade);
     headers.remove(header::TE);
+    headers.remove(header::SERVER);
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! two ways (request smuggling): both Content-Length and Transfer-Encoding (as sent: see
 //! `common::server::RawHead`), repeated or invalid Content-Length or Transfer-Encoding, a
 //! transfer coding other than `chunked` (501), a target naming another host than `Host`,
-//! CONNECT, a path climbing above the root. Also the one parser of the host a request names,
+//! CONNECT, TRACE (405), a method not in capitals, the `*` target, a path climbing above the
+//! root. Also the one parser of the host a request names,
 //! and the one normaliser of its path ([`normalize_path`]).
 
 use std::borrow::Cow;
@@ -24,7 +25,9 @@ pub struct Checked {
 /// The host and normalised target the request names, or the status to answer with (rendered
 /// as the error page).
 pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<Checked, StatusCode> {
-    if req.method() == Method::CONNECT {
+    method(req.method())?;
+    // `*` (the asterisk form) is no resource to forward; nginx refuses it for every method.
+    if req.uri().path() == "*" {
         return Err(StatusCode::BAD_REQUEST);
     }
     let target_len = req
@@ -51,6 +54,24 @@ pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<Checked, StatusCode
     }
     let target = normalized_target(req.uri()).map_err(|_| StatusCode::BAD_REQUEST)?;
     Ok(Checked { host, target })
+}
+
+/// What nginx answers for a method: 400 for CONNECT and for anything but capitals, `_` and `-`
+/// (`get` is no GET: a backend that reads it case-insensitively would see another request than
+/// the proxy routed), 405 for TRACE (it would echo the request, cookies included, back).
+fn method(method: &Method) -> Result<(), StatusCode> {
+    if *method == Method::CONNECT
+        || !method
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-')
+    {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    if *method == Method::TRACE {
+        return Err(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    Ok(())
 }
 
 /// Why a path is refused (400).
@@ -248,6 +269,7 @@ mod tests {
             max_uri_length: 64,
             max_body_size: 0,
             tunnel_idle_timeout: Duration::from_secs(1),
+            upstream_max_header_size: 32 * 1024,
         }
     }
 

@@ -334,6 +334,8 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
     assert!(resp.headers().get("x-hop-secret").is_none());
     assert!(resp.headers().get("keep-alive").is_none());
     assert_eq!(resp.headers()["x-end-to-end"], "kept");
+    // The app's `Server` is hidden, as nginx's `proxy_hide_header` default does (issue 26).
+    assert!(resp.headers().get("server").is_none());
 }
 
 #[tokio::test]

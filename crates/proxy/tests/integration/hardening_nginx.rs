@@ -249,3 +249,47 @@ async fn the_plain_http_port_speaks_http1_only() {
         .expect("redirect");
     assert_eq!(redirect.status(), 301);
 }
+
+/// Issue 26: what nginx refuses in the request line — `GET *` (400), a lowercase method (400),
+/// `TRACE` (405) — gets the page over HTTP/1.1 and HTTP/2 and never reaches the app. Before: all
+/// three were forwarded. A well-behaved request beside them is forwarded.
+#[tokio::test]
+async fn asterisk_targets_lowercase_methods_and_trace_are_refused() {
+    let rec = Recorder::start().await;
+    let proxy = proxy_to(rec.addr, &[]).await;
+    for (line, status) in [
+        ("GET * HTTP/1.1", 400),
+        ("OPTIONS * HTTP/1.1", 400),
+        ("get /lower HTTP/1.1", 400),
+        ("TRACE /trace HTTP/1.1", 405),
+    ] {
+        let raw = format!("{line}\r\nHost: localhost\r\n\r\n");
+        answer(proxy.https, raw.as_bytes())
+            .await
+            .assert_page(status);
+    }
+    let mut send = h2_client(proxy.https).await;
+    for (method, path, status) in [("TRACE", "/trace2", 405), ("get", "/lower2", 400)] {
+        let req = http::Request::builder()
+            .method(http::Method::from_bytes(method.as_bytes()).expect("method"))
+            .uri(proxy.url(path))
+            .body(())
+            .expect("req");
+        let (got, _, _) = h2_ask(&mut send, req).await.expect("h2");
+        assert_eq!(got.as_u16(), status, "{method} {path} over HTTP/2");
+    }
+    assert_eq!(
+        answer(
+            proxy.https,
+            b"GET /fine HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        rec.targets(),
+        ["/fine"],
+        "only the well-behaved request was forwarded"
+    );
+}

@@ -32,13 +32,29 @@ pub const RESOLVE_EVERY: Duration = Duration::from_secs(1);
 /// the connection is dropped (an app that vanished without closing its sockets).
 const PING_EVERY: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// What the upstream may send on one stream before the proxy passes it on (HTTP/2 stream
+/// window): the most one answer holds in the proxy when its client takes nothing.
+pub const STREAM_WINDOW: u32 = 256 * 1024;
+/// The connection window: the largest HTTP/2 allows, so it is never the limit. Data the proxy
+/// received but could not pass on (a client that stopped reading) is released as window only
+/// when passed on; a connection window smaller than the sum of the stream windows would let a
+/// few stalled streams take all of it, and every other stream on the connection would stop
+/// (issue 26 item 1). Each stream stays bounded by [`STREAM_WINDOW`], and a stalled stream by
+/// `PROXY_SEND_TIMEOUT`.
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+/// The largest answer header list taken from the upstream (hyper's default, 16 KiB, refused
+/// heads an HTTP/1.1 upstream could send); `PROXY_UPSTREAM_MAX_HEADER_SIZE`, checked per
+/// answer, is the bound that decides.
+const MAX_HEADER_LIST: u32 = 1024 * 1024;
 
 /// Why a request could not be sent upstream (answered with 502).
 #[derive(Debug, thiserror::Error)]
 pub enum H2Error {
     #[error(transparent)]
     Dial(#[from] DialError),
-    #[error("{addr} does not speak HTTP/2 (no h2 in ALPN); unset {UPSTREAM_HTTP2}")]
+    #[error(
+        "{addr} does not speak HTTP/2 (no h2 in ALPN), which {UPSTREAM_HTTP2}=true requires; set it to auto or false"
+    )]
     NotH2 { addr: SocketAddr },
     #[error("HTTP/2 handshake with {addr}: {source}")]
     Handshake {
@@ -375,6 +391,11 @@ impl H2Upstream {
                     *gate = None;
                     me.state().conns.add(addr, sender, 0);
                 }
+                // `auto`: not an error, the next requests go by HTTP/1.1 (see `request`).
+                Err(H2Error::NotH2 { .. }) if me.fallback => {
+                    me.state().h1_until = Some(Instant::now() + FALLBACK_FOR);
+                    tracing::info!(upstream = %addr, "the upstream does not offer HTTP/2; using HTTP/1.1 ({UPSTREAM_HTTP2}=auto)");
+                }
                 Err(e) => {
                     tracing::warn!(upstream = %addr, error = %common::error_chain(&e), "upstream connect failed (a spare connection)");
                     *gate = Some((Instant::now(), common::error_chain(&e)));
@@ -438,6 +459,9 @@ async fn h2_handshake(
         .timer(TokioTimer::new())
         .keep_alive_interval(PING_EVERY)
         .keep_alive_timeout(PING_TIMEOUT)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(MAX_HEADER_LIST)
         .handshake(TokioIo::new(io));
     let (sender, conn) = tokio::time::timeout(timeout, handshake)
         .await

@@ -1,5 +1,6 @@
 //! A test-only HTTPS upstream (the app has no echo or big routes, and must not grow test-only
-//! ones): echoes bodies, lists received headers, streams big bodies, waits, answers any status,
+//! ones): echoes bodies, lists received headers, streams big bodies, stalls mid-body, waits,
+//! answers any status,
 //! tunnels an upgrade (echoing what is sent), and says which instance answered.
 
 use std::convert::Infallible;
@@ -270,9 +271,44 @@ async fn handle(
             full(StatusCode::OK, n.to_string())
         }
         "/big" => big(query_num(&req, "n")),
+        // `n` bytes, then the answer breaks (an app that dies mid-answer).
+        "/cut" => {
+            let first = Bytes::from(vec![b'x'; query_num(&req, "n") as usize]);
+            let broke = futures_util::stream::once(async {
+                // After the head and the first bytes have left.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Err::<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>(
+                    "the app broke off".into(),
+                )
+            });
+            let first = futures_util::stream::iter([Ok(Frame::data(first))]);
+            let stream = futures_util::StreamExt::chain(first, broke);
+            Response::new(StreamBody::new(stream).boxed())
+        }
+        // `n` bytes, then nothing more, ever (an app that stalls mid-answer).
+        "/stall" => {
+            let first = Bytes::from(vec![b'x'; query_num(&req, "n") as usize]);
+            let stream = futures_util::stream::iter([Ok::<
+                _,
+                Box<dyn std::error::Error + Send + Sync>,
+            >(Frame::data(first))]);
+            let stream = futures_util::StreamExt::chain(stream, futures_util::stream::pending());
+            Response::new(StreamBody::new(stream).boxed())
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(query_num(&req, "ms"))).await;
             full(StatusCode::OK, "slow done")
+        }
+        // An answer head of about `n` bytes: `n / 4000` fields of 4,000 bytes each.
+        "/bighead" => {
+            let mut r = full(StatusCode::OK, "big head");
+            for i in 0..query_num(&req, "n") / 4000 {
+                let name =
+                    http::HeaderName::from_bytes(format!("x-big-{i}").as_bytes()).expect("name");
+                r.headers_mut()
+                    .insert(name, "v".repeat(4000).parse().expect("value"));
+            }
+            r
         }
         "/hop" => {
             let mut r = full(StatusCode::OK, "hop");
@@ -281,6 +317,7 @@ async fn handle(
             h.insert("x-hop-secret", "1".parse().expect("v"));
             h.insert("keep-alive", "timeout=5".parse().expect("v"));
             h.insert("x-end-to-end", "kept".parse().expect("v"));
+            h.insert("server", "test-upstream/1.0".parse().expect("v"));
             r
         }
         "/upgrade" => echo_upgrade(&mut req),
