@@ -300,6 +300,14 @@ fn effective(c: &Config) -> Vec<(&'static str, String)> {
             .into(),
         ),
         ("PROXY_LOG", c.log.clone()),
+        (
+            "PROXY_INSPECT_LISTEN",
+            c.inspect.listen.map_or_else(String::new, |a| a.to_string()),
+        ),
+        ("PROXY_INSPECT_ENTRIES", c.inspect.entries.to_string()),
+        ("PROXY_INSPECT_BODY_LIMIT", c.inspect.body_limit.to_string()),
+        ("PROXY_INSPECT_MEMORY", c.inspect.memory.to_string()),
+        ("PROXY_INSPECT_MASK", c.inspect.mask.to_string()),
     ];
     all.extend(limits(&c.limits));
     all

@@ -28,10 +28,12 @@
 //!               conditionals around tower-http's `ServeFile`; small files sent from memory
 //! compress/     on-the-fly compression (`PROXY_COMPRESSION`): negotiation, eligibility, the
 //!               streaming encoder body
+//! inspect/      the request inspector (`PROXY_INSPECT_LISTEN`): capture (the body tee), the
+//!               bounded ring, its page, JSON API, replay, HAR/curl export and `/metrics`
 //! ```
 //!
 //! Imports point one way: `commands` → `server` → `http` → `upstream`; `http` → `files` →
-//! `compress`; everything may use
+//! `compress`; `server` and `http` → `inspect` → `tls`; everything may use
 //! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
 //! Modules are private: what `main.rs` and the tests need is re-exported below.
 
@@ -42,6 +44,7 @@ mod config;
 mod error;
 mod files;
 mod http;
+mod inspect;
 mod logs;
 mod server;
 mod signals;
@@ -52,7 +55,7 @@ mod watch;
 pub use check::{CheckReport, check};
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Coding, Compression, Config, Limits, LogConfig, LogFormat, StaticFiles, StaticRoot,
+    Coding, Compression, Config, Inspect, Limits, LogConfig, LogFormat, StaticFiles, StaticRoot,
     StaticRootProblem, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamHttp2,
     defaults,
 };

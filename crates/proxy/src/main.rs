@@ -54,6 +54,12 @@ use clap::{Parser, Subcommand};
 ///   PROXY_ACCESS_LOG         write access.log; false is nginx's `access_log off` [true]
 ///   PROXY_ACCESS_LOG_FORMAT  combined (nginx) or json [combined]
 ///   PROXY_LOG                stdout log filter, e.g. info, debug [info]
+///   PROXY_INSPECT_LISTEN     the request inspector's page, API and /metrics (plain HTTP;
+///                            keep it on loopback); empty: off, nothing recorded []
+///   PROXY_INSPECT_ENTRIES    exchanges the inspector keeps [1000]
+///   PROXY_INSPECT_BODY_LIMIT bytes of each body kept; the rest is counted [1m]
+///   PROXY_INSPECT_MEMORY     bytes all kept heads and bodies may take [64m]
+///   PROXY_INSPECT_MASK       show Authorization/Cookie/Set-Cookie values as *** [true]
 ///   PROXY_HANDSHAKE_TIMEOUT  TLS handshake [10s]
 ///   PROXY_HEADER_TIMEOUT     receive a request's headers [60s]
 ///   PROXY_KEEPALIVE_TIMEOUT  connection without a request (PINGs do not count) [75s]

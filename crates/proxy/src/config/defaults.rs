@@ -116,3 +116,13 @@ pub const COMPRESSION: &str = "zstd,br,gzip";
 pub const COMPRESSION_MIN_SIZE: u64 = 1024;
 /// `PROXY_COMPRESSION_UPSTREAM`: off, because of BREACH.
 pub const COMPRESSION_UPSTREAM: bool = false;
+/// `PROXY_INSPECT_ENTRIES`: exchanges the inspector keeps.
+pub const INSPECT_ENTRIES: usize = 1000;
+/// `PROXY_INSPECT_BODY_LIMIT`: bytes of each body the inspector keeps.
+pub const INSPECT_BODY_LIMIT: u64 = 1024 * 1024;
+/// `PROXY_INSPECT_MEMORY`: bytes the inspector's kept heads and bodies may take together.
+pub const INSPECT_MEMORY: u64 = 64 * 1024 * 1024;
+/// Smallest accepted `PROXY_INSPECT_MEMORY`.
+pub const INSPECT_MIN_MEMORY: u64 = 1024 * 1024;
+/// `PROXY_INSPECT_MASK`: credentials shown as `***`.
+pub const INSPECT_MASK: bool = true;

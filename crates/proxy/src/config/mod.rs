@@ -4,9 +4,11 @@
 
 pub mod defaults;
 mod files;
+mod inspect;
 mod tls;
 
 pub use files::{Coding, Compression, StaticFiles, StaticRoot, StaticRootProblem};
+pub use inspect::Inspect;
 pub use tls::{TlsFiles, TlsName, TlsNames};
 
 use std::net::SocketAddr;
@@ -55,6 +57,8 @@ pub struct Config {
     pub static_files: StaticFiles,
     /// `PROXY_COMPRESSION*`
     pub compression: Compression,
+    /// `PROXY_INSPECT_*`
+    pub inspect: Inspect,
 }
 
 /// Where requests go: `host:port`, resolved again for new connections.
@@ -174,6 +178,7 @@ impl Config {
             limits: Limits::from_env(env)?,
             static_files: StaticFiles::from_env(env)?,
             compression: Compression::from_env(env)?,
+            inspect: Inspect::from_env(env)?,
         })
     }
 }

@@ -23,6 +23,7 @@ use super::hygiene;
 use super::serve_files;
 use super::upgrade::Upgrade;
 use crate::compress;
+use crate::inspect::Recording;
 use crate::upstream::{BoxError, UpstreamAddr, UpstreamBody};
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
@@ -40,6 +41,10 @@ pub async fn forward(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let mut started = shared.started(&req, &conn);
+    let mut recording = shared
+        .inspect
+        .as_ref()
+        .map(|i| i.begin(&req, conn.peer, &started.request_id));
     let head = req.method() == Method::HEAD;
     let h1 = req.version() < Version::HTTP_2;
     // Only `Accept` (the error page) and `Accept-Encoding` (compression) matter for the answer;
@@ -54,12 +59,29 @@ pub async fn forward(
         serve_files::serve(&shared, conn.peer, &req, &started.request_id, &accept, head).await
     {
         let resp = compress::compress(&shared.config.compression, &accept, head, resp);
+        let resp = match recording {
+            Some(mut r) => {
+                r.served_locally();
+                r.respond(resp).map(BodyExt::boxed)
+            }
+            None => resp,
+        };
         return Ok(shared.finish(resp, started, true));
     }
     // Boxed: the exchange's state is large; inline, every move of this future (into hyper's
     // connection, into its box) would copy it whole (callgrind: ~20k instructions a request).
-    let resp = match Box::pin(proxy(&shared, conn, req, &started.request_id)).await {
+    let sent = Box::pin(proxy(
+        &shared,
+        conn,
+        req,
+        &started.request_id,
+        recording.as_ref(),
+    ));
+    let resp = match sent.await {
         Ok(answer) => {
+            if let Some(r) = recording.as_mut() {
+                r.upstream(answer.addr, answer.sent, answer.time);
+            }
             started.entry.upstream_addr = Some(answer.addr);
             started.entry.upstream_time = Some(answer.time);
             intercept(&shared, answer.response, &started.request_id, &accept, head)
@@ -83,6 +105,10 @@ pub async fn forward(
         }
     };
     let resp = compress::compress(&shared.config.compression, &accept, head, resp);
+    let resp = match recording {
+        Some(r) => r.respond(resp).map(BodyExt::boxed),
+        None => resp,
+    };
     Ok(shared.finish(resp, started, true))
 }
 
@@ -90,6 +116,8 @@ pub async fn forward(
 struct Answer {
     response: Response<ProxyBody>,
     addr: SocketAddr,
+    /// When the request left for the upstream.
+    sent: Instant,
     time: Duration,
 }
 
@@ -109,8 +137,9 @@ async fn proxy(
     conn: ConnInfo,
     req: Request<Incoming>,
     request_id: &HeaderValue,
+    recording: Option<&Recording>,
 ) -> Result<Answer, Failure> {
-    let outgoing = prepare(shared, conn, req, request_id)?;
+    let outgoing = prepare(shared, conn, req, request_id, recording)?;
     let sent = Instant::now();
     let resp = exchange(
         shared,
@@ -134,6 +163,7 @@ async fn proxy(
     Ok(Answer {
         response,
         addr,
+        sent,
         time,
     })
 }
@@ -146,6 +176,7 @@ fn prepare(
     conn: ConnInfo,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
+    recording: Option<&Recording>,
 ) -> Result<Outgoing, Failure> {
     let config = &shared.config;
     let limits = &config.limits;
@@ -181,7 +212,11 @@ fn prepare(
     }
     headers::join_cookies(&mut parts.headers);
     let fault = FaultFlag::default();
-    let body = Guarded::new(body, max, limits.body_timeout, fault.clone()).boxed();
+    let body = Guarded::new(body, max, limits.body_timeout, fault.clone());
+    let body = match recording {
+        Some(r) => r.request_body(body).boxed(),
+        None => body.boxed(),
+    };
     Ok(Outgoing {
         request: Request::from_parts(parts, body),
         host,

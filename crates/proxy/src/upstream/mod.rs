@@ -33,6 +33,9 @@ pub struct Client {
     h2: Option<Arc<h2::H2Upstream>>,
     /// `host:port` of the upstream, for request URIs.
     authority: Authority,
+    /// Shared with both protocols: resolution and the addresses found down.
+    dialer: Dialer,
+    upstream: Upstream,
 }
 
 impl Client {
@@ -59,10 +62,24 @@ impl Client {
             )),
         };
         Ok(Client {
-            h1: h1::pool(tls, dialer, config.upstream_keepalive),
+            h1: h1::pool(tls, dialer.clone(), config.upstream_keepalive),
             h2,
             authority: authority(&config.upstream)?,
+            dialer,
+            upstream: config.upstream.clone(),
         })
+    }
+
+    /// The upstream's addresses as its name resolves now.
+    pub async fn resolve(&self) -> Result<Vec<std::net::SocketAddr>, dial::DialError> {
+        self.dialer
+            .resolve(&self.upstream.host, self.upstream.port)
+            .await
+    }
+
+    /// `addr` is being skipped after a failed connect (`PROXY_UPSTREAM_FAIL_TIMEOUT`).
+    pub fn is_down(&self, addr: std::net::SocketAddr) -> bool {
+        self.dialer.is_down(addr)
     }
 
     /// `https://<upstream><path_and_query>`, the URI every request is sent to.

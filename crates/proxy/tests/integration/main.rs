@@ -17,6 +17,7 @@ mod hardening_request_timeouts;
 mod hardening_sizes;
 mod hardening_timeouts;
 mod idle_conns;
+mod inspector;
 mod keepalive_limits;
 mod keypair;
 mod logs;

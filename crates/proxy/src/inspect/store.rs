@@ -1,0 +1,240 @@
+//! The kept exchanges: a ring of at most `PROXY_INSPECT_ENTRIES` finished entries, the memory
+//! budget (`PROXY_INSPECT_MEMORY`) every kept head and body byte is drawn from, and the channel
+//! that announces each new entry (by id) to the live page.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::{HeaderMap, Method};
+use tokio::sync::broadcast;
+
+/// New entries announced at once to the live page; a page that falls further behind misses
+/// some and reloads the list.
+const NEWS_BACKLOG: usize = 256;
+
+/// The bytes every kept head and body draws from. A body that does not fit is counted, not
+/// kept; heads always fit (they are bounded by the header limit) and push old entries out.
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicU64,
+    cap: u64,
+}
+
+impl Budget {
+    pub fn new(cap: u64) -> Self {
+        Budget {
+            used: AtomicU64::new(0),
+            cap,
+        }
+    }
+
+    /// Take `n` bytes if they fit under the cap.
+    pub fn try_take(&self, n: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(n).filter(|total| *total <= self.cap)
+            })
+            .is_ok()
+    }
+
+    /// Take `n` bytes even above the cap (a head; the ring then sheds old entries).
+    pub fn force(&self, n: u64) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn release(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+}
+
+/// Bytes of a body: the first part kept (up to the body limit, while the budget allows), all
+/// of it counted. Its kept bytes go back to the budget when it is dropped.
+#[derive(Debug)]
+pub struct BodyBuf {
+    pub kept: Vec<u8>,
+    /// Every byte that passed, kept or not.
+    pub total: u64,
+    /// Bytes were dropped because the memory budget was spent (not the body limit).
+    pub over_budget: bool,
+    budget: Arc<Budget>,
+}
+
+impl BodyBuf {
+    pub fn new(budget: Arc<Budget>) -> Self {
+        BodyBuf {
+            kept: Vec::new(),
+            total: 0,
+            over_budget: false,
+            budget,
+        }
+    }
+
+    /// Count `data`, keeping what fits under `limit` and the budget.
+    pub fn push(&mut self, data: &[u8], limit: u64) {
+        self.total += data.len() as u64;
+        let room = limit.saturating_sub(self.kept.len() as u64);
+        let n = (data.len() as u64).min(room);
+        if n == 0 || self.over_budget {
+            return;
+        }
+        if self.budget.try_take(n) {
+            let n = usize::try_from(n).unwrap_or(data.len());
+            self.kept.extend_from_slice(&data[..n]);
+        } else {
+            self.over_budget = true;
+        }
+    }
+
+    /// Everything that passed was kept.
+    pub fn whole(&self) -> bool {
+        self.kept.len() as u64 == self.total
+    }
+}
+
+impl Drop for BodyBuf {
+    fn drop(&mut self) {
+        self.budget.release(self.kept.len() as u64);
+    }
+}
+
+/// A body filled in once its stream ends (the request body may end after the entry is kept).
+#[derive(Debug, Default)]
+pub struct Slot(Mutex<Option<BodyBuf>>);
+
+impl Slot {
+    pub fn set(&self, body: BodyBuf) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(body);
+    }
+
+    /// Read the body (none yet: empty).
+    pub fn with<T>(&self, f: impl FnOnce(Option<&BodyBuf>) -> T) -> T {
+        f(self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref())
+    }
+}
+
+/// Time spent in each part of an exchange.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// Arrival until the request left for the upstream (checks, rewriting, a free connection).
+    pub queued: Option<Duration>,
+    /// Sent until the upstream's answer head arrived (includes any connect).
+    pub ttfb: Option<Duration>,
+    /// Arrival until the last byte of the answer was handed to the client.
+    pub total: Duration,
+}
+
+/// One finished exchange.
+#[derive(Debug)]
+pub struct Entry {
+    pub id: u64,
+    /// The entry this one replays.
+    pub replay_of: Option<u64>,
+    pub time: time::OffsetDateTime,
+    pub client: SocketAddr,
+    pub method: Method,
+    pub host: String,
+    /// Path and query as the client sent them.
+    pub target: String,
+    pub protocol: &'static str,
+    pub request_id: String,
+    /// Where it went: the upstream (`PROXY_UPSTREAM`) or `static`.
+    pub route: Arc<str>,
+    pub upstream_addr: Option<SocketAddr>,
+    pub status: u16,
+    pub timing: Timing,
+    pub request_headers: HeaderMap,
+    pub response_headers: HeaderMap,
+    pub request_body: Arc<Slot>,
+    pub response_body: BodyBuf,
+    pub head_bytes: u64,
+    pub budget: Arc<Budget>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.budget.release(self.head_bytes);
+    }
+}
+
+/// The ring, its budget and its announcements.
+pub struct Store {
+    ring: Mutex<VecDeque<Arc<Entry>>>,
+    max: usize,
+    pub budget: Arc<Budget>,
+    news: broadcast::Sender<u64>,
+    next_id: AtomicU64,
+}
+
+impl Store {
+    pub fn new(max: usize, memory: u64) -> Self {
+        Store {
+            ring: Mutex::new(VecDeque::with_capacity(max.min(4096))),
+            max,
+            budget: Arc::new(Budget::new(memory)),
+            news: broadcast::channel(NEWS_BACKLOG).0,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn ring(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Entry>>> {
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keep `entry`, shedding the oldest while the ring is over its count or the budget is
+    /// over 7/8 of its cap (the last eighth stays free for exchanges in flight); announce it.
+    pub fn publish(&self, entry: Entry) {
+        let id = entry.id;
+        let low_water = self.budget.cap() / 8 * 7;
+        {
+            let mut ring = self.ring();
+            ring.push_back(Arc::new(entry));
+            let mut freed = 0u64;
+            while ring.len() > self.max
+                || (ring.len() > 1 && self.budget.used().saturating_sub(freed) > low_water)
+            {
+                let Some(old) = ring.pop_front() else { break };
+                freed += old.head_bytes + old.response_body.kept.len() as u64;
+                freed += old
+                    .request_body
+                    .with(|b| b.map_or(0, |b| b.kept.len() as u64));
+            }
+        }
+        let _ = self.news.send(id);
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Entry>> {
+        self.ring().iter().rev().find(|e| e.id == id).cloned()
+    }
+
+    /// Every kept entry, newest first.
+    pub fn newest_first(&self) -> Vec<Arc<Entry>> {
+        self.ring().iter().rev().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ring().len()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<u64> {
+        self.news.subscribe()
+    }
+}
