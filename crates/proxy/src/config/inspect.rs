@@ -73,3 +73,46 @@ impl Inspect {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Inspect, EnvError> {
+        Inspect::from_env(&Env::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn off_by_default_with_the_documented_bounds() {
+        let i = parse(&[]).expect("defaults");
+        assert_eq!(i, Inspect::default());
+        assert_eq!(i.listen, None);
+        assert_eq!(
+            (i.entries, i.body_limit, i.memory, i.mask),
+            (1000, 1 << 20, 64 << 20, true)
+        );
+        assert_eq!(
+            parse(&[("PROXY_INSPECT_LISTEN", " ")])
+                .expect("blank")
+                .listen,
+            None
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let cases = [
+            ("PROXY_INSPECT_LISTEN", "localhost:4040"),
+            ("PROXY_INSPECT_ENTRIES", "0"),
+            ("PROXY_INSPECT_BODY_LIMIT", "lots"),
+            ("PROXY_INSPECT_MEMORY", "64k"),
+            ("PROXY_INSPECT_MASK", "maybe"),
+        ];
+        for (name, value) in cases {
+            let err = parse(&[(name, value)]).expect_err(value).to_string();
+            assert!(err.contains(name), "{err}");
+        }
+        let on = parse(&[("PROXY_INSPECT_LISTEN", "0.0.0.0:4040")]).expect("on");
+        assert_eq!(on.listen, Some(SocketAddr::from(([0, 0, 0, 0], 4040))));
+    }
+}

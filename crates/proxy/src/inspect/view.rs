@@ -250,3 +250,48 @@ pub fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn gzip_and_zstd_bodies_are_decoded_even_when_cut() {
+        let text = "hello inspector ".repeat(500);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).expect("gzip");
+        let gz = gz.finish().expect("gzip");
+        assert_eq!(decode(&gz, "gzip", 1 << 20).0, text.as_bytes());
+        // Kept in part (the body limit): the part inflates.
+        let (part, note) = decode(&gz[..gz.len() / 2], "gzip", 1 << 20);
+        assert!(!part.is_empty() && text.as_bytes().starts_with(&part));
+        assert_eq!(note.as_deref(), Some("gzip: decoded in part"));
+        let zst = zstd::encode_all(text.as_bytes(), 3).expect("zstd");
+        assert_eq!(decode(&zst, "zstd", 1 << 20).0, text.as_bytes());
+        // Inflated output is bounded by the limit.
+        assert_eq!(decode(&zst, "zstd", 100).0.len(), 100);
+        let (_, note) = decode(b"\x1b\x00", "br", 100);
+        assert_eq!(note.as_deref(), Some("br: not decoded"));
+    }
+
+    #[test]
+    fn bodies_render_as_json_text_or_hex() {
+        assert_eq!(
+            render(br#"{"a":1}"#, "application/json").1,
+            "{\n  \"a\": 1\n}"
+        );
+        assert_eq!(render(b"plain", "text/plain"), ("text", "plain".into()));
+        let (kind, hex) = render(&[0, 159, 146, 150], "");
+        assert_eq!(kind, "binary");
+        assert!(hex.starts_with("00000000  00 9f 92 96"), "{hex}");
+    }
+
+    #[test]
+    fn filters_by_status_class_and_text() {
+        let f = Filter::from_query(Some("status=4xx&q=%2Fapi"));
+        assert_eq!(f.status.as_deref(), Some("4"));
+        assert_eq!(f.text.as_deref(), Some("/api"));
+    }
+}

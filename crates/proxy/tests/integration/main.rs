@@ -18,6 +18,7 @@ mod hardening_sizes;
 mod hardening_timeouts;
 mod idle_conns;
 mod inspector;
+mod inspector_memory;
 mod keepalive_limits;
 mod keypair;
 mod logs;
