@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use activity::{Activity, Tracked};
+pub use activity::{Activity, ReadObserver, Tracked};
 use conn::{Conn, Proto};
 use handshake::handshake;
 pub use lease::Lease;

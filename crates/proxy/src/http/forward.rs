@@ -189,7 +189,10 @@ fn prepare(
     // What the connection lent this request stays here, never travels upstream.
     let lease = req.extensions_mut().remove::<Lease>();
     req.extensions_mut().remove::<RawHead>();
-    let upgrade = Upgrade::from_request(&mut req, &config.upgrade_protocols, lease);
+    let mut upgrade = Upgrade::from_request(&mut req, &config.upgrade_protocols, lease);
+    if let (Some(u), Some(r)) = (upgrade.as_mut(), recording) {
+        u.frames = Some(r.frames());
+    }
     let (mut parts, body) = req.into_parts();
     parts.uri = shared
         .upstream

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 
 use super::Inspector;
+use super::frames::{FRAMES_BYTES, Frames};
 use super::store::{BodyBuf, Entry, Slot, Timing};
 
 /// Per-entry bookkeeping counted against the budget besides header bytes.
@@ -39,6 +40,7 @@ struct Draft {
     timing: Timing,
     request_headers: HeaderMap,
     request_body: Arc<Slot>,
+    frames: OnceLock<Arc<Frames>>,
 }
 
 impl Recording {
@@ -78,6 +80,7 @@ impl Recording {
             timing: Timing::default(),
             request_headers: req.headers().clone(),
             request_body: Arc::default(),
+            frames: OnceLock::new(),
             inspector,
         }))
     }
@@ -98,6 +101,11 @@ impl Recording {
         self.0.upstream_addr = Some(addr);
         self.0.timing.queued = Some(sent.saturating_duration_since(self.0.at));
         self.0.timing.ttfb = Some(ttfb);
+    }
+
+    /// Where the frames of this exchange's WebSocket tunnel go.
+    pub fn frames(&self) -> Arc<Frames> {
+        self.0.frames.get_or_init(Arc::default).clone()
     }
 
     /// Answered by the proxy itself from a folder (`PROXY_STATIC`).
@@ -224,8 +232,10 @@ fn keep(draft: Draft, head: Head, body: BodyBuf) {
         mut timing,
         request_headers,
         request_body,
+        frames,
     } = draft;
     timing.total = at.elapsed();
+    let frames = frames.into_inner();
     let bytes_in = request_body.with(|b| b.map_or(0, |b| b.total));
     inspector
         .metrics
@@ -233,7 +243,8 @@ fn keep(draft: Draft, head: Head, body: BodyBuf) {
     let head_bytes = ENTRY_OVERHEAD
         + header_bytes(&request_headers)
         + header_bytes(&head.headers)
-        + (host.len() + target.len() + request_id.len()) as u64;
+        + (host.len() + target.len() + request_id.len()) as u64
+        + frames.as_ref().map_or(0, |_| FRAMES_BYTES);
     let budget = inspector.store.budget.clone();
     budget.force(head_bytes);
     inspector.store.publish(Entry {
@@ -254,6 +265,7 @@ fn keep(draft: Draft, head: Head, body: BodyBuf) {
         response_headers: head.headers,
         request_body,
         response_body: body,
+        frames,
         head_bytes,
         budget,
     });

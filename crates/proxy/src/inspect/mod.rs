@@ -1,11 +1,12 @@
 //! The request inspector (`PROXY_INSPECT_LISTEN`): every exchange recorded as it is forwarded
 //! (`capture`) into a bounded ring (`store`), shown by a page and a JSON API on a listener of
 //! its own (`api`, `page`, `view`, `export`), sent again on request (`replay`), and counted for
-//! Prometheus (`metrics`). Off (the default), none of it exists: the request path holds `None`.
+//! Prometheus (`metrics`); WebSocket frames in upgrade tunnels are read by `frames`. Off (the default), none of it exists: the request path holds `None`.
 
 mod api;
 mod capture;
 mod export;
+mod frames;
 mod metrics;
 mod page;
 mod replay;
@@ -20,6 +21,7 @@ use http::{HeaderValue, Request};
 
 pub use api::{Sources, UpstreamProbe, serve};
 pub use capture::Recording;
+pub use frames::{FrameReader, Frames};
 
 use crate::config::{Inspect, Upstream};
 

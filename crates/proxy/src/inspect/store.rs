@@ -161,6 +161,8 @@ pub struct Entry {
     pub response_headers: HeaderMap,
     pub request_body: Arc<Slot>,
     pub response_body: BodyBuf,
+    /// A WebSocket tunnel's frames (they keep coming after the entry is kept).
+    pub frames: Option<Arc<super::frames::Frames>>,
     pub head_bytes: u64,
     pub budget: Arc<Budget>,
 }

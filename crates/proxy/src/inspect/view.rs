@@ -46,6 +46,11 @@ pub fn summary(e: &Entry) -> Value {
 /// Everything about one entry.
 pub fn detail(e: &Entry, mask: bool, limit: u64) -> Value {
     let mut v = summary(e);
+    if let (Some(frames), Value::Object(m)) = (&e.frames, &mut v) {
+        let (kept, total) = frames.snapshot();
+        let list: Vec<Value> = kept.iter().map(frame).collect();
+        m.insert("frames".into(), json!({"total": total, "kept": list}));
+    }
     if let Value::Object(m) = &mut v {
         m.insert(
             "timing".into(),
@@ -68,6 +73,30 @@ pub fn detail(e: &Entry, mask: bool, limit: u64) -> Value {
         );
     }
     v
+}
+
+/// One WebSocket frame as the page shows it.
+fn frame(f: &super::frames::Frame) -> Value {
+    let kind = match f.opcode {
+        0 => "continuation",
+        1 => "text",
+        2 => "binary",
+        8 => "close",
+        9 => "ping",
+        10 => "pong",
+        _ => "other",
+    };
+    let first = match std::str::from_utf8(&f.first) {
+        Ok(text) if f.opcode != 2 => text.to_owned(),
+        _ => f
+            .first
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    json!({"direction": if f.outgoing { "client → upstream" } else { "upstream → client" },
+           "opcode": kind, "size": f.size, "first": first, "at_ms": f.at_ms})
 }
 
 /// Header fields in order as `[name, value]` pairs, credentials masked.

@@ -406,3 +406,49 @@ async fn a_foreign_host_name_is_refused() {
     let page = reqwest::get(proxy.inspect_url("/")).await.expect("page");
     assert_eq!(page.status(), 200);
 }
+
+#[tokio::test]
+async fn websocket_frames_are_recorded_both_ways() {
+    use crate::support::raw::{SOON, h1, read_answer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let up = TestUpstream::start("a").await;
+    let proxy = inspected(up.addr, &[]).await;
+    let mut tls = h1(proxy.https).await;
+    let head = "GET /upgrade HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    tls.write_all(head.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let answer = tokio::time::timeout(SOON, read_answer(&mut tls, &mut buf))
+        .await
+        .expect("in time")
+        .expect("answer");
+    assert_eq!(answer.status, 101);
+    // A masked text frame "hello"; the test upstream echoes the bytes back as they are.
+    let mask = [9u8, 8, 7, 6];
+    let mut frame = vec![0x81, 0x80 | 5];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tls.write_all(&frame).await.expect("send");
+    let mut back = vec![0u8; frame.len()];
+    tls.read_exact(&mut back).await.expect("echo");
+
+    let e = &entries(&proxy, 1).await[0];
+    assert_eq!(e["status"], 101);
+    let id = e["id"].clone();
+    let mut frames = Value::Null;
+    let seen = eventually(Duration::from_secs(5), || {
+        let url = proxy.inspect_url(&format!("/api/entries/{id}"));
+        async move { get_json(&url).await["frames"]["total"] == 2 }
+    })
+    .await;
+    if seen {
+        frames = detail(&proxy, &id).await["frames"].clone();
+    }
+    assert!(seen, "two frames recorded: {frames}");
+    let kept = &frames["kept"];
+    assert_eq!(kept[0]["direction"], "client → upstream");
+    assert_eq!(kept[0]["opcode"], "text");
+    assert_eq!(kept[0]["size"], 5);
+    assert_eq!(kept[0]["first"], "hello", "unmasked");
+    assert_eq!(kept[1]["direction"], "upstream → client");
+}
