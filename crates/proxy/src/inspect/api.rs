@@ -32,6 +32,8 @@ use crate::tls::CertStore;
 
 /// Live streams served at once; more get 503.
 const MAX_STREAMS: usize = 32;
+/// Replays in flight at once; more get 503.
+const MAX_REPLAYS: usize = 8;
 /// A comment line sent this often on an idle stream (proxies and browsers keep it open).
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// The list answers at most this many entries unless `limit` asks for fewer.
@@ -61,6 +63,7 @@ struct Ctx {
     inspector: Arc<Inspector>,
     sources: Sources,
     streams: AtomicUsize,
+    replays: Arc<Semaphore>,
     shutdown: CancellationToken,
 }
 
@@ -78,6 +81,7 @@ pub async fn serve(
         inspector,
         sources,
         streams: AtomicUsize::new(0),
+        replays: Arc::new(Semaphore::new(MAX_REPLAYS)),
         shutdown: shutdown.clone(),
     });
     server::serve(
@@ -217,6 +221,12 @@ async fn replay_entry(ctx: &Ctx, e: &super::store::Entry, req: Request<Incoming>
             Ok(edit) => edit,
             Err(err) => return error(StatusCode::BAD_REQUEST, &format!("bad edit: {err}")),
         }
+    };
+    let Ok(_slot) = ctx.replays.clone().try_acquire_owned() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many replays in flight",
+        );
     };
     match replay::replay(&ctx.inspector, ctx.sources.https, e, edit).await {
         Ok(id) => match ctx.inspector.store.get(id) {
