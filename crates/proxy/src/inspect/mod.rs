@@ -15,6 +15,7 @@ mod view;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use http::{HeaderValue, Request};
@@ -35,6 +36,8 @@ pub struct Inspector {
     route: Arc<str>,
     /// Replays in flight: the loopback address each comes from, and the entry it replays.
     replays: Mutex<HashMap<SocketAddr, u64>>,
+    /// How many are in `replays` (read without the lock on every request).
+    pending: AtomicUsize,
 }
 
 impl Inspector {
@@ -48,6 +51,7 @@ impl Inspector {
             mask: config.mask,
             route: Arc::from(upstream.to_string()),
             replays: Mutex::default(),
+            pending: AtomicUsize::new(0),
         }))
     }
 
@@ -67,7 +71,7 @@ impl Inspector {
 
     /// The entry a request from `client` replays, if it is a replay.
     fn replay_of(&self, client: SocketAddr) -> Option<u64> {
-        if !client.ip().is_loopback() {
+        if self.pending.load(Ordering::Relaxed) == 0 || !client.ip().is_loopback() {
             return None;
         }
         self.replays().get(&client).copied()
@@ -76,6 +80,7 @@ impl Inspector {
     /// Note that requests from `local` replay `id`, until the guard is dropped.
     fn expect_replay(self: &Arc<Self>, local: SocketAddr, id: u64) -> PendingReplay {
         self.replays().insert(local, id);
+        self.pending.fetch_add(1, Ordering::Relaxed);
         PendingReplay {
             inspector: self.clone(),
             local,
@@ -92,5 +97,6 @@ struct PendingReplay {
 impl Drop for PendingReplay {
     fn drop(&mut self) {
         self.inspector.replays().remove(&self.local);
+        self.inspector.pending.fetch_sub(1, Ordering::Relaxed);
     }
 }
