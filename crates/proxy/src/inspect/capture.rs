@@ -10,12 +10,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
+use http::{HeaderValue, Method, Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 
 use super::Inspector;
 use super::frames::{FRAMES_BYTES, Frames};
-use super::store::{BodyBuf, Entry, Slot, Timing};
+use super::store::{BodyBuf, Entry, Fields, Slot, Timing};
 
 /// Per-entry bookkeeping counted against the budget besides header bytes.
 const ENTRY_OVERHEAD: u64 = 512;
@@ -38,7 +38,7 @@ struct Draft {
     route: Arc<str>,
     upstream_addr: Option<SocketAddr>,
     timing: Timing,
-    request_headers: HeaderMap,
+    request_headers: Fields,
     request_body: Arc<Slot>,
     frames: OnceLock<Arc<Frames>>,
 }
@@ -78,7 +78,7 @@ impl Recording {
             route: inspector.route.clone(),
             upstream_addr: None,
             timing: Timing::default(),
-            request_headers: req.headers().clone(),
+            request_headers: Fields::copy(req.headers()),
             request_body: Arc::default(),
             frames: OnceLock::new(),
             inspector,
@@ -110,7 +110,7 @@ impl Recording {
 
     /// Answered by the proxy itself from a folder (`PROXY_STATIC`).
     pub fn served_locally(&mut self) {
-        self.0.route = Arc::from("static");
+        self.0.route = self.0.inspector.local.clone();
     }
 
     /// The answer, its body copied into the capture as it streams to the client; the entry is
@@ -123,7 +123,7 @@ impl Recording {
         inspector.metrics.started();
         let head = Head {
             status: parts.status.as_u16(),
-            headers: parts.headers.clone(),
+            headers: Fields::copy(&parts.headers),
         };
         let tee = Tee::new(body, buf, limit, Sink::Keep(self.0, Box::new(head)));
         Response::from_parts(parts, tee)
@@ -133,7 +133,7 @@ impl Recording {
 /// The answer head, kept with the entry.
 struct Head {
     status: u16,
-    headers: HeaderMap,
+    headers: Fields,
 }
 
 /// Where a tee's bytes go when its body ends.
@@ -241,8 +241,8 @@ fn keep(draft: Draft, head: Head, body: BodyBuf) {
         .metrics
         .finished(&route, head.status, timing.total, bytes_in, body.total);
     let head_bytes = ENTRY_OVERHEAD
-        + header_bytes(&request_headers)
-        + header_bytes(&head.headers)
+        + request_headers.size()
+        + head.headers.size()
         + (host.len() + target.len() + request_id.len()) as u64
         + frames.as_ref().map_or(0, |_| FRAMES_BYTES);
     let budget = inspector.store.budget.clone();
@@ -269,13 +269,6 @@ fn keep(draft: Draft, head: Head, body: BodyBuf) {
         head_bytes,
         budget,
     });
-}
-
-fn header_bytes(headers: &HeaderMap) -> u64 {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_str().len() + v.len() + 32) as u64)
-        .sum()
 }
 
 fn protocol(v: Version) -> &'static str {

@@ -1,10 +1,9 @@
 //! Entries for other tools: HAR 1.2 (one entry or all) and a `curl` command line that sends the
 //! same request again. Credentials stay masked unless `PROXY_INSPECT_MASK=false`.
 
-use http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::store::{BodyBuf, Entry};
+use super::store::{BodyBuf, Entry, Fields};
 use super::view::{self, headers, ms, rfc3339};
 
 /// A HAR 1.2 log of `entries` (oldest first, as HAR viewers expect).
@@ -49,7 +48,7 @@ fn har_entry(e: &Entry, mask: bool, limit: u64) -> Value {
             "cookies": [],
             "headers": pairs(&e.response_headers, mask),
             "content": content(&e.response_body, &e.response_headers, limit),
-            "redirectURL": e.response_headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or(""),
+            "redirectURL": e.response_headers.get("location").unwrap_or(""),
             "headersSize": -1,
             "bodySize": e.response_body.total,
         },
@@ -65,16 +64,9 @@ fn har_entry(e: &Entry, mask: bool, limit: u64) -> Value {
 
 /// HAR `content`/`postData`: decoded text, or base64 for binary; `_kept` < `size` when only the
 /// first part was kept.
-fn content(b: &BodyBuf, h: &HeaderMap, limit: u64) -> Value {
-    let mime = h
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let encoding = h
-        .get(http::header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+fn content(b: &BodyBuf, h: &Fields, limit: u64) -> Value {
+    let mime = h.get("content-type").unwrap_or("");
+    let encoding = h.get("content-encoding").unwrap_or("").to_ascii_lowercase();
     let (bytes, _) = view::decode(&b.kept, &encoding, limit);
     let mut c = json!({"size": b.total, "mimeType": mime, "_kept": b.kept.len()});
     if let Value::Object(m) = &mut c {
@@ -89,7 +81,7 @@ fn content(b: &BodyBuf, h: &HeaderMap, limit: u64) -> Value {
     c
 }
 
-fn pairs(h: &HeaderMap, mask: bool) -> Vec<Value> {
+fn pairs(h: &Fields, mask: bool) -> Vec<Value> {
     headers(h, mask)
         .into_iter()
         .map(|(name, value)| json!({"name": name, "value": value}))

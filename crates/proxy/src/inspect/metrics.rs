@@ -29,8 +29,9 @@ struct RouteStats {
 }
 
 /// What the capture counts.
-#[derive(Default)]
 pub struct Metrics {
+    /// The routes known at start (the upstream, `static`), found without a lock.
+    known: Vec<(Arc<str>, Arc<RouteStats>)>,
     routes: Mutex<Vec<(Arc<str>, Arc<RouteStats>)>>,
     in_flight: AtomicI64,
 }
@@ -55,7 +56,23 @@ pub struct Gauges {
 }
 
 impl Metrics {
+    /// Counters for `known` routes, registered up front.
+    pub fn new(known: &[Arc<str>]) -> Self {
+        let known: Vec<_> = known
+            .iter()
+            .map(|r| (r.clone(), Arc::new(RouteStats::default())))
+            .collect();
+        Metrics {
+            routes: Mutex::new(known.clone()),
+            known,
+            in_flight: AtomicI64::new(0),
+        }
+    }
+
     fn route(&self, route: &Arc<str>) -> Arc<RouteStats> {
+        if let Some((_, s)) = self.known.iter().find(|(r, _)| Arc::ptr_eq(r, route)) {
+            return s.clone();
+        }
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, s)) = routes.iter().find(|(r, _)| r == route) {
             return s.clone();

@@ -34,6 +34,8 @@ pub struct Inspector {
     mask: bool,
     /// The route label of forwarded requests: the upstream (`PROXY_UPSTREAM`).
     route: Arc<str>,
+    /// The route label of answers from `PROXY_STATIC` folders.
+    local: Arc<str>,
     /// Replays in flight: the loopback address each comes from, and the entry it replays.
     replays: Mutex<HashMap<SocketAddr, u64>>,
     /// How many are in `replays` (read without the lock on every request).
@@ -44,12 +46,15 @@ impl Inspector {
     /// `None` when `PROXY_INSPECT_LISTEN` is empty.
     pub fn new(config: &Inspect, upstream: &Upstream) -> Option<Arc<Self>> {
         config.listen?;
+        let route: Arc<str> = Arc::from(upstream.to_string());
+        let local: Arc<str> = Arc::from("static");
         Some(Arc::new(Inspector {
             store: store::Store::new(config.entries, config.memory),
-            metrics: metrics::Metrics::default(),
+            metrics: metrics::Metrics::new(&[route.clone(), local.clone()]),
             body_limit: config.body_limit,
             mask: config.mask,
-            route: Arc::from(upstream.to_string()),
+            route,
+            local,
             replays: Mutex::default(),
             pending: AtomicUsize::new(0),
         }))

@@ -160,10 +160,12 @@ fn build(orig: &Entry, edit: Edit) -> Result<Request<Full<Bytes>>, ReplayError> 
     headers.insert(http::header::HOST, host);
     match edit.headers {
         None => {
-            for (name, value) in &orig.request_headers {
-                if !NOT_REPLAYED.contains(&name.as_str()) {
-                    headers.append(name, value.clone());
+            for (name, value) in orig.request_headers.iter() {
+                if NOT_REPLAYED.contains(&name) {
+                    continue;
                 }
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
+                headers.append(name, HeaderValue::from_bytes(value).map_err(|e| bad(&e))?);
             }
         }
         Some(edited) => {
@@ -172,8 +174,14 @@ fn build(orig: &Entry, edit: Edit) -> Result<Request<Full<Bytes>>, ReplayError> 
                 if NOT_REPLAYED.contains(&name.as_str()) {
                     continue;
                 }
-                let value = match orig.request_headers.get(&name) {
-                    Some(captured) if value == MASK => captured.clone(),
+                let captured = orig
+                    .request_headers
+                    .iter()
+                    .find(|(n, _)| *n == name.as_str());
+                let value = match captured {
+                    Some((_, captured)) if value == MASK => {
+                        HeaderValue::from_bytes(captured).map_err(|e| bad(&e))?
+                    }
                     _ => HeaderValue::from_str(&value).map_err(|e| bad(&e))?,
                 };
                 headers.append(name, value);

@@ -127,6 +127,56 @@ impl Slot {
     }
 }
 
+/// A header block copied out of the request or answer into one buffer (two allocations,
+/// whatever the count of fields; nothing shared with the connection's read buffer).
+#[derive(Debug, Default)]
+pub struct Fields {
+    buf: Vec<u8>,
+    /// Each field's name and value lengths, in order.
+    lens: Vec<(u16, u32)>,
+}
+
+impl Fields {
+    pub fn copy(h: &HeaderMap) -> Self {
+        let mut f = Fields {
+            buf: Vec::with_capacity(h.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()),
+            lens: Vec::with_capacity(h.len()),
+        };
+        for (name, value) in h {
+            f.buf.extend_from_slice(name.as_str().as_bytes());
+            f.buf.extend_from_slice(value.as_bytes());
+            let n = u16::try_from(name.as_str().len()).unwrap_or(u16::MAX);
+            f.lens
+                .push((n, u32::try_from(value.len()).unwrap_or(u32::MAX)));
+        }
+        f
+    }
+
+    /// `(name, value)` in order; names are lower case.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let mut at = 0usize;
+        self.lens.iter().map(move |(n, v)| {
+            let (n, v) = (usize::from(*n), *v as usize);
+            let name = std::str::from_utf8(&self.buf[at..at + n]).unwrap_or("");
+            let value = &self.buf[at + n..at + n + v];
+            at += n + v;
+            (name, value)
+        })
+    }
+
+    /// The first value of `name` (lower case), as text.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// Bytes taken, for the budget.
+    pub fn size(&self) -> u64 {
+        (self.buf.capacity() + self.lens.capacity() * 8) as u64
+    }
+}
+
 /// Time spent in each part of an exchange.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timing {
@@ -157,8 +207,8 @@ pub struct Entry {
     pub upstream_addr: Option<SocketAddr>,
     pub status: u16,
     pub timing: Timing,
-    pub request_headers: HeaderMap,
-    pub response_headers: HeaderMap,
+    pub request_headers: Fields,
+    pub response_headers: Fields,
     pub request_body: Arc<Slot>,
     pub response_body: BodyBuf,
     /// A WebSocket tunnel's frames (they keep coming after the entry is kept).
@@ -220,7 +270,9 @@ impl Store {
                     .with(|b| b.map_or(0, |b| b.kept.len() as u64));
             }
         }
-        let _ = self.news.send(id);
+        if self.news.receiver_count() > 0 {
+            let _ = self.news.send(id);
+        }
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<Entry>> {
@@ -238,5 +290,46 @@ impl Store {
 
     pub fn subscribe(&self) -> broadcast::Receiver<u64> {
         self.news.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_keep_order_and_repeats_in_one_buffer() {
+        let mut h = HeaderMap::new();
+        h.append("set-cookie", "a=1".parse().expect("value"));
+        h.append("x-custom", "v".parse().expect("value"));
+        h.append("set-cookie", "b=2".parse().expect("value"));
+        let f = Fields::copy(&h);
+        let all: Vec<(&str, &[u8])> = f.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("set-cookie", &b"a=1"[..]),
+                ("set-cookie", b"b=2"),
+                ("x-custom", b"v")
+            ]
+        );
+        assert_eq!(f.get("x-custom"), Some("v"));
+        assert_eq!(f.get("missing"), None);
+    }
+
+    #[test]
+    fn a_body_keeps_its_first_part_and_counts_the_rest() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let mut b = BodyBuf::new(budget.clone());
+        b.push(&[1; 600], 1000);
+        b.push(&[2; 600], 1000);
+        assert_eq!((b.kept.len(), b.total, b.whole()), (1000, 1200, false));
+        assert_eq!(budget.used(), 1000);
+        drop(b);
+        assert_eq!(budget.used(), 0, "given back when dropped");
+        let small = Arc::new(Budget::new(100));
+        let mut b = BodyBuf::new(small);
+        b.push(&[3; 500], 1000);
+        assert!(b.over_budget && b.kept.is_empty() && b.total == 500);
     }
 }

@@ -4,10 +4,9 @@
 
 use std::io::Read;
 
-use http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::store::{BodyBuf, Entry};
+use super::store::{BodyBuf, Entry, Fields};
 
 /// Header fields whose values are shown as [`MASK`] unless `PROXY_INSPECT_MASK=false`.
 pub const MASKED: [&str; 4] = [
@@ -100,27 +99,27 @@ fn frame(f: &super::frames::Frame) -> Value {
 }
 
 /// Header fields in order as `[name, value]` pairs, credentials masked.
-pub fn headers(h: &HeaderMap, mask: bool) -> Vec<(String, String)> {
+pub fn headers(h: &Fields, mask: bool) -> Vec<(String, String)> {
     h.iter()
         .map(|(n, v)| {
-            let value = if mask && MASKED.contains(&n.as_str()) {
+            let value = if mask && MASKED.contains(&n) {
                 MASK.to_owned()
             } else {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
+                String::from_utf8_lossy(v).into_owned()
             };
-            (n.as_str().to_owned(), value)
+            (n.to_owned(), value)
         })
         .collect()
 }
 
 /// A body as the page shows it.
-fn body(b: Option<&BodyBuf>, h: &HeaderMap, limit: u64) -> Value {
+fn body(b: Option<&BodyBuf>, h: &Fields, limit: u64) -> Value {
     let Some(b) = b else {
         return json!({"size": 0, "kept": 0, "complete": true, "kind": "empty", "text": ""});
     };
-    let encoding = header(h, http::header::CONTENT_ENCODING).to_ascii_lowercase();
+    let encoding = h.get("content-encoding").unwrap_or("").to_ascii_lowercase();
     let (bytes, note) = decode(&b.kept, &encoding, limit);
-    let ctype = header(h, http::header::CONTENT_TYPE);
+    let ctype = h.get("content-type").unwrap_or("").to_owned();
     let (kind, text) = render(&bytes, &ctype);
     json!({
         "size": b.total,
@@ -133,13 +132,6 @@ fn body(b: Option<&BodyBuf>, h: &HeaderMap, limit: u64) -> Value {
         "kind": kind,
         "text": text,
     })
-}
-
-fn header(h: &HeaderMap, name: http::header::HeaderName) -> String {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Inflate a gzip or zstd body (as far as it was kept, at most `limit` bytes out).
