@@ -353,16 +353,21 @@ if [ "$published" = "127.0.0.1:$INSPECT_PORT " ]; then
 else
     fail "port 4040 is published as '$published' (want 127.0.0.1:$INSPECT_PORT only)"
 fi
-inspected() { curl -s "http://127.0.0.1:$INSPECT_PORT/api/entries?q=/static/site.css" | grep -q '"path":"/static/site.css"'; }
+# (grep reads a variable, not a pipe: with pipefail, `curl | grep -q` fails when grep stops early)
+inspected() {
+    local listed; listed=$(curl -s "http://127.0.0.1:$INSPECT_PORT/api/entries?q=/static/site.css")
+    grep -q '"path":"/static/site.css"' <<<"$listed"
+}
 if wait_for 2 inspected; then
     pass "GET /api/entries lists the request made above (/static/site.css)"
 else
     fail "the inspector does not list /static/site.css: $(curl -s "http://127.0.0.1:$INSPECT_PORT/api/entries" | head -c 300)"
 fi
-if curl -s "http://127.0.0.1:$INSPECT_PORT/metrics" | grep -q '^proxy_requests_total{route="static",code="2xx"} [1-9]'; then
+metrics=$(curl -s "http://127.0.0.1:$INSPECT_PORT/metrics")
+if grep -q '^proxy_requests_total{route="static",code="2xx"} [1-9]' <<<"$metrics"; then
     pass "/metrics counts it (proxy_requests_total{route=\"static\",code=\"2xx\"})"
 else
-    fail "/metrics does not count the static request"
+    fail "/metrics does not count the static request: $(grep '^proxy_requests_total' <<<"$metrics" | tr '\n' ';')"
 fi
 
 # ---- 7b. the name constraints hold: a leaf signed with ca.key for another name is refused --
