@@ -379,7 +379,10 @@ async fn metrics_count_by_route_and_status_class() {
         format!("proxy_requests_total{{route=\"{route}\",code=\"2xx\"}} 3"),
         format!("proxy_requests_total{{route=\"{route}\",code=\"4xx\"}} 1"),
         format!("proxy_requests_total{{route=\"{route}\",code=\"5xx\"}} 1"),
-        format!("proxy_upstream_up{{route=\"{route}\",address=\"{}\"}} 1", up.addr),
+        format!(
+            "proxy_upstream_up{{route=\"{route}\",address=\"{}\"}} 1",
+            up.addr
+        ),
         "# TYPE proxy_request_duration_seconds histogram".to_owned(),
     ] {
         assert!(text.contains(&line), "{line} missing:\n{text}");
