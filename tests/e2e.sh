@@ -21,11 +21,12 @@ cd "$ROOT" || exit 1
 
 HTTP_PORT="${E2E_HTTP_PORT:-18080}"
 HTTPS_PORT="${E2E_HTTPS_PORT:-18443}"
+INSPECT_PORT="${E2E_INSPECT_PORT:-14040}"
 PROJECT="containerize-e2e-$$"
 TAG="${E2E_TAG:-e2e}"   # image tag; another tag lets two runs share the engine
 EXPECT_UID=1000
 EXPECT_GID=1000
-MAX_IMAGE_BYTES=14000000   # 14 MB: the per-image budget (DEVELOPERS.md)
+MAX_IMAGE_BYTES=14000000   # 14 MB: the image budget (DEVELOPERS.md)
 HTTPS_URL="https://localhost:$HTTPS_PORT"
 
 T0=$(date +%s)
@@ -71,7 +72,7 @@ chmod -R a+rX "$WORK"
 
 # Compose: the repository's file, the work dir as project directory (relative volumes resolve
 # there; no .env is read from the repository), the test's ports and image tag.
-export HTTP_PORT HTTPS_PORT IMAGE_TAG="$TAG"
+export HTTP_PORT HTTPS_PORT INSPECT_PORT IMAGE_TAG="$TAG"
 unset CONTAINER_UID CONTAINER_GID COMPOSE_FILE COMPOSE_PROJECT_NAME
 compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" -f "$E2E_SERVICES_FILE" --project-directory "$WORK" "$@"; }
 cid() { compose ps -a -q "$1" 2>/dev/null | head -n1; }
@@ -388,6 +389,31 @@ fi
 rm -f "$WORK/static/$static_name"
 gone=$(ck -o /dev/null -w '%{http_code}' "$HTTPS_URL/static/$static_name")
 if [ "$gone" = 404 ]; then pass "removed again: 404"; else fail "removed file answers $gone (want 404)"; fi
+
+# ---- 7a'. the inspector: on the host's loopback only, showing what went through ------------
+step "request inspector (PROXY_INSPECT_LISTEN) on 127.0.0.1:$INSPECT_PORT"
+published=$(docker port "$(cid proxy)" 4040/tcp 2>/dev/null | tr '\n' ' ')
+if [ "$published" = "127.0.0.1:$INSPECT_PORT " ]; then
+    pass "port 4040 is published on the host's loopback only ($published)"
+else
+    fail "port 4040 is published as '$published' (want 127.0.0.1:$INSPECT_PORT only)"
+fi
+# (grep reads a variable, not a pipe: with pipefail, `curl | grep -q` fails when grep stops early)
+inspected() {
+    local listed; listed=$(curl -s "http://127.0.0.1:$INSPECT_PORT/api/entries?q=/static/site.css")
+    grep -q '"path":"/static/site.css"' <<<"$listed"
+}
+if wait_for 2 inspected; then
+    pass "GET /api/entries lists the request made above (/static/site.css)"
+else
+    fail "the inspector does not list /static/site.css: $(curl -s "http://127.0.0.1:$INSPECT_PORT/api/entries" | head -c 300)"
+fi
+metrics=$(curl -s "http://127.0.0.1:$INSPECT_PORT/metrics")
+if grep -q '^proxy_requests_total{route="static",code="2xx"} [1-9]' <<<"$metrics"; then
+    pass "/metrics counts it (proxy_requests_total{route=\"static\",code=\"2xx\"})"
+else
+    fail "/metrics does not count the static request: $(grep '^proxy_requests_total' <<<"$metrics" | tr '\n' ';')"
+fi
 
 # ---- 7b. the name constraints hold: a leaf signed with ca.key for another name is refused --
 step "a certificate signed with conf/tls/ca.key for another name is refused by curl --cacert"

@@ -6,7 +6,7 @@
 
 Checks: files.yaml (the ConfigMaps holding conf/app/templates/, conf/proxy/error.html and routes) is what
 --write would write; the app-environment and proxy-environment ConfigMaps set the same variables
-to the same values as docker-compose.yml's anchors (but for the keypair's three); every ConfigMap
+to the same values as docker-compose.yml's anchors (but for the keypair's three and the inspector, off here); every ConfigMap
 and Secret a Deployment uses is defined (proxy-tls excepted: made by `kubectl create secret`);
 the keypair paths point into the Secret's mount; the probes run the binaries' `healthcheck`.
 """
@@ -25,8 +25,9 @@ FILE_MAPS = {
     "app-templates": sorted((ROOT / "conf" / "app" / "templates").iterdir()),
     "proxy-error-page": [ROOT / "conf" / "proxy" / "error.html", ROOT / "conf" / "proxy" / "routes"],
 }
-# The settings that differ on purpose from docker-compose.yml: the keypair comes from a Secret.
-INTENDED = {"PROXY_TLS_CERT", "PROXY_TLS_KEY", "PROXY_TLS_GENERATE"}
+# The settings that differ on purpose from docker-compose.yml: the keypair comes from a Secret;
+# the inspector is off in a cluster (README "Inspector").
+INTENDED = {"PROXY_TLS_CERT", "PROXY_TLS_KEY", "PROXY_TLS_GENERATE", "PROXY_INSPECT_LISTEN"}
 EXTERNAL_SECRETS = {"proxy-tls"}
 
 

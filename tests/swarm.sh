@@ -159,15 +159,16 @@ fi
 # one-shot ordered before a service (the keypair comes from secrets there), and init's
 # variables are the proxy anchor's, compared below as `proxy`.
 compose_env=$(compose_config 2>/dev/null | config_env | grep -v '^init ')
-# The settings that differ on purpose: the keypair comes from secrets, the upstream is tasks.app.
-intended='^proxy (PROXY_TLS_CERT|PROXY_TLS_KEY|PROXY_TLS_GENERATE|PROXY_UPSTREAM)='
+# The settings that differ on purpose: the keypair comes from secrets, the upstream is tasks.app,
+# the inspector is off (README "Inspector").
+intended='^proxy (PROXY_TLS_CERT|PROXY_TLS_KEY|PROXY_TLS_GENERATE|PROXY_UPSTREAM|PROXY_INSPECT_LISTEN)='
 only_compose=$(comm -23 <(printf '%s\n' "$compose_env" | grep -Ev "$intended" | sort) <(printf '%s\n' "$stack_env" | grep -Ev "$intended" | sort))
 only_stack=$(comm -13 <(printf '%s\n' "$compose_env" | grep -Ev "$intended" | sort) <(printf '%s\n' "$stack_env" | grep -Ev "$intended" | sort))
 intended_keys=$(printf '%s\n' "$stack_env" | grep -Ec "$intended")
 if [ -z "$compose_env" ]; then
     fail "docker-compose config printed no environment for docker-compose.yml"
-elif [ -z "$only_compose$only_stack" ] && [ "$intended_keys" = 4 ]; then
-    pass "the anchors of docker-stack.yml and docker-compose.yml set the same $(printf '%s\n' "$compose_env" | wc -l) variables to the same values (but the keypair and PROXY_UPSTREAM)"
+elif [ -z "$only_compose$only_stack" ] && [ "$intended_keys" = 5 ]; then
+    pass "the anchors of docker-stack.yml and docker-compose.yml set the same $(printf '%s\n' "$compose_env" | wc -l) variables to the same values (but the keypair, PROXY_UPSTREAM and PROXY_INSPECT_LISTEN)"
 else
     fail "docker-stack.yml's anchors differ from docker-compose.yml's (copy the setting over):$(printf '%s\n' "$only_compose" | sed '/^$/d; s/^/ [docker-compose.yml] /' | tr '\n' ';')$(printf '%s\n' "$only_stack" | sed '/^$/d; s/^/ [docker-stack.yml] /' | tr '\n' ';')"
 fi

@@ -142,12 +142,12 @@ impl Value for PathBuf {
     }
 }
 
-/// An optional path: empty is `None`.
-impl Value for Option<PathBuf> {
+/// An optional value (a path, an address): empty is `None`.
+impl<T: Value> Value for Option<T> {
     fn parse(text: &str) -> Result<Self, String> {
         match text.trim() {
             "" => Ok(None),
-            _ => PathBuf::parse(text).map(Some),
+            _ => T::parse(text).map(Some),
         }
     }
 }

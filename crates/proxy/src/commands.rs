@@ -36,7 +36,12 @@ async fn serve_with_logs(config: &Config, logs: &Logs) -> Result<(), ProxyError>
     } else {
         AccessLog::disabled()
     };
-    let proxy = Proxy::new(config, access)?;
+    let mut proxy = Proxy::new(config, access)?;
+    if let Some(addr) = config.inspect.listen {
+        let listener = common::server::bind(settings::INSPECT_LISTEN.name(), addr).await?;
+        tracing::info!(inspector = %listener.local_addr().unwrap_or(addr), "inspector listening (plain HTTP; keep it on loopback)");
+        proxy.inspect_on(listener);
+    }
     let http = common::server::bind(settings::HTTP_LISTEN.name(), config.http_listen).await?;
     let https = common::server::bind(settings::HTTPS_LISTEN.name(), config.https_listen).await?;
     tracing::info!(

@@ -37,10 +37,12 @@
 //!               conditionals around tower-http's `ServeFile`; small files sent from memory
 //! compress/     on-the-fly compression (`PROXY_COMPRESSION`): negotiation, eligibility, the
 //!               streaming encoder body
+//! inspect/      the request inspector (`PROXY_INSPECT_LISTEN`): capture (the body tee), the
+//!               bounded ring, its page, JSON API, replay, HAR/curl export and `/metrics`
 //! ```
 //!
-//! Imports point one way: `commands` → `server` → `http` → `routes` → `upstream`; `http` → `files` →
-//! `compress`; everything may use
+//! Imports point one way: `commands` → `server` → `http` → `routes` → `upstream`; `http` →
+//! `files` → `compress`; `server` and `http` → `inspect` → `tls`; everything may use
 //! `config`, which uses nothing of the crate; inside `logs`, `entry` and `queue` are the leaves.
 //! Modules are private: what `main.rs` and the tests need is re-exported below.
 
@@ -53,6 +55,7 @@ mod config;
 mod error;
 mod files;
 mod http;
+mod inspect;
 mod logs;
 mod prepare;
 mod routes;
@@ -65,9 +68,9 @@ mod watch;
 pub use check::{CheckReport, check};
 pub use commands::{cert, cert_generate, cert_trust, healthcheck, serve};
 pub use config::{
-    Coding, Compression, Config, H2Pool, HostPattern, Limits, LogConfig, LogFormat, MAX_ROUTES,
-    Route, Routes, RoutesError, Scheme, StaticFiles, StaticRoot, StaticRootProblem, Target,
-    TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamConfig, UpstreamHttp2,
+    Coding, Compression, Config, H2Pool, HostPattern, Inspect, Limits, LogConfig, LogFormat,
+    MAX_ROUTES, Route, Routes, RoutesError, Scheme, StaticFiles, StaticRoot, StaticRootProblem,
+    Target, TlsFiles, TlsName, TlsNames, UpgradeProtocols, Upstream, UpstreamConfig, UpstreamHttp2,
     defaults, parse as parse_routes, settings,
 };
 pub use error::ProxyError;

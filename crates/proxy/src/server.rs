@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::http::{self, ErrorPages, Shared};
+use crate::inspect::{self, Inspector};
 use crate::logs::AccessLog;
 use crate::routes::LiveRoutes;
 use crate::tls::{self, CertStore};
@@ -29,6 +30,8 @@ pub struct Proxy {
     /// Every worker's routes and their upstream clients (reloadable).
     routes: LiveRoutes,
     limits: server::Limits,
+    /// `PROXY_INSPECT_LISTEN`: the inspector and its listener, when on.
+    inspect: Option<(Arc<Inspector>, Option<TcpListener>)>,
 }
 
 impl Proxy {
@@ -53,6 +56,7 @@ impl Proxy {
         let config = Arc::new(config.clone());
         let open_files = Arc::new(crate::files::OpenFiles::default());
         let routes = LiveRoutes::new(config.clone(), lookup, config.workers.max(1))?;
+        let inspector = Inspector::new(&config.inspect, &config.routes.entries);
         let workers = (0..config.workers.max(1))
             .map(|i| {
                 Ok(Arc::new(Shared {
@@ -61,6 +65,7 @@ impl Proxy {
                     pages: pages.clone(),
                     access: access.clone(),
                     open_files: open_files.clone(),
+                    inspect: inspector.clone(),
                 }))
             })
             .collect::<Result<Vec<_>, ProxyError>>()?;
@@ -71,7 +76,16 @@ impl Proxy {
             pages,
             routes,
             limits: config.limits.connection.clone(),
+            inspect: inspector.map(|i| (i, None)),
         })
+    }
+
+    /// Serve the inspector on `listener` (bound to `PROXY_INSPECT_LISTEN`); ignored when the
+    /// inspector is off.
+    pub fn inspect_on(&mut self, listener: TcpListener) {
+        if let Some((_, slot)) = &mut self.inspect {
+            *slot = Some(listener);
+        }
     }
 
     /// The keypair store (fingerprint, reload).
@@ -114,6 +128,17 @@ impl Proxy {
             https_permits: server::connection_permits(&self.limits),
             limits: self.limits,
         };
+        if let Some((inspector, Some(listener))) = self.inspect {
+            let sources = inspect_sources(&self.workers, &site, &https, self.certs.clone());
+            let limits = site.limits.clone();
+            tokio::spawn(inspect::serve(
+                listener,
+                inspector,
+                sources,
+                limits,
+                shutdown.clone(),
+            ));
+        }
         let mut workers = self.workers.into_iter();
         let Some(first) = workers.next() else { return };
         let mut done = Vec::new();
@@ -179,6 +204,48 @@ impl Site {
             shutdown.cancelled_owned(),
         );
         tokio::join!(plain, secure);
+    }
+}
+
+/// What the inspector's `/metrics` and replays read from the running proxy.
+fn inspect_sources(
+    workers: &[Arc<Shared>],
+    site: &Site,
+    https: &TcpListener,
+    certs: Arc<CertStore>,
+) -> inspect::Sources {
+    let probe_workers = workers.to_vec();
+    let upstreams: inspect::UpstreamProbe = Arc::new(move || {
+        let workers = probe_workers.clone();
+        Box::pin(async move {
+            // The first route's upstream (`PROXY_UPSTREAM` when no routes are set); every
+            // worker's table lists the routes in the same order.
+            let first = workers.first()?.routes.load().iter().next()?.1.clone();
+            let addrs = first.resolve().await.ok()?;
+            let up = |a| {
+                workers.iter().all(|w| {
+                    w.routes
+                        .load()
+                        .iter()
+                        .next()
+                        .is_none_or(|(_, c)| !c.is_down(a))
+                })
+            };
+            Some(addrs.into_iter().map(|a| (a, up(a))).collect())
+        })
+    });
+    inspect::Sources {
+        https: https
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 443))),
+        certs,
+        listeners: vec![
+            ("http", site.http_permits.clone()),
+            ("https", site.https_permits.clone()),
+        ],
+        max_connections: site.limits.max_connections.max(1),
+        accepting: workers.len(),
+        upstreams,
     }
 }
 

@@ -61,7 +61,7 @@ impl<IO> Tracked<IO> {
     }
 
     /// Also hand every byte read to `observer` (after the observers already there).
-    pub(super) fn observed(mut self, observer: Box<dyn ReadObserver>) -> Self {
+    pub fn observed(mut self, observer: Box<dyn ReadObserver>) -> Self {
         self.observers.push(observer);
         self
     }

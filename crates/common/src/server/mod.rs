@@ -29,7 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use activity::{Activity, Tracked};
+pub use activity::{Activity, ReadObserver, Tracked};
 use builders::Builders;
 use conn::{Conn, Proto};
 use handshake::handshake;

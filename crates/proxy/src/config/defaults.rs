@@ -25,3 +25,5 @@ pub const NAMES_DIR: &str = "names";
 pub const MAX_WORKERS: usize = 256;
 /// Smallest accepted `PROXY_MAX_HEADER_SIZE`.
 pub const MIN_HEADER_SIZE: u64 = 1024;
+/// Smallest accepted `PROXY_INSPECT_MEMORY`.
+pub const INSPECT_MIN_MEMORY: u64 = 1024 * 1024;

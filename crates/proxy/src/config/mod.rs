@@ -5,6 +5,7 @@
 
 pub mod defaults;
 mod files;
+mod inspect;
 mod routes;
 pub mod settings;
 mod tls;
@@ -12,6 +13,7 @@ mod upstream;
 mod values;
 
 pub use files::{Coding, Compression, StaticFiles, StaticRoot, StaticRootProblem};
+pub use inspect::Inspect;
 pub use routes::{HostPattern, MAX_ROUTES, Route, Routes, RoutesError, Target, parse};
 pub use tls::{TlsFiles, TlsName, TlsNames};
 pub use upstream::{H2Pool, Scheme, Upstream, UpstreamConfig, UpstreamHttp2};
@@ -58,6 +60,8 @@ pub struct Config {
     pub static_files: StaticFiles,
     /// `PROXY_COMPRESSION*`
     pub compression: Compression,
+    /// `PROXY_INSPECT_*`
+    pub inspect: Inspect,
 }
 
 /// Where and how the proxy logs.
@@ -122,6 +126,7 @@ impl Config {
             limits: Limits::from_env(env)?,
             static_files: StaticFiles::from_env(env)?,
             compression: Compression::from_env(env)?,
+            inspect: Inspect::from_env(env)?,
         })
     }
 }

@@ -98,6 +98,17 @@ common::settings! {
     ACCESS_LOG_FORMAT: LogFormat = "PROXY_ACCESS_LOG_FORMAT", "combined",
         "combined (nginx) or json";
     LOG: String = "PROXY_LOG", "info", "stdout and error.log filter, e.g. info,proxy=debug";
+    // The request inspector
+    INSPECT_LISTEN: Option<SocketAddr> = "PROXY_INSPECT_LISTEN", "",
+        "the request inspector's page, API and /metrics (plain HTTP; keep it on loopback); \
+         empty: off, nothing recorded";
+    INSPECT_ENTRIES: AtLeastOne = "PROXY_INSPECT_ENTRIES", "1000", "exchanges the inspector keeps";
+    INSPECT_BODY_LIMIT: Bytes = "PROXY_INSPECT_BODY_LIMIT", "1m",
+        "bytes of each body kept; the rest is counted";
+    INSPECT_MEMORY: Bytes = "PROXY_INSPECT_MEMORY", "64m",
+        "bytes all kept heads and bodies may take (at least 1m)";
+    INSPECT_MASK: bool = "PROXY_INSPECT_MASK", "true",
+        "show Authorization, Proxy-Authorization, Cookie and Set-Cookie values as ***";
     // Limits and timeouts
     HANDSHAKE_TIMEOUT: Duration = "PROXY_HANDSHAKE_TIMEOUT", "10s", "TLS handshake";
     HEADER_TIMEOUT: Duration = "PROXY_HEADER_TIMEOUT", "60s", "receive a request's headers";

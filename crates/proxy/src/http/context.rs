@@ -30,6 +30,8 @@ pub struct Shared {
     pub access: AccessLog,
     /// The bound on open static files (one for every worker).
     pub open_files: Arc<crate::files::OpenFiles>,
+    /// The inspector (`PROXY_INSPECT_LISTEN`); `None`: nothing is recorded.
+    pub inspect: Option<Arc<crate::inspect::Inspector>>,
 }
 
 /// A request as it arrived: when, its id, and the access-log entry it will be logged with.

@@ -26,6 +26,7 @@ use crate::body::ProxyBody;
 use crate::compress;
 use crate::config::UpgradeProtocols;
 use crate::config::settings::UPSTREAM_MAX_HEADER_SIZE;
+use crate::inspect::Recording;
 use crate::upstream::{Client, UpstreamAddr};
 
 /// Upstream headers kept when an upstream error answer is replaced by our page.
@@ -50,6 +51,10 @@ pub async fn forward(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (shared, conn): (&Shared, &ConnInfo) = (&connection.shared, &connection.conn);
     let mut started = shared.started(&req, conn);
+    let mut recording = shared
+        .inspect
+        .as_ref()
+        .map(|i| i.begin(&req, conn.peer, &started.request_id));
     let head = req.method() == Method::HEAD;
     let h1 = req.version() < Version::HTTP_2;
     // Only `Accept` (the error page) and `Accept-Encoding` (compression) matter for the answer;
@@ -68,12 +73,32 @@ pub async fn forward(
         ))
         .await;
         let resp = compress::compress(&shared.config.compression, &accept, head, resp);
+        let resp = match recording {
+            Some(mut r) => {
+                r.served_locally();
+                r.respond(resp).map(BodyExt::boxed)
+            }
+            None => resp,
+        };
         return Ok(shared.finish(resp, started, true));
     }
     // Boxed: the exchange's state is large; inline, every move of this future (into hyper's
     // connection, into its box) would copy it whole (callgrind: ~20k instructions a request).
-    let resp = match Box::pin(proxy(shared, conn, req, &started.request_id)).await {
+    let sent = Box::pin(proxy(
+        shared,
+        conn,
+        req,
+        &started.request_id,
+        recording.as_ref(),
+    ));
+    let resp = match sent.await {
         Ok(answer) => {
+            if let Some(r) = recording.as_mut() {
+                r.upstream(answer.addr, answer.sent, answer.time);
+                if let Some(label) = answer.label {
+                    r.route(label);
+                }
+            }
             started.entry.upstream_addr = Some(answer.addr);
             started.entry.upstream_time = Some(answer.time);
             intercept(shared, answer.response, &started.request_id, &accept, head)
@@ -107,6 +132,10 @@ pub async fn forward(
         }
     };
     let resp = compress::compress(&shared.config.compression, &accept, head, resp);
+    let resp = match recording {
+        Some(r) => r.respond(resp).map(BodyExt::boxed),
+        None => resp,
+    };
     Ok(shared.finish(resp, started, true))
 }
 
@@ -135,7 +164,11 @@ fn no_route(hosts: &[String]) -> String {
 struct Answer {
     response: Response<ProxyBody>,
     addr: SocketAddr,
+    /// When the request left for the upstream.
+    sent: Instant,
     time: Duration,
+    /// The route as the inspector labels it (only while it records).
+    label: Option<Arc<str>>,
 }
 
 /// A request ready for the upstream.
@@ -151,6 +184,8 @@ struct Outgoing {
     fault: FaultFlag,
     /// When the body last moved toward the upstream.
     clock: SendClock,
+    /// The route as the inspector labels it (only while it records).
+    label: Option<Arc<str>>,
 }
 
 /// Send one request upstream and turn its answer into the client's.
@@ -159,8 +194,9 @@ async fn proxy(
     conn: &ConnInfo,
     req: Request<Incoming>,
     request_id: &HeaderValue,
+    recording: Option<&Recording>,
 ) -> Result<Answer, Failure> {
-    let outgoing = prepare(shared, conn, req, request_id)?;
+    let outgoing = prepare(shared, conn, req, request_id, recording)?;
     let sent = Instant::now();
     let resp = exchange(
         &outgoing.client,
@@ -187,7 +223,9 @@ async fn proxy(
     Ok(Answer {
         response,
         addr,
+        sent,
         time,
+        label: outgoing.label,
     })
 }
 
@@ -199,6 +237,7 @@ fn prepare(
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
+    recording: Option<&Recording>,
 ) -> Result<Outgoing, Failure> {
     let config = &shared.config;
     let limits = &config.limits;
@@ -221,10 +260,13 @@ fn prepare(
     // What the connection lent this request stays here, never travels upstream.
     let lease = req.extensions_mut().remove::<Lease>();
     req.extensions_mut().remove::<RawHead>();
-    let upgrade = match route.websocket {
+    let mut upgrade = match route.websocket {
         true => Upgrade::from_request(&mut req, &config.upgrade_protocols, lease),
         false => Upgrade::from_request(&mut req, &UpgradeProtocols::none(), lease),
     };
+    if let (Some(u), Some(r)) = (upgrade.as_mut(), recording) {
+        u.frames = Some(r.frames());
+    }
     let (target, prefix) = match route.strip {
         true => strip(target, &route.prefix)?,
         false => (target, None),
@@ -250,7 +292,12 @@ fn prepare(
     headers::join_cookies(&mut parts.headers);
     let fault = FaultFlag::default();
     let clock = SendClock::default();
-    let body = Guarded::new(body, max, limits.body_timeout, fault.clone(), clock.clone()).boxed();
+    let body = Guarded::new(body, max, limits.body_timeout, fault.clone(), clock.clone());
+    let body = match recording {
+        Some(r) => r.request_body(body).boxed(),
+        None => body.boxed(),
+    };
+    let label = recording.map(|_| Arc::from(route.to_string()));
     Ok(Outgoing {
         client,
         request: Request::from_parts(parts, body),
@@ -258,6 +305,7 @@ fn prepare(
         upgrade,
         fault,
         clock,
+        label,
     })
 }
 

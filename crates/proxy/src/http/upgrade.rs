@@ -3,8 +3,10 @@
 //! upstream's 101 both connections are spliced into one tunnel that lives under the client
 //! connection's [`Lease`] (its connection slot, the drain), closes after
 //! `PROXY_TUNNEL_IDLE_TIMEOUT` without traffic either way, and ends with a clean close (TLS
-//! close_notify) when it is closed for idleness or at the drain timeout.
+//! close_notify) when it is closed for idleness or at the drain timeout. With the inspector on, a
+//! WebSocket tunnel's frames are read as they pass (never held back).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +23,7 @@ use super::error::Failure;
 use super::headers;
 use crate::body::ProxyBody;
 use crate::config::UpgradeProtocols;
+use crate::inspect::{FrameReader, Frames};
 
 /// How long closing a tunnel (close_notify both ways) may take.
 const CLOSE_WITHIN: Duration = Duration::from_millis(500);
@@ -32,6 +35,8 @@ pub struct Upgrade {
     client: OnUpgrade,
     /// The client connection's share, held by the tunnel.
     lease: Option<Lease>,
+    /// The inspector's record of the tunnel's WebSocket frames, when it is on.
+    pub frames: Option<Arc<Frames>>,
 }
 
 impl Upgrade {
@@ -52,6 +57,7 @@ impl Upgrade {
             protocol,
             client: hyper::upgrade::on(req),
             lease,
+            frames: None,
         })
     }
 
@@ -69,13 +75,17 @@ impl Upgrade {
         };
         let upstream = hyper::upgrade::on(&mut resp);
         let client = self.client;
+        let websocket = chosen.as_bytes().eq_ignore_ascii_case(b"websocket");
+        let frames = self.frames.filter(|_| websocket);
         let aborting = self
             .lease
             .as_ref()
             .map_or_else(CancellationToken::new, Lease::aborting);
         let task = async move {
             match tokio::try_join!(client, upstream) {
-                Ok((client, upstream)) => splice(client, upstream, idle_timeout, aborting).await,
+                Ok((client, upstream)) => {
+                    splice(client, upstream, idle_timeout, aborting, frames).await
+                }
                 Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
         };
@@ -139,10 +149,15 @@ async fn splice(
     upstream: Upgraded,
     idle_timeout: Duration,
     aborting: CancellationToken,
+    frames: Option<Arc<Frames>>,
 ) {
     let activity = Activity::default();
     let mut client = Tracked::new(TokioIo::new(client), activity.clone());
     let mut upstream = Tracked::new(TokioIo::new(upstream), activity.clone());
+    if let Some(frames) = frames {
+        client = client.observed(Box::new(FrameReader::new(frames.clone(), true)));
+        upstream = upstream.observed(Box::new(FrameReader::new(frames, false)));
+    }
     let tick = (idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
     let mut check = tokio::time::interval(tick);
     let end = {

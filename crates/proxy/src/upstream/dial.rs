@@ -122,6 +122,13 @@ impl Dialer {
         }
     }
 
+    /// `addr` failed its last connect and is skipped for now.
+    pub fn is_down(&self, addr: SocketAddr) -> bool {
+        self.down()
+            .get(&addr)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
     /// Record the outcome of a connect to `addr` (also of the handshakes after TCP).
     pub fn mark(&self, addr: SocketAddr, ok: bool) {
         if ok {

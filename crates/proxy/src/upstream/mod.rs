@@ -41,6 +41,9 @@ pub struct Client {
     timeout: std::time::Duration,
     /// `https` (TLS) or `http` (plain TCP: `http://` and `h2c://`), for request URIs.
     scheme: http::uri::Scheme,
+    /// Shared with both protocols: resolution and the addresses found down.
+    dialer: Dialer,
+    upstream: Upstream,
 }
 
 impl Client {
@@ -64,7 +67,7 @@ impl Client {
             (Scheme::Https, mode) => Some(h2(Some(tls.clone()), mode == UpstreamHttp2::Auto)?),
         };
         Ok(Client {
-            h1: h1::pool(tls, dialer, config.keepalive),
+            h1: h1::pool(tls, dialer.clone(), config.keepalive),
             h2,
             authority: authority(address)?,
             timeout: config.timeout,
@@ -72,7 +75,21 @@ impl Client {
                 Scheme::Https => http::uri::Scheme::HTTPS,
                 Scheme::Http | Scheme::H2c => http::uri::Scheme::HTTP,
             },
+            dialer,
+            upstream: address.clone(),
         })
+    }
+
+    /// The upstream's addresses as its name resolves now.
+    pub async fn resolve(&self) -> Result<Vec<std::net::SocketAddr>, dial::DialError> {
+        self.dialer
+            .resolve(&self.upstream.host, self.upstream.port)
+            .await
+    }
+
+    /// `addr` is being skipped after a failed connect (`PROXY_UPSTREAM_FAIL_TIMEOUT`).
+    pub fn is_down(&self, addr: std::net::SocketAddr) -> bool {
+        self.dialer.is_down(addr)
     }
 
     /// `PROXY_UPSTREAM_TIMEOUT`: how long the answer's head may take, then 504.

@@ -21,6 +21,8 @@ mod hardening_timeouts;
 mod hardening_uploads;
 mod hardening_upstream_reads;
 mod idle_conns;
+mod inspector;
+mod inspector_memory;
 mod keepalive_limits;
 mod keypair;
 mod logs;

@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 pub struct TestProxy {
     pub http: SocketAddr,
     pub https: SocketAddr,
+    /// The inspector's listener, when `PROXY_INSPECT_LISTEN` is set.
+    pub inspect: Option<SocketAddr>,
     pub logs: Logs,
     pub certs: Arc<proxy::CertStore>,
     /// The live routes (reload them as the watcher and SIGHUP do).
@@ -112,13 +114,21 @@ impl TestProxy {
         }
         let config = proxy::Config::from_env(&Env::from_pairs(pairs)).expect("proxy config");
         let logs = Logs::open(&config.logs).expect("logs open");
-        let proxy = match opts.lookup {
+        let mut proxy = match opts.lookup {
             Some(lookup) => proxy::Proxy::with_lookup(&config, logs.access(), lookup),
             None => proxy::Proxy::new(&config, logs.access()),
         }
         .expect("proxy starts");
         let certs = proxy.certs().clone();
         let routes = proxy.routes().clone();
+        let mut inspect = None;
+        if let Some(addr) = config.inspect.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .expect("bind inspector");
+            inspect = Some(listener.local_addr().expect("addr"));
+            proxy.inspect_on(listener);
+        }
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
             .expect("bind http");
@@ -143,6 +153,7 @@ impl TestProxy {
         TestProxy {
             http: http_addr,
             https: https_addr,
+            inspect,
             logs,
             certs,
             routes,
@@ -156,6 +167,12 @@ impl TestProxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{}", self.https.port(), path)
+    }
+
+    /// A URL of the inspector's listener (panics when it is off).
+    pub fn inspect_url(&self, path: &str) -> String {
+        let addr = self.inspect.expect("PROXY_INSPECT_LISTEN is set");
+        format!("http://{addr}{path}")
     }
 
     pub fn http_url(&self, path: &str) -> String {
