@@ -5,7 +5,8 @@
 #   bash tests/e2e.sh
 #
 # Runs on non-default host ports (E2E_HTTP_PORT=18080, E2E_HTTPS_PORT=18443) under its own
-# compose project name, with the repository's docker-compose.yml unchanged but a throw-away
+# compose project name, with the repository's docker-compose.yml unchanged (plus the override
+# tests/e2e-services.yml: a second service, api, on plain HTTP) but a throw-away
 # project directory (--project-directory): a copy of conf/app/templates and conf/proxy, an
 # empty conf/tls and logs. The repository's conf/tls keypair, templates and logs are never
 # touched. Always tears down with `down -v`; prints `logs` when a check fails.
@@ -32,6 +33,8 @@ T0=$(date +%s)
 # pass/fail/info/step, now/elapsed/wait_for, ck, served_fingerprint/file_fingerprint/new_keypair,
 # answer_is_valid, config_env, check_settings_listed
 . "$ROOT/tests/lib.sh"
+# services_image, services_checks: several services by name (tests/e2e-services.yml)
+. "$ROOT/tests/e2e_services.sh"
 
 # ---- engine and compose ---------------------------------------------------------------------
 step "Docker engine"
@@ -71,7 +74,7 @@ chmod -R a+rX "$WORK"
 # there; no .env is read from the repository), the test's ports and image tag.
 export HTTP_PORT HTTPS_PORT INSPECT_PORT IMAGE_TAG="$TAG"
 unset CONTAINER_UID CONTAINER_GID COMPOSE_FILE COMPOSE_PROJECT_NAME
-compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" --project-directory "$WORK" "$@"; }
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" -f "$E2E_SERVICES_FILE" --project-directory "$WORK" "$@"; }
 cid() { compose ps -a -q "$1" 2>/dev/null | head -n1; }
 
 started=0
@@ -136,6 +139,8 @@ for s in app proxy; do
         fail "$img metadata: USER '$user', HEALTHCHECK '$hc', layers $layers, title '$title', env '$envs'"
     fi
 done
+
+services_image || exit 1
 
 # ---- 2. up ----------------------------------------------------------------------------------
 # The file is valid for both Compose versions, whichever one runs the rest (not skipped: CI has
@@ -446,6 +451,8 @@ if [ -r "$cakey" ]; then
 else
     info "skipped: conf/tls/ca.key (uid $EXPECT_UID, mode 0600) is not readable by uid $(id -u)"
 fi
+
+services_checks
 
 # ---- 8. a new keypair after `restart proxy` -------------------------------------------------
 step "keypair replacement + restart proxy"

@@ -183,7 +183,9 @@ impl Site {
             self.http_permits,
             move |conn| {
                 let shared = redirect.clone();
-                hyper::service::service_fn(move |req| http::redirect(shared.clone(), conn, req))
+                hyper::service::service_fn(move |req| {
+                    http::redirect(shared.clone(), conn.clone(), req)
+                })
             },
             shutdown.clone().cancelled_owned(),
         );
@@ -193,8 +195,11 @@ impl Site {
             self.limits,
             self.https_permits,
             move |conn| {
-                let shared = shared.clone();
-                hyper::service::service_fn(move |req| http::forward(shared.clone(), conn, req))
+                let connection = Arc::new(http::Connection {
+                    shared: shared.clone(),
+                    conn,
+                });
+                hyper::service::service_fn(move |req| http::forward(connection.clone(), req))
             },
             shutdown.cancelled_owned(),
         );

@@ -38,12 +38,16 @@ pub use limits::Limits;
 pub use rawhead::RawHead;
 pub use service::{BoxError, HttpService};
 
-/// Facts about one accepted connection, handed to the service factory.
-#[derive(Debug, Clone, Copy)]
+/// Facts about one accepted connection, handed to the service factory once its TLS handshake
+/// (if any) is done.
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// The name the client asked for in its TLS ClientHello (SNI); `None` on cleartext or when
+    /// it sent none (an IP address). Made once per connection.
+    pub server_name: Option<Arc<str>>,
 }
 
 /// Plain TCP or TLS. The TLS acceptor is re-read per connection through the config's resolver,
@@ -71,7 +75,8 @@ pub trait BeforeHandshake: Send + Sync + 'static {
 }
 
 /// Serve `listener` until `shutdown` resolves, then drain in-flight requests for at most
-/// `limits.drain_timeout`. `make_service` is called once per connection.
+/// `limits.drain_timeout`. `make_service` is called once per connection, after its TLS
+/// handshake (so [`ConnInfo::server_name`] is known).
 pub async fn serve<F, S>(
     listener: TcpListener,
     transport: Transport,
@@ -79,7 +84,7 @@ pub async fn serve<F, S>(
     make_service: F,
     shutdown: impl Future<Output = ()>,
 ) where
-    F: Fn(ConnInfo) -> S,
+    F: Fn(ConnInfo) -> S + Send + Sync + 'static,
     S: HttpService,
 {
     let permits = connection_permits(&limits);
@@ -102,10 +107,11 @@ pub async fn serve_with_permits<F, S>(
     make_service: F,
     shutdown: impl Future<Output = ()>,
 ) where
-    F: Fn(ConnInfo) -> S,
+    F: Fn(ConnInfo) -> S + Send + Sync + 'static,
     S: HttpService,
 {
     let connections = Connections::new(transport, limits);
+    let make_service = Arc::new(make_service);
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
     loop {
@@ -142,8 +148,9 @@ pub async fn serve_with_permits<F, S>(
             peer,
             local: stream.local_addr().ok().or(local).unwrap_or(peer),
             tls: !matches!(connections.transport, Transport::Plain),
+            server_name: None,
         };
-        connections.spawn(stream, make_service(info), permit, peer);
+        connections.spawn(stream, info, make_service.clone(), permit);
     }
     drop(listener);
     connections.drain().await;
@@ -192,14 +199,19 @@ impl Connections {
     }
 
     /// Serve one accepted connection (TLS first, when the listener has it) on its own task,
-    /// holding `permit` until it ends (and any tunnel it became, through its [`Lease`]).
-    fn spawn<S: HttpService>(
+    /// holding `permit` until it ends (and any tunnel it became, through its [`Lease`]); its
+    /// service is made once the handshake has told the server name.
+    fn spawn<F, S>(
         &self,
         stream: TcpStream,
-        service: S,
+        mut info: ConnInfo,
+        make_service: Arc<F>,
         permit: OwnedSemaphorePermit,
-        peer: SocketAddr,
-    ) {
+    ) where
+        F: Fn(ConnInfo) -> S + Send + Sync + 'static,
+        S: HttpService,
+    {
+        let peer = info.peer;
         let conn = Conn {
             builders: self.builders.clone(),
             cleartext: matches!(self.transport, Transport::Plain),
@@ -237,6 +249,7 @@ impl Connections {
                     match tls {
                         Ok(Some(s)) => {
                             let proto = Proto::of_alpn(s.get_ref().1.alpn_protocol());
+                            info.server_name = s.get_ref().1.server_name().map(Arc::from);
                             (Box::new(s), proto)
                         }
                         Ok(None) => return,
@@ -247,7 +260,7 @@ impl Connections {
                     }
                 }
             };
-            conn.drive(io, service, proto).await;
+            conn.drive(io, make_service(info), proto).await;
         });
     }
 

@@ -31,6 +31,8 @@ pub enum Failure {
     UnexpectedUpgrade,
     /// No route serves the request's host (and path): 404. The hosts that are served.
     NoRoute(Vec<String>),
+    /// As `NoRoute`, and no route serves the connection's TLS server name (SNI) either: 421.
+    Misdirected(Vec<String>),
 }
 
 impl Failure {
@@ -44,6 +46,7 @@ impl Failure {
             Failure::Upstream(_) | Failure::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             Failure::Unresolved(_) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::NoRoute(_) => StatusCode::NOT_FOUND,
+            Failure::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -61,7 +64,8 @@ impl Failure {
             | Failure::BodyTooLarge
             | Failure::BodyTooSlow
             | Failure::UnexpectedUpgrade
-            | Failure::NoRoute(_) => {}
+            | Failure::NoRoute(_)
+            | Failure::Misdirected(_) => {}
         }
     }
 }

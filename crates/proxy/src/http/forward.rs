@@ -37,13 +37,20 @@ const KEPT_ON_INTERCEPT: [header::HeaderName; 4] = [
     header::SET_COOKIE,
 ];
 
+/// One HTTPS connection's share: the worker's state and the connection's facts (its SNI among
+/// them), made once per connection so that a request clones one `Arc`.
+pub struct Connection {
+    pub shared: Arc<Shared>,
+    pub conn: ConnInfo,
+}
+
 /// The HTTPS listener's service: forward to the upstream, or answer the error page.
 pub async fn forward(
-    shared: Arc<Shared>,
-    conn: ConnInfo,
+    connection: Arc<Connection>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let mut started = shared.started(&req, &conn);
+    let (shared, conn): (&Shared, &ConnInfo) = (&connection.shared, &connection.conn);
+    let mut started = shared.started(&req, conn);
     let mut recording = shared
         .inspect
         .as_ref()
@@ -58,11 +65,11 @@ pub async fn forward(
             accept.append(&name, value.clone());
         }
     }
-    if let Some(matched) = serve_files::route(&shared, &req) {
+    if let Some(matched) = serve_files::route(shared, &req) {
         // Boxed like the exchange below: a static file's state stays out of this future.
         let id = &started.request_id;
         let resp = Box::pin(serve_files::serve(
-            &shared, matched, conn.peer, &req, id, &accept, head,
+            shared, matched, conn.peer, &req, id, &accept, head,
         ))
         .await;
         let resp = compress::compress(&shared.config.compression, &accept, head, resp);
@@ -78,7 +85,7 @@ pub async fn forward(
     // Boxed: the exchange's state is large; inline, every move of this future (into hyper's
     // connection, into its box) would copy it whole (callgrind: ~20k instructions a request).
     let sent = Box::pin(proxy(
-        &shared,
+        shared,
         conn,
         req,
         &started.request_id,
@@ -94,13 +101,15 @@ pub async fn forward(
             }
             started.entry.upstream_addr = Some(answer.addr);
             started.entry.upstream_time = Some(answer.time);
-            intercept(&shared, answer.response, &started.request_id, &accept, head)
+            intercept(shared, answer.response, &started.request_id, &accept, head)
         }
         Err(failure) => {
             failure.log(started.id());
             let mut page = match &failure {
                 // In development (the proxy's own CA), a typo in a host explains itself.
-                Failure::NoRoute(hosts) if shared.config.tls.generate => {
+                Failure::NoRoute(hosts) | Failure::Misdirected(hosts)
+                    if shared.config.tls.generate =>
+                {
                     let explained = no_route(hosts);
                     let (status, rid) = (failure.status(), &started.request_id);
                     shared.page_explained(status, &explained, rid, &accept, head)
@@ -113,9 +122,9 @@ pub async fn forward(
                     HeaderValue::from_static(super::error::RETRY_AFTER_UNRESOLVED),
                 );
             }
-            if h1 && matches!(failure, Failure::Refused(_)) {
+            if h1 && matches!(failure, Failure::Refused(_) | Failure::Misdirected(_)) {
                 // As nginx does: a refused request's connection is not reused (its body, if
-                // any, was never read).
+                // any, was never read). A misdirected one's TLS name serves nothing here.
                 page.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
@@ -182,7 +191,7 @@ struct Outgoing {
 /// Send one request upstream and turn its answer into the client's.
 async fn proxy(
     shared: &Shared,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     req: Request<Incoming>,
     request_id: &HeaderValue,
     recording: Option<&Recording>,
@@ -225,7 +234,7 @@ async fn proxy(
 /// body behind the size and read-gap guard.
 fn prepare(
     shared: &Shared,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
     recording: Option<&Recording>,
@@ -235,9 +244,14 @@ fn prepare(
     let hygiene::Checked { host, target } = hygiene::check(&req, limits)?;
     let host_value = HeaderValue::from_str(host.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
     let routes = shared.routes.load();
-    let found = routes
-        .find(host.as_str(), target.path())
-        .ok_or_else(|| Failure::NoRoute(routes.hosts()))?;
+    let found = routes.find(host.as_str(), target.path()).ok_or_else(|| {
+        match conn.server_name.as_deref() {
+            // The connection's TLS name serves nothing either: 421, the client may retry on a
+            // connection made for the request's host (RFC 9110 §15.5.20).
+            Some(sni) if !routes.serves_host(sni) => Failure::Misdirected(routes.hosts()),
+            _ => Failure::NoRoute(routes.hosts()),
+        }
+    })?;
     let (route, client) = (found.route, found.value.clone());
     let max = route.max_body.unwrap_or(limits.max_body_size);
     if max > 0 && declared_length(req.headers()).is_some_and(|n| n > max) {

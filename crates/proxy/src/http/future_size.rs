@@ -6,8 +6,8 @@
 mod tests {
     use std::future::Future;
 
-    /// The size of the future an async fn of three arguments returns, without calling it.
-    fn future_size<A, B, C, F: Future>(_: fn(A, B, C) -> F) -> usize {
+    /// The size of the future an async fn of two arguments returns, without calling it.
+    fn future_size<A, B, F: Future>(_: fn(A, B) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 

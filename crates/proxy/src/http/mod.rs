@@ -20,5 +20,5 @@ mod upgrade;
 
 pub use context::Shared;
 pub use error_page::{DEFAULT_TEMPLATE, ErrorPageError, ErrorPages, explanation};
-pub use forward::forward;
+pub use forward::{Connection, forward};
 pub use redirect::redirect;

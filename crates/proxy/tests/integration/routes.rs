@@ -1,7 +1,8 @@
 //! Routes by name and path (issue 23 §1): `PROXY_ROUTES` sends each host and path prefix to its
 //! own upstream over `https://`, `http://` (plain HTTP/1.1) or `h2c://` (plain HTTP/2, trailers
 //! kept); `strip` removes the prefix and says so in X-Forwarded-Prefix; per-route body limits
-//! and WebSocket switch; an unknown host gets the 404 page; PROXY_UPSTREAM is the `*` route.
+//! and WebSocket switch; an unknown host gets the 404 page, or 421 when the connection's TLS
+//! name (SNI) is unknown too; PROXY_UPSTREAM is the `*` route.
 
 use std::net::SocketAddr;
 
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::h2raw::h2_client;
-use crate::support::raw::{SOON, h1, read_answer};
+use crate::support::raw::{Answer, SOON, h1, read_answer, tls_connect_as};
 use crate::support::upstream::TestUpstream;
 use crate::support::{ProxyOptions, TestProxy, client_h1};
 
@@ -137,16 +138,10 @@ async fn an_unknown_host_gets_the_404_page_and_proxy_upstream_is_the_star_route(
     let api = TestUpstream::start_plain("api").await;
     let routes = format!("api.localhost=http://{}", api.addr);
     let proxy = proxy_with_routes(&routes, &[]).await;
-    let resp = client_h1()
-        .get(proxy.url("/id"))
-        .header("host", "apx.localhost")
-        .header("accept", "text/plain")
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(resp.status(), 404);
-    let text = resp.text().await.expect("body");
-    assert!(text.contains("404"), "{text}");
+    // (over a connection made for a served name: an unserved one gets 421, tested below)
+    let resp = get_by_sni(&proxy, "api.localhost", "apx.localhost").await;
+    resp.assert_page(404);
+    let text = resp.text();
     assert!(
         text.contains("api.localhost"),
         "the page lists the hosts served: {text}"
@@ -163,6 +158,46 @@ async fn an_unknown_host_gets_the_404_page_and_proxy_upstream_is_the_star_route(
         get(&both, "api.localhost", "/id").await,
         (200, "api".into())
     );
+}
+
+/// `GET /id` with this `Host` on a fresh HTTP/1.1 connection whose TLS handshake asked for `sni`.
+async fn get_by_sni(proxy: &TestProxy, sni: &str, host: &str) -> Answer {
+    let mut tls = tls_connect_as(proxy.https, sni, &[b"http/1.1"]).await;
+    let raw = format!("GET /id HTTP/1.1\r\nHost: {host}\r\nAccept: text/html\r\n\r\n");
+    tls.write_all(raw.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(SOON, read_answer(&mut tls, &mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("an answer")
+}
+
+#[tokio::test]
+async fn an_unknown_tls_name_gets_421_a_known_one_with_an_unknown_host_404() {
+    let api = TestUpstream::start_plain("api").await;
+    let routes = format!("api.localhost=http://{}", api.addr);
+    let proxy = proxy_with_routes(&routes, &[]).await;
+    // Neither the TLS name nor the host is served: misdirected, the error page with 421 (the
+    // hosts listed, as the 404's), and the connection is not kept for another try.
+    let nope = get_by_sni(&proxy, "nope.localhost", "nope.localhost").await;
+    nope.assert_page(421);
+    assert!(nope.text().contains("api.localhost"), "{}", nope.text());
+    assert_eq!(nope.header("connection"), Some("close"), "{}", nope.head);
+    // A served TLS name, an unknown host: the plain 404 page.
+    get_by_sni(&proxy, "api.localhost", "nope.localhost")
+        .await
+        .assert_page(404);
+    // The host decides where a request goes; the TLS name only which error it gets.
+    for sni in ["api.localhost", "nope.localhost"] {
+        let ok = get_by_sni(&proxy, sni, "api.localhost").await;
+        assert_eq!((ok.status, ok.text()), (200, "api".into()), "SNI {sni}");
+    }
+    // A `*` route serves every name: never 421.
+    let app = TestUpstream::start("app").await;
+    let star = format!("{routes}, *=https://{}", app.addr);
+    let star = proxy_with_routes(&star, &[]).await;
+    let any = get_by_sni(&star, "nope.localhost", "nope.localhost").await;
+    assert_eq!((any.status, any.text()), (200, "app".into()));
 }
 
 #[tokio::test]

@@ -18,13 +18,16 @@ pub const SOON: Duration = Duration::from_secs(10);
 
 /// TCP connect and TLS handshake (certificate not checked) offering these ALPN ids.
 pub async fn tls_connect(addr: SocketAddr, alpn: &[&[u8]]) -> Tls {
+    tls_connect_as(addr, "localhost", alpn).await
+}
+
+/// [`tls_connect`] asking for `name` (SNI).
+pub async fn tls_connect_as(addr: SocketAddr, name: &str, alpn: &[&[u8]]) -> Tls {
     let cfg = common::client::insecure_client_config(alpn).expect("client config");
     let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from(name.to_owned()).expect("name");
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").expect("name"),
-            tcp,
-        )
+        .connect(name, tcp)
         .await
         .expect("TLS handshake")
 }
