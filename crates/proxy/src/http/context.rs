@@ -106,13 +106,8 @@ impl Shared {
         req_headers: &HeaderMap,
         head: bool,
     ) -> Response<ProxyBody> {
-        let rid = request_id.to_str().unwrap_or("-");
-        let mut page = self
-            .pages
-            .render(status, rid, req_headers, head)
-            .map(|b| b.map_err(|never| match never {}).boxed());
-        page.extensions_mut().insert(Ours);
-        page
+        let explained = super::error_page::explanation(status);
+        self.page_explained(status, explained, request_id, req_headers, head)
     }
 
     /// [`Shared::page`] with its own `explanation` sentence.
