@@ -357,7 +357,8 @@ def markdown(res: dict) -> str:
   every response and **resumes** the TLS session as browsers do (cheaper handshakes).
 - **Errors fail the run** (after the report is written) when a contender's errors exceed 1 % of its
   requests in a scenario, or it answers nothing: such a contender measures nothing. In `h2-reset-attack` the
-  bystander's errors are the measurement, so there the limit holds for the proxy only. A peer on which
+  bystander's errors are the measurement, so there the limit holds for the proxy only, and a
+  peer that answers its bystander nothing is reported (0 req/s), not a failure. A peer on which
   h2load hangs (requests left unanswered past its timeout, three tries) is shown as unmeasured
   (`h2load_hung`) and not run again in that scenario; for the proxy that fails the run.
 - **req/s** counts every completed response. **errors** = non-2xx responses + socket errors. wrk: its

@@ -54,6 +54,12 @@ class ErrorRate(unittest.TestCase):
         self.assertEqual(len(bad), 1)
         self.assertIn("proxy in h2-reset-attack", bad[0])
 
+    def test_reset_attack_peer_that_answers_nothing_is_a_finding_ours_fails(self):
+        res = self.results("h2-reset-attack", caddy=summary(0, 800), proxy=summary(0, 800))
+        bad = B.failures(res)
+        self.assertEqual(len(bad), 1)
+        self.assertIn("no successful response from proxy in h2-reset-attack", bad[0])
+
     def test_hung_load_generator_is_unmeasured_for_peers_and_fails_ours(self):
         hung = summary(0, 0, rounds=3, detail={"h2load_hung": 3})
         res = self.results("h1-1000conns", caddy=hung, proxy=copy.deepcopy(hung))
