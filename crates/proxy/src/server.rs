@@ -106,9 +106,10 @@ impl Proxy {
     /// Serve both listeners until `shutdown` is cancelled, then drain (bounded) and return.
     ///
     /// The first worker runs on the caller's runtime; each further worker (`PROXY_WORKERS`)
-    /// gets a thread with a single-threaded runtime accepting on the same sockets, like nginx's
-    /// worker processes. The connection budget is shared. A worker that cannot start is
-    /// reported and the others serve on.
+    /// gets a thread with a single-threaded runtime and its own listening sockets on the same
+    /// addresses (`SO_REUSEPORT`, as nginx's `reuseport`), so the kernel spreads connections.
+    /// The connection budget is shared. A worker that cannot start is reported and the others
+    /// serve on.
     pub async fn run(self, http: TcpListener, https: TcpListener, shutdown: CancellationToken) {
         watch::spawn_reloader(Arc::clone(&self.certs), shutdown.clone());
         self.certs.spawn_renewal(shutdown.clone());
@@ -259,8 +260,8 @@ fn spawn_worker(
     site: Site,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
-    let http = duplicate(http)?;
-    let https = duplicate(https)?;
+    let http = own_listener(http)?;
+    let https = own_listener(https)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -283,6 +284,15 @@ fn spawn_worker(
             let _ = tx.send(());
         })?;
     Ok(rx)
+}
+
+/// The worker's own listening socket on the address (see [`server::bind`]), or, for a listener
+/// bound elsewhere, another handle on the same one.
+fn own_listener(listener: &TcpListener) -> std::io::Result<std::net::TcpListener> {
+    match server::worker_listener(listener) {
+        Some(own) => Ok(own),
+        None => duplicate(listener),
+    }
 }
 
 /// Another handle on the same listening socket (non-blocking, as tokio needs it).

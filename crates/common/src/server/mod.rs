@@ -2,7 +2,7 @@
 //! timeout and a friendly answer to plain HTTP, `handshake`), HTTP/1.1 + HTTP/2 (by ALPN) via hyper
 //! with the per-connection timeouts and keep-alive limits (`conn`), graceful drain. Beside it:
 //! `activity` (the byte clock), `builders` (hyper's servers with the limits), `send_watch` (the
-//! send timeout), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
+//! send timeout), `listen` (a listening socket per worker), `cleartext` (no HTTP/2 prior knowledge without TLS), `lease`
 //! (what a tunnel borrows from its connection), `rawhead` (HTTP/1 heads as sent, before hyper
 //! folds them).
 
@@ -13,6 +13,7 @@ mod conn;
 mod handshake;
 mod lease;
 mod limits;
+mod listen;
 mod rawhead;
 mod send_watch;
 mod service;
@@ -35,6 +36,7 @@ use conn::{Conn, Proto};
 use handshake::handshake;
 pub use lease::Lease;
 pub use limits::Limits;
+pub use listen::{BindError, bind, worker_listener};
 pub use rawhead::RawHead;
 pub use service::{BoxError, HttpService};
 
@@ -278,23 +280,4 @@ impl Connections {
             }
         }
     }
-}
-
-/// Bind a TCP listener, naming `var` and the address in the error.
-pub async fn bind(var: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr).await.map_err(|source| BindError {
-        var: var.to_owned(),
-        addr,
-        source,
-    })
-}
-
-/// A listener that could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error("{var}={addr}: cannot listen: {source}")]
-pub struct BindError {
-    pub var: String,
-    pub addr: SocketAddr,
-    #[source]
-    pub source: std::io::Error,
 }

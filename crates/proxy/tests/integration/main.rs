@@ -42,3 +42,4 @@ mod tunnels;
 mod upstream_h2;
 mod upstream_health;
 mod upstream_spread;
+mod workers;
