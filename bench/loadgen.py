@@ -101,7 +101,9 @@ def h2load_once(argv: list[str], log: str, timeout: float, measured: float | Non
 
 
 def h2load_run(sc: dict, port: int, duration: float, threads: int, scratch: str) -> dict:
-    url = f"https://127.0.0.1:{port}{sc['path']}"
+    # sc["host"]: the URL's host, so the :authority / Host (and SNI) a route matches on
+    # (bench/feature_cost.py: "localhost", which /etc/hosts resolves to 127.0.0.1).
+    url = f"https://{sc.get('host', '127.0.0.1')}:{port}{sc['path']}"
     log = os.path.join(scratch, "h2load.log")
     base = ["h2load", "-t", str(min(threads, sc["conns"]))]
     if sc["kind"] == "h2load-newconn":

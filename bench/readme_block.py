@@ -1,6 +1,7 @@
-"""README's performance block: rendered from the committed bench/results/latest.json and
-idle.json, written between its BEGIN/END markers (`python3 bench/report.py --readme README.md`)
-and checked (`--check`, run by CI), so no README figure can drift from a committed run."""
+"""README's performance block: rendered from the committed bench/results/latest.json,
+idle.json and (when committed) feature-cost.json, written between its BEGIN/END markers
+(`python3 bench/report.py --readme README.md`) and checked (`--check`, run by CI), so no README
+figure can drift from a committed run."""
 
 from __future__ import annotations
 
@@ -23,24 +24,28 @@ class BlockError(Exception):
     """README has no (or a broken) generated block, or the results cannot be read."""
 
 
-def load(results: str = RESULTS) -> tuple[dict, dict | None]:
+def optional(results: str, name: str) -> dict | None:
+    """A results file that a run may not have written (None when absent)."""
+    try:
+        with open(os.path.join(results, name), encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise BlockError(f"{results}/{name}: {e}") from e
+
+
+def load(results: str = RESULTS) -> tuple[dict, dict | None, dict | None]:
+    """latest.json, idle.json and feature-cost.json (the last two optional)."""
     try:
         with open(os.path.join(results, "latest.json"), encoding="utf-8") as f:
             res = json.load(f)
     except (OSError, ValueError) as e:
         raise BlockError(f"{results}/latest.json: {e}") from e
-    idle = None
-    try:
-        with open(os.path.join(results, "idle.json"), encoding="utf-8") as f:
-            idle = json.load(f)
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as e:
-        raise BlockError(f"{results}/idle.json: {e}") from e
-    return res, idle
+    return res, optional(results, "idle.json"), optional(results, "feature-cost.json")
 
 
-def render(res: dict, idle: dict | None) -> str:
+def render(res: dict, idle: dict | None, features: dict | None = None) -> str:
     env = res["env"]
     R = report
     rounds = f"{env['rounds']} round{'s' if env['rounds'] != 1 else ''}"
@@ -73,6 +78,8 @@ def render(res: dict, idle: dict | None) -> str:
                  f"{R.STATUS_MARK[t['status']]} |")
     L.append("")
     L += idle_rows(idle)
+    if features:  # no line at all without a committed feature-cost.json
+        L += [""] + feature_rows(features)
     return "\n".join(L) + "\n"
 
 
@@ -91,6 +98,31 @@ def idle_rows(idle: dict | None) -> list[str]:
     return L
 
 
+def feature_rows(features: dict) -> list[str]:
+    """What routing and the inspector cost (feature-cost.json's comparisons): req/s ratio and cost
+    per scenario, the budget and its verdict."""
+    env = features["env"]
+    rounds = f"{env['rounds']} round{'s' if env['rounds'] != 1 else ''}"
+    la0, la1 = env["loadavg_start"][0], env["loadavg_end"][0]
+    L = [textwrap.fill(
+        f"What routing and the inspector cost (`bench/results/feature-cost.md`: the same proxy binary against "
+        f"itself without them, req/s, median of {rounds} × {env['duration']:g} s; started {env['date']} at "
+        f"commit `{env['commit']}`, load average {la0:.2f} at start and {la1:.2f} at the end):",
+        WIDTH, break_on_hyphens=False), ""]
+    if env["mode"] == "quick":
+        L += ["**This is a quick smoke run: its numbers are noise.**", ""]
+    comps = features["comparisons"]
+    sids = [s["id"] for s in comps[0]["scenarios"]] if comps else []
+    L.append("| comparison | " + " | ".join(sids) + " | budget | result |")
+    L.append("| --- |" + " ---: |" * len(sids) + " --- | --- |")
+    mark = {True: "✅ within", False: "❌ over", None: "— n/a"}
+    for c in comps:
+        cells = [f"{s['ratio']:.3f}× (cost {100 * s['cost']:+.1f} %)" if s["ratio"] is not None else "—"
+                 for s in c["scenarios"]]
+        L.append(f"| {c['title']} | " + " | ".join(cells) + f" | {c['budget_text']} | {mark[c['within']]} |")
+    return L
+
+
 def splice(readme: str, block: str, path: str) -> str:
     """README's text with the block between the markers replaced."""
     b, e = readme.find(BEGIN), readme.find(END)
@@ -106,8 +138,8 @@ def update(path: str, check_only: bool, results: str = RESULTS) -> tuple[bool, s
             old = f.read()
     except OSError as e:
         raise BlockError(f"{path}: {e}") from e
-    res, idle = load(results)
-    new = splice(old, render(res, idle), path)
+    res, idle, features = load(results)
+    new = splice(old, render(res, idle, features), path)
     if new == old:
         return True, ""
     diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), path, path + " (generated)", n=1))

@@ -11,7 +11,9 @@
 # BENCH_BIN_DIR=DIR: use DIR/app and DIR/proxy and build nothing (e.g. the static binaries
 # tests/e2e.sh built: target/x86_64-unknown-linux-gnu/release).
 # Then bench/idle.py (memory per idle keep-alive TLS connection, proxy vs tuned nginx) writes
-# idle.{md,json} beside latest.*; it gets --quick, --out, --app-bin, --proxy-bin.
+# idle.{md,json} beside latest.*, and bench/feature_cost.py (what 50 routes and the inspector
+# cost against the same binary without them) writes feature-cost.{md,json}; both get --quick,
+# --out, --app-bin, --proxy-bin.
 # Installs nginx, wrk, h2load (nghttp2-client), haproxy and caddy with apt-get when missing
 # (needs root). Exits non-zero when a tool or binary is missing, the release build fails, a
 # contender cannot start, or a contender answers nothing or more than 1 % errors -- never
@@ -34,7 +36,7 @@ for a in "$@"; do
         --app-bin|--app-bin=*) app_bin_given=1 ;;
         --proxy-bin|--proxy-bin=*) proxy_bin_given=1 ;;
         -h|--help)
-            sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exec python3 "$here/bench.py" --help ;;
     esac
     args+=("$a")
@@ -118,21 +120,25 @@ set +e
 wait "$py_pid"
 rc=$?
 set -e
-# --- idle-memory scenario (bench/idle.py): proxy vs tuned nginx, idle keep-alive TLS connections
+# --- then, with our proxy: bench/idle.py (idle keep-alive TLS connections: proxy vs tuned nginx)
+# and bench/feature_cost.py (50 routes against 1, inspector on against off); none after a failure
 if ((rc == 0 && want_proxy)); then
-    idle_args=()
+    more_args=()
     for ((i = 0; i < ${#args[@]}; i++)); do
         case "${args[$i]}" in
-            --quick|--out=*|--app-bin=*|--proxy-bin=*) idle_args+=("${args[$i]}") ;;
-            --out|--app-bin|--proxy-bin) idle_args+=("${args[$i]}" "${args[$((i + 1))]}") ;;
+            --quick|--out=*|--app-bin=*|--proxy-bin=*) more_args+=("${args[$i]}") ;;
+            --out|--app-bin|--proxy-bin) more_args+=("${args[$i]}" "${args[$((i + 1))]}") ;;
         esac
     done
-    python3 "$here/idle.py" "${idle_args[@]}" &
-    py_pid=$!
-    set +e
-    wait "$py_pid"
-    rc=$?
-    set -e
+    for script in idle.py feature_cost.py; do
+        ((rc == 0)) || break
+        python3 "$here/$script" "${more_args[@]}" &
+        py_pid=$!
+        set +e
+        wait "$py_pid"
+        rc=$?
+        set -e
+    done
 fi
 trap - INT TERM HUP
 exit "$rc"
