@@ -101,9 +101,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) 
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP_NAMES {
-        headers.remove(name);
-    }
+    remove_named(headers, &HOP_BY_HOP_NAMES);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -140,9 +138,21 @@ pub fn forwarded_route(headers: &mut HeaderMap, host: &HeaderValue, prefix: Opti
 }
 
 /// 32 random hex digits.
+///
+/// Marked sensitive: HPACK then sends it as a never-indexed literal instead of adding a value
+/// used once to the upstream's (and an HTTP/2 client's) dynamic table, where it would only
+/// evict the fields that do repeat.
 pub fn new_request_id() -> HeaderValue {
-    let id = format!("{:032x}", fastrand::u128(..));
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    let mut id = [0u8; 32];
+    for digit in id.iter_mut().rev() {
+        *digit = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    let mut value = HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"));
+    value.set_sensitive(true);
+    value
 }
 
 /// Rewrite a request's headers for the upstream: hop-by-hop gone, `Host` the original host,
@@ -158,7 +168,7 @@ pub fn request_headers(
 ) {
     strip_hop_by_hop(headers, upgrade);
     // The proxy answers Expect: 100-continue itself (hyper sends 100 when the body is read).
-    headers.remove(header::EXPECT);
+    remove_named(headers, &[header::EXPECT]);
     let peer = canonical(peer);
     let peer_text = peer.to_string();
     let xff = if trusted {
@@ -177,14 +187,16 @@ pub fn request_headers(
     } else {
         // Untrusted clients cannot speak for the proxy chain: every X-Forwarded-* header
         // (Host, Port, Server, Prefix, Ssl, …) and Forwarded go.
-        remove_where(headers, |name| name.starts_with("x-forwarded-"));
-        headers.remove(&FORWARDED);
+        remove_where(headers, |name| {
+            name.starts_with("x-forwarded-") || name == FORWARDED.as_str()
+        });
         peer_text.clone()
     };
-    headers.remove(&X_FORWARDED_FOR);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(&X_FORWARDED_FOR, v);
-    }
+    // `insert` replaces every value of the name.
+    match HeaderValue::from_str(&xff) {
+        Ok(v) => headers.insert(&X_FORWARDED_FOR, v),
+        Err(_) => headers.remove(&X_FORWARDED_FOR),
+    };
     if let Ok(v) = HeaderValue::from_str(&peer_text) {
         headers.insert(&X_REAL_IP, v);
     }
@@ -200,16 +212,22 @@ pub fn drop_underscored(headers: &mut HeaderMap) {
     remove_where(headers, |name| name.contains('_'));
 }
 
+/// Remove the fields named in `names`: one pass over the (few) names present, not a hashed
+/// lookup per name (callgrind: ~24 absent names per exchange cost ~4,000 instructions).
+fn remove_named(headers: &mut HeaderMap, names: &[HeaderName]) {
+    remove_where_name(headers, |name| names.contains(name));
+}
+
 /// Remove every field whose (lower-case) name satisfies `doomed`.
 fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
-    if !headers.keys().any(|k| doomed(k.as_str())) {
+    remove_where_name(headers, |name| doomed(name.as_str()));
+}
+
+fn remove_where_name(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    if !headers.keys().any(&doomed) {
         return;
     }
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| doomed(k.as_str()))
-        .cloned()
-        .collect();
+    let names: Vec<HeaderName> = headers.keys().filter(|k| doomed(k)).cloned().collect();
     for name in names {
         headers.remove(name);
     }
@@ -238,8 +256,7 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 /// app's `Server` (nginx hides it by default: it names the app's stack to every client).
 pub fn response_headers(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
     strip_hop_by_hop(headers, upgrade);
-    headers.remove(header::TE);
-    headers.remove(header::SERVER);
+    remove_named(headers, &[header::TE, header::SERVER]);
 }
 
 #[cfg(test)]
@@ -377,6 +394,29 @@ mod tests {
             request_id(&HeaderMap::new(), true),
             request_id(&HeaderMap::new(), true)
         );
+    }
+
+    #[test]
+    fn a_new_request_id_is_32_hex_digits_never_indexed_by_hpack() {
+        let ids: Vec<HeaderValue> = (0..64).map(|_| new_request_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.as_bytes()
+                    .iter()
+                    .all(|b| b"0123456789abcdef".contains(b)),
+                "{id:?}"
+            );
+            assert!(id.is_sensitive());
+        }
+        // Every digit position varies (not a fixed prefix from a short random number).
+        for i in 0..32 {
+            assert!(
+                ids.iter()
+                    .any(|id| id.as_bytes()[i] != ids[0].as_bytes()[i]),
+                "digit {i}"
+            );
+        }
     }
 
     #[test]
