@@ -34,14 +34,22 @@ use super::rawhead::{HeadScanner, Heads};
 use super::send_watch::{self, Watch};
 use super::service::HttpService;
 
-/// One accepted connection and what it is served with.
-pub(super) struct Conn {
-    pub(super) builders: Arc<Builders>,
+/// What every connection of one listener is served with, shared: a connection holds one `Arc`
+/// of it rather than its own copies (an idle connection's task stays small).
+pub(super) struct Site {
+    pub(super) builders: Builders,
     /// A cleartext listener: HTTP/1.1 only (the HTTP/2 preface is refused).
     pub(super) cleartext: bool,
     pub(super) limits: Limits,
+    /// Cancelled on shutdown: connections finish their requests and close.
     pub(super) closing: CancellationToken,
+    /// Cancelled once the drain timeout is over: whatever is left is closed.
     pub(super) aborting: CancellationToken,
+}
+
+/// One accepted connection and what it is served with.
+pub(super) struct Conn {
+    pub(super) site: Arc<Site>,
     pub(super) lease: Lease,
     pub(super) peer: SocketAddr,
     /// Changes at the listener's connection limit: close if idle ([`super::RECLAIM_AGE`]).
@@ -81,15 +89,20 @@ impl Conn {
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         S: HttpService,
     {
+        let site = &*self.site;
         let bytes = Activity::default();
-        let heads = Heads::default();
-        let scanner = HeadScanner::new(heads.clone(), self.limits.read_buffer());
         let mut io = Tracked::new(io, bytes.clone());
-        if self.cleartext {
+        if site.cleartext {
             io = io.observed(Box::new(NoPriorKnowledge::default()));
         }
-        let io = TokioIo::new(io.observed(Box::new(scanner)));
-        let counts = Counts::new(&self.limits);
+        // HTTP/1 heads only: an HTTP/2 connection carries no scanner (nor its queue).
+        let heads = (proto == Proto::H1).then(Heads::default);
+        if let Some(heads) = &heads {
+            let scanner = HeadScanner::new(heads.clone(), site.limits.read_buffer());
+            io = io.observed(Box::new(scanner));
+        }
+        let io = TokioIo::new(io);
+        let counts = Counts::new(&site.limits);
         let service = Counted {
             inner: service,
             counts: counts.clone(),
@@ -98,7 +111,7 @@ impl Conn {
         };
         // Each protocol's connection boxed on its own: an idle HTTP/1.1 connection does not
         // carry room for an HTTP/2 one (and the reverse).
-        let b = &self.builders;
+        let b = &site.builders;
         match proto {
             Proto::H1 => {
                 let conn = Box::pin(b.h1.serve_connection(io, service).with_upgrades());
@@ -126,7 +139,8 @@ impl Conn {
         E: std::fmt::Display,
     {
         let peer = self.peer;
-        let limits = &self.limits;
+        let site = &*self.site;
+        let limits = &site.limits;
         let shortest = [
             Some(limits.idle_timeout),
             Some(limits.header_read_timeout),
@@ -151,8 +165,8 @@ impl Conn {
                     return;
                 }
                 // Past the drain timeout: close whatever is left.
-                _ = self.aborting.cancelled() => return,
-                _ = self.closing.cancelled(), if stopping.is_none() => true,
+                _ = site.aborting.cancelled() => return,
+                _ = site.closing.cancelled(), if stopping.is_none() => true,
                 _ = counts.0.retire.cancelled(), if stopping.is_none() => {
                     tracing::debug!(%peer, "keep-alive limit reached; closing after this answer");
                     true
@@ -189,7 +203,7 @@ impl Conn {
         tick: Duration,
     ) -> Verdict {
         let peer = self.peer;
-        let limits = &self.limits;
+        let limits = &self.site.limits;
         let c = &counts.0;
         let open = c.open.load(Ordering::Acquire);
         if c.started.load(Ordering::Acquire) == 0
@@ -342,7 +356,8 @@ impl Drop for Guard {
 struct Counted<S> {
     inner: S,
     counts: Counts,
-    heads: Heads,
+    /// HTTP/1 only.
+    heads: Option<Heads>,
     lease: Lease,
 }
 
@@ -383,7 +398,10 @@ where
         }
         if h1 {
             // Only a head that says more than the parsed request is worth an extension.
-            if let Some(raw) = self.heads.take(req.method(), req.uri())
+            if let Some(raw) = self
+                .heads
+                .as_ref()
+                .and_then(|h| h.take(req.method(), req.uri()))
                 && raw.content_length_fields + raw.transfer_encoding_fields > 1
             {
                 req.extensions_mut().insert(raw);

@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 
 pub use activity::{Activity, ReadObserver, Tracked};
 use builders::Builders;
-use conn::{Conn, Proto};
+use conn::{Conn, Proto, Site};
 use handshake::handshake;
 pub use lease::Lease;
 pub use limits::Limits;
@@ -170,14 +170,10 @@ pub const RECLAIM_AGE: Duration = Duration::from_millis(500);
 
 /// The connections one listener has accepted: how they are served, and their drain.
 struct Connections {
-    builders: Arc<Builders>,
+    /// hyper's builders, the limits, and the shutdown and drain-timeout signals.
+    site: Arc<Site>,
     transport: Transport,
-    limits: Limits,
     tracker: TaskTracker,
-    /// Cancelled on shutdown: connections finish their requests and close.
-    closing: CancellationToken,
-    /// Cancelled once the drain timeout is over: whatever is left is closed.
-    aborting: CancellationToken,
     /// Bumped at the connection limit: idle connections close ([`RECLAIM_AGE`]).
     reclaim: watch::Sender<u64>,
 }
@@ -185,12 +181,15 @@ struct Connections {
 impl Connections {
     fn new(transport: Transport, limits: Limits) -> Self {
         Connections {
-            builders: Arc::new(Builders::new(&limits)),
+            site: Arc::new(Site {
+                builders: Builders::new(&limits),
+                cleartext: matches!(transport, Transport::Plain),
+                limits,
+                closing: CancellationToken::new(),
+                aborting: CancellationToken::new(),
+            }),
             transport,
-            limits,
             tracker: TaskTracker::new(),
-            closing: CancellationToken::new(),
-            aborting: CancellationToken::new(),
             reclaim: watch::Sender::new(0),
         }
     }
@@ -215,12 +214,8 @@ impl Connections {
     {
         let peer = info.peer;
         let conn = Conn {
-            builders: self.builders.clone(),
-            cleartext: matches!(self.transport, Transport::Plain),
-            limits: self.limits.clone(),
-            closing: self.closing.clone(),
-            aborting: self.aborting.clone(),
-            lease: Lease::new(permit, self.tracker.clone(), self.aborting.clone()),
+            site: self.site.clone(),
+            lease: Lease::new(permit, self.tracker.clone(), self.site.aborting.clone()),
             peer,
             reclaim: self.reclaim.subscribe(),
         };
@@ -234,13 +229,13 @@ impl Connections {
                     // Boxed: the handshake's state (rustls mid-handshake, the timer) is freed
                     // once it is done instead of sizing the task for the connection's life.
                     let mut handshake = Box::pin(tokio::time::timeout(
-                        conn.limits.handshake_timeout,
+                        conn.site.limits.handshake_timeout,
                         handshake(transport, stream, peer),
                     ));
                     let (accepted, mut reclaim) = (Instant::now(), conn.reclaim.clone());
                     let tls = loop {
                         tokio::select! {
-                            _ = conn.closing.cancelled() => return,
+                            _ = conn.site.closing.cancelled() => return,
                             r = &mut handshake => break r,
                             r = reclaim.changed() => if r.is_err() || accepted.elapsed() >= RECLAIM_AGE {
                                 tracing::debug!(%peer, "at the connection limit: closing a connection still in its TLS handshake");
@@ -269,13 +264,14 @@ impl Connections {
     /// Ask every connection to close after its requests, wait for them and their tunnels (at
     /// most the drain timeout), then close what is left.
     async fn drain(self) {
-        self.closing.cancel();
+        let site = &self.site;
+        site.closing.cancel();
         self.tracker.close();
         tokio::select! {
             _ = self.tracker.wait() => tracing::debug!("all connections drained"),
-            _ = tokio::time::sleep(self.limits.drain_timeout) => {
-                tracing::warn!(timeout = ?self.limits.drain_timeout, open = self.tracker.len(), "drain timeout reached; closing remaining connections");
-                self.aborting.cancel();
+            _ = tokio::time::sleep(site.limits.drain_timeout) => {
+                tracing::warn!(timeout = ?site.limits.drain_timeout, open = self.tracker.len(), "drain timeout reached; closing remaining connections");
+                site.aborting.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.tracker.wait()).await;
             }
         }

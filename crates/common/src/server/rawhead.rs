@@ -74,6 +74,11 @@ impl Heads {
         if queue.len() >= MAX_QUEUED {
             return false;
         }
+        if queue.capacity() == 0 {
+            // Room for one: a connection that does not pipeline keeps 1 slot, not
+            // `VecDeque`'s first growth of 4, for its life.
+            queue.reserve_exact(1);
+        }
         queue.push_back(queued);
         true
     }
