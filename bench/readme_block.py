@@ -11,6 +11,7 @@ import os
 import textwrap
 
 import report  # bench/report.py: formatting, labels, targets
+from feature_cost import NOISE_MARK  # the verdict when rounds overlap
 
 BEGIN = "<!-- BEGIN bench/report.py: generated from bench/results/latest.json and idle.json; edit with `python3 bench/report.py --readme README.md` -->"
 END = "<!-- END bench/report.py -->"
@@ -119,7 +120,8 @@ def feature_rows(features: dict) -> list[str]:
     for c in comps:
         cells = [f"{s['ratio']:.3f}× (cost {100 * s['cost']:+.1f} %)" if s["ratio"] is not None else "—"
                  for s in c["scenarios"]]
-        L.append(f"| {c['title']} | " + " | ".join(cells) + f" | {c['budget_text']} | {mark[c['within']]} |")
+        result = NOISE_MARK if c["within"] is None and c.get("noise") else mark[c["within"]]
+        L.append(f"| {c['title']} | " + " | ".join(cells) + f" | {c['budget_text']} | {result} |")
     return L
 
 

@@ -166,6 +166,14 @@ class FeatureCost(unittest.TestCase):
         self.assertAlmostEqual(faster["cost"], -0.1)
         self.assertIsNone(feature_cost.verdict(0, 900, 0.1)["within"])  # the baseline measured nothing
         self.assertIsNone(feature_cost.verdict(1000, float("nan"), 0.1)["ratio"])
+        # Over at the median, but the rounds overlap: no finding either way.
+        noisy = feature_cost.verdict(1000, 900, 0.02, overlap=True)
+        self.assertIsNone(noisy["within"])
+        self.assertTrue(noisy["noise"])
+        self.assertEqual(feature_cost.fmt_verdict(noisy["within"], noisy["noise"]), feature_cost.NOISE_MARK)
+        # Within stays within, overlap or not; clearly slower rounds stay over.
+        self.assertTrue(feature_cost.verdict(1000, 990, 0.02, overlap=True)["within"])
+        self.assertFalse(feature_cost.verdict(1000, 900, 0.02, overlap=False)["within"])
 
     def test_a_comparison_is_over_when_one_scenario_is(self):
         self.assertTrue(feature_cost.overall([True, True]))
