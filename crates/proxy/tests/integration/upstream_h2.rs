@@ -162,6 +162,26 @@ async fn auto_mode_serves_an_http1_upstream_over_http1() {
     assert_eq!(text, format!("HTTP/2.0 localhost:{} -", proxy.https.port()));
 }
 
+/// The first burst to an HTTP/1-only upstream in `auto` mode: the requests that waited for the
+/// one HTTP/2 attempt go by HTTP/1.1 like it, and none is logged as a failed connection (they
+/// were: "upstream connect failed ... which PROXY_UPSTREAM_HTTP2=true requires").
+#[tokio::test]
+async fn auto_mode_a_first_burst_to_an_http1_upstream_is_no_failure() {
+    let up = TestUpstream::start("h1").await;
+    let proxy = proxy_with(SwapLookup::new(vec![up.addr]), "1", "auto").await;
+    let _subscriber = log_errors(&proxy);
+    let c = client_h1();
+    let burst: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(body(c.clone(), proxy.url("/authority"), None)))
+        .collect();
+    for task in burst {
+        let text = task.await.expect("task");
+        assert_eq!(text, format!("HTTP/1.1 - localhost:{}", proxy.https.port()));
+    }
+    let log = proxy.error_log();
+    assert!(!log.contains("upstream connect failed"), "{log}");
+}
+
 #[tokio::test]
 async fn a_burst_waits_for_one_new_connection() {
     let up = TestUpstream::start_h2("a").await;

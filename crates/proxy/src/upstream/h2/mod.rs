@@ -197,6 +197,14 @@ impl H2Upstream {
                         unsent: Some(req),
                     });
                 }
+                // `auto`, and the attempt this request waited for found no HTTP/2: this one goes
+                // by HTTP/1.1 too, as quietly as the first.
+                Err(e) if self.fallback && !self.in_use() => {
+                    return Err(H2Failure {
+                        error: e,
+                        unsent: Some(req),
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(upstream = %addr, error = %common::error_chain(&e), "upstream connect failed");
                     last = Some(e);
