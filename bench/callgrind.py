@@ -116,7 +116,7 @@ def measure(bench: B.Bench, who: str, kind: str, n: int, conns: int, mode: str =
     return ir / n
 
 
-MODES = ("baseline", "inspector", "routes-50")
+MODES = feature_cost.MODES  # the proxy modes it compares, as feature_cost.py defines them
 
 
 def table(rows: list[dict]) -> list[str]:
