@@ -149,13 +149,39 @@ impl SendClock {
     }
 }
 
+/// The longest a body may go without a frame: armed when a poll finds nothing, cleared by a
+/// frame (both request and answer bodies keep one).
+struct GapTimer {
+    gap: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl GapTimer {
+    fn new(gap: Duration) -> Self {
+        GapTimer { gap, timer: None }
+    }
+
+    /// A frame arrived: the next wait starts a new gap.
+    fn reset(&mut self) {
+        self.timer = None;
+    }
+
+    /// Nothing arrived on this poll: whether the gap is over (else `cx` is woken when it is).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let gap = self.gap;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
 /// A request body with a size cap (0 = none) and a maximum gap between reads.
 pub struct Guarded<B> {
     inner: B,
     seen: u64,
     max: u64,
-    gap: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
+    gap: GapTimer,
     fault: FaultFlag,
     clock: SendClock,
 }
@@ -166,8 +192,7 @@ impl<B> Guarded<B> {
             inner,
             seen: 0,
             max,
-            gap,
-            timer: None,
+            gap: GapTimer::new(gap),
             fault,
             clock,
         }
@@ -189,7 +214,7 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer = None;
+                this.gap.reset();
                 this.clock.set(false);
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
@@ -207,13 +232,9 @@ where
             }
             Poll::Pending => {
                 this.clock.set(true);
-                let gap = this.gap;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
-                if timer.as_mut().poll(cx).is_ready() {
+                if this.gap.expired(cx) {
                     this.fault.set(BodyFault::TooSlow);
-                    return Poll::Ready(Some(Err(BodyError::TooSlow(gap).into())));
+                    return Poll::Ready(Some(Err(BodyError::TooSlow(this.gap.gap).into())));
                 }
                 Poll::Pending
             }
@@ -243,8 +264,7 @@ pub enum UpstreamReadError {
 /// chunk over HTTP/1.1.
 pub struct UpstreamRead<B> {
     inner: B,
-    gap: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
+    gap: GapTimer,
     request_id: http::HeaderValue,
 }
 
@@ -252,8 +272,7 @@ impl<B> UpstreamRead<B> {
     pub fn new(inner: B, gap: Duration, request_id: http::HeaderValue) -> Self {
         UpstreamRead {
             inner,
-            gap,
-            timer: None,
+            gap: GapTimer::new(gap),
             request_id,
         }
     }
@@ -284,19 +303,15 @@ where
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer = None;
+                this.gap.reset();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                let gap = this.gap;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
-                if timer.as_mut().poll(cx).is_pending() {
+                if !this.gap.expired(cx) {
                     return Poll::Pending;
                 }
-                let e = UpstreamReadError::TimedOut(gap);
+                let e = UpstreamReadError::TimedOut(this.gap.gap);
                 this.cut(&e);
                 Poll::Ready(Some(Err(e.into())))
             }
